@@ -1,0 +1,8 @@
+"""viscurate: a visual data engine for computer-vision teams.
+
+>>> import viscurate
+>>> ds = viscurate.Dataset.create("pets")            # doctest: +SKIP
+>>> ds.add_images("~/photos")                         # doctest: +SKIP
+>>> ds.find({"width": {"$gt": 1000}}, page=1)         # doctest: +SKIP
+"""
+__version__ = "0.1.0"

@@ -1,0 +1,607 @@
+"""The catalog of one dataset: a DuckDB file with a samples table and an objects table.
+
+This is the only module that writes SQL against the catalog. Everything above it speaks documents and
+the MongoDB query language.
+
+Layout:
+- ``samples``: ``_seq`` (insertion order, the stable order of unsorted results), one typed column per
+  declared leaf field (named by its dotted path), ``<list>#n`` (length of each box list, NULL when the
+  list is missing) and ``extra`` (JSON object of the undeclared fields).
+- ``objects``: one row per box: ``sample_seq``, ``field`` (e.g. ``object_analysis``), ``idx`` (position
+  in the list), the declared object attributes, and ``attrs`` (JSON object of the others).
+- ``meta``: key/value, including ``schema_version``.
+
+Every write is one transaction: a run that dies leaves the catalog as it was before its last batch.
+
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> with Catalog(d, "demo", write=True) as cat:
+...     _ = cat.write([{"_id": "a", "width": 10}, {"_id": "b", "width": 20}])
+...     cat.find({"width": {"$gt": 15}})["results"][0]["_id"]
+'b'
+"""
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from ..errors import DatasetExists, QueryError, SchemaVersionError
+from . import documents, schema
+from .lock import DatasetLock
+from .query import bson_order
+from .query.compiler import Ctx, bind, compile_query, compile_sort
+from .query.projection import project
+from .schema import SCHEMA_VERSION, FieldSpec
+
+CATALOG_FILE = "catalog.duckdb"
+DEFAULT_PAGE_SIZE = 25
+WriteMode = Literal["error", "skip", "replace", "merge"]
+
+_ARROW = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_()}
+
+
+def lock_timeout() -> float:
+    return float(os.environ.get("VISCURATE_LOCK_TIMEOUT", "10"))
+
+
+def new_id() -> str:
+    """A fresh 24-hex-digit id (the shape of a MongoDB ObjectId)."""
+    return uuid.uuid4().hex[:24]
+
+
+class Catalog:
+    """An open catalog. Use as a context manager; ``write=True`` takes the dataset's write lock."""
+
+    def __init__(self, directory: str | os.PathLike, name: str = "", *, write: bool = False,
+                 timeout: float | None = None, threads: int | None = None):
+        self.directory = Path(directory)
+        self.name = name or self.directory.name
+        self.write_mode = write
+        self.path = self.directory / CATALOG_FILE
+        self.fields: dict[str, FieldSpec] = schema.FIELDS
+        self.object_attrs: dict[str, FieldSpec] = schema.OBJECT_ATTRS
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = DatasetLock(self.directory, self.name, exclusive=write,
+                                 timeout=lock_timeout() if timeout is None else timeout)
+        self._lock.acquire()
+        try:
+            self.con = self._connect(write, threads)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._mutex = threading.RLock()
+
+    # ---- connection -------------------------------------------------------------------------
+
+    def _connect(self, write: bool, threads: int | None) -> duckdb.DuckDBPyConnection:
+        fresh = not self.path.exists()
+        if not write and fresh:
+            # nothing written yet: create the empty schema once, then read it
+            self._lock.release()
+            self._lock.exclusive = True
+            self._lock.acquire()
+            con = duckdb.connect(str(self.path))
+            self._create_schema(con)
+            con.close()
+            self._lock.release()
+            self._lock.exclusive = False
+            self._lock.acquire()
+        wal = Path(str(self.path) + ".wal")
+        if not write and wal.exists():
+            # a previous writer died: replaying its log needs a writable open
+            self._lock.release()
+            self._lock.exclusive = True
+            self._lock.acquire()
+            duckdb.connect(str(self.path)).close()
+            self._lock.release()
+            self._lock.exclusive = False
+            self._lock.acquire()
+        con = duckdb.connect(str(self.path), read_only=not write)
+        con.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
+        if write:
+            self._create_schema(con)
+        self._check_version(con)
+        self._register_functions(con)
+        return con
+
+    def _create_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        cols = ["_seq BIGINT NOT NULL"]
+        for spec in self.fields.values():
+            if spec.kind == "scalar":
+                extra = " PRIMARY KEY" if spec.path == "_id" else ""
+                cols.append(f"{spec.column} {spec.sql_type}{extra}")
+            elif spec.kind == "list":
+                cols.append(f"{spec.column} {spec.sql_type}[]")
+            elif spec.kind == "objects":
+                cols.append(f"{schema.column_name(spec.path + '#n')} INTEGER")
+        cols.append("extra JSON")
+        con.execute(f"CREATE TABLE IF NOT EXISTS samples ({', '.join(cols)})")
+        ocols = ["sample_seq BIGINT NOT NULL", "field VARCHAR NOT NULL", "idx INTEGER NOT NULL"]
+        for spec in self.object_attrs.values():
+            t = spec.sql_type + ("[]" if spec.kind == "list" else "")
+            ocols.append(f"{spec.column} {t}")
+        ocols.append("attrs JSON")
+        con.execute(f"CREATE TABLE IF NOT EXISTS objects ({', '.join(ocols)})")
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(SCHEMA_VERSION)])
+
+    def _check_version(self, con: duckdb.DuckDBPyConnection) -> None:
+        rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        row = rows[0] if rows else None
+        found = int(row[0]) if row else None
+        if found != SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"dataset {self.name!r} has catalog schema version {found}, this viscurate reads version "
+                f"{SCHEMA_VERSION}; upgrade viscurate (or export with the version that wrote it)")
+
+    @staticmethod
+    def _register_functions(con: duckdb.DuckDBPyConnection) -> None:
+        con.create_function("vc_order_key", bson_order.order_key_from_json, ["VARCHAR"], "BLOB",
+                            null_handling="special", side_effects=False)
+        con.create_function("vc_sort_key", bson_order.sort_key_from_json, ["VARCHAR", "VARCHAR", "BOOLEAN"],
+                            "BLOB", null_handling="special", side_effects=False)
+
+    def close(self) -> None:
+        con, self.con = getattr(self, "con", None), None
+        if con is not None:
+            try:
+                con.close()
+            finally:
+                self._lock.release()
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):  # a forgotten catalog must not keep the dataset locked
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    def write(self, docs: Iterable[dict], mode: WriteMode = "error", merge_keys: Iterable[str] | None = None) -> dict:
+        """Write sample documents in one transaction. Returns counts {"inserted", "updated", "skipped"}.
+
+        ``mode`` decides what happens to a document whose ``_id`` exists: ``error`` (raise, write
+        nothing), ``skip``, ``replace`` (the new document replaces the old one), ``merge`` (its top-level
+        fields replace the old ones; with ``merge_keys``, exactly those keys are replaced or removed)."""
+        self._require_write()
+        docs = list(docs)
+        for d in docs:
+            if "_id" not in d or d["_id"] is None:
+                d["_id"] = new_id()
+            elif not isinstance(d["_id"], str) or not d["_id"]:
+                raise documents.FieldTypeError(f"_id must be a non-empty string, got {d['_id']!r}")
+        ids = [d["_id"] for d in docs]
+        if len(set(ids)) != len(ids):
+            raise DatasetExists("the batch holds the same _id twice")
+        keys = list(merge_keys) if merge_keys is not None else None
+        with self._mutex:
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                existing = dict(self.con.execute(
+                    "SELECT _id, _seq FROM samples WHERE _id IN (SELECT unnest(?))", [ids]).fetchall()) if ids else {}
+                if existing and mode == "error":
+                    some = ", ".join(list(existing)[:3])
+                    raise DatasetExists(f"{len(existing)} sample(s) already exist (e.g. {some})")
+                if mode == "skip":
+                    docs = [d for d in docs if d["_id"] not in existing]
+                elif mode == "merge" and existing:
+                    old = {d["_id"]: d for d in self._docs_where("s._id IN (SELECT unnest($1))", [list(existing)])}
+                    docs = [documents.merge(old[d["_id"]], d, keys) if d["_id"] in old else d for d in docs]
+                if existing and mode in ("replace", "merge"):
+                    self._delete_seqs(list(existing.values()))
+                next_seq = self.con.execute("SELECT coalesce(max(_seq), -1) + 1 FROM samples").fetchall()[0][0]
+                seqs = []
+                for d in docs:
+                    if d["_id"] in existing:
+                        seqs.append(existing[d["_id"]])
+                    else:
+                        seqs.append(next_seq)
+                        next_seq += 1
+                self._insert(docs, seqs)
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+        updated = sum(1 for d in docs if d["_id"] in existing)
+        return {"inserted": len(docs) - updated, "updated": updated, "skipped": len(ids) - len(docs)}
+
+    def _require_write(self) -> None:
+        if not self.write_mode:
+            raise RuntimeError("this catalog was opened for reading")
+
+    def _delete_seqs(self, seqs: list[int]) -> None:
+        self.con.execute("DELETE FROM objects WHERE sample_seq IN (SELECT unnest(?))", [seqs])
+        self.con.execute("DELETE FROM samples WHERE _seq IN (SELECT unnest(?))", [seqs])
+
+    def _insert(self, docs: list[dict], seqs: list[int]) -> None:
+        if not docs:
+            return
+        leaves = [s for s in self.fields.values() if s.kind in ("scalar", "list")]
+        lists = [s for s in self.fields.values() if s.kind == "objects"]
+        columns: dict[str, list] = {"_seq": seqs}
+        for spec in leaves:
+            columns[spec.path] = []
+        for spec in lists:
+            columns[spec.path + "#n"] = []
+        columns["extra"] = []
+        ocols: dict[str, list] = {"sample_seq": [], "field": [], "idx": []}
+        for spec in self.object_attrs.values():
+            ocols[spec.path] = []
+        ocols["attrs"] = []
+        for doc, seq in zip(docs, seqs):
+            row, objects, extra = documents.split(doc, self.fields, self.object_attrs)
+            for spec in leaves:
+                columns[spec.path].append(row.get(spec.path))
+            for spec in lists:
+                items = objects.get(spec.path)
+                columns[spec.path + "#n"].append(None if items is None else len(items))
+                for i, obj in enumerate(items or ()):
+                    ocols["sample_seq"].append(seq)
+                    ocols["field"].append(spec.path)
+                    ocols["idx"].append(i)
+                    for a in self.object_attrs:
+                        ocols[a].append(obj.get(a))
+                    ocols["attrs"].append(orjson.dumps(obj["attrs"]).decode() if obj["attrs"] else None)
+            columns["extra"].append(orjson.dumps(extra).decode() if extra else None)
+        arrays, names = [pa.array(seqs, pa.int64())], ["_seq"]
+        for spec in leaves:
+            t = _ARROW[spec.sql_type]
+            arrays.append(pa.array(columns[spec.path], pa.list_(t) if spec.kind == "list" else t))
+            names.append(spec.path)
+        for spec in lists:
+            arrays.append(pa.array(columns[spec.path + "#n"], pa.int32()))
+            names.append(spec.path + "#n")
+        arrays.append(pa.array(columns["extra"], pa.string()))
+        names.append("extra")
+        batch = pa.Table.from_arrays(arrays, names=names)
+        self.con.register("_vc_batch", batch)
+        try:
+            self.con.execute("INSERT INTO samples BY NAME SELECT * FROM _vc_batch")
+        finally:
+            self.con.unregister("_vc_batch")
+        if ocols["sample_seq"]:
+            oarrays = [pa.array(ocols["sample_seq"], pa.int64()), pa.array(ocols["field"], pa.string()),
+                       pa.array(ocols["idx"], pa.int32())]
+            onames = ["sample_seq", "field", "idx"]
+            for a, spec in self.object_attrs.items():
+                t = _ARROW[spec.sql_type]
+                oarrays.append(pa.array(ocols[a], pa.list_(t) if spec.kind == "list" else t))
+                onames.append(a)
+            oarrays.append(pa.array(ocols["attrs"], pa.string()))
+            onames.append("attrs")
+            self.con.register("_vc_objects", pa.Table.from_arrays(oarrays, names=onames))
+            try:
+                self.con.execute("INSERT INTO objects BY NAME SELECT * FROM _vc_objects")
+            finally:
+                self.con.unregister("_vc_objects")
+
+    def delete(self, query: dict | None = None, ids: list[str] | None = None) -> int:
+        """Delete the samples matching ``query`` (or with these ``ids``); returns how many."""
+        self._require_write()
+        where, params = self._where(query, ids)
+        with self._mutex:
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                seqs = [r[0] for r in self._execute(f"SELECT _seq FROM samples s WHERE {where}", params).fetchall()]
+                self._delete_seqs(seqs)
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+        return len(seqs)
+
+    def update(self, query: dict | None, changes: dict, ids: list[str] | None = None, batch_size: int = 2000) -> int:
+        """Apply MongoDB update operators (``$set``, ``$unset``, ``$addToSet``, ``$pull``) to the matching
+        samples, in one transaction. Returns the number of samples changed."""
+        self._require_write()
+        ops = _validate_update(changes)
+        ctx = Ctx()
+        where, params = self._where(query, ids, ctx)
+        fast = _fast_update_sql(ops, self.fields, ctx)
+        with self._mutex:
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                if fast is not None:
+                    sets, changed_where = fast
+                    n = self._execute(f"SELECT count(*) FROM samples s WHERE ({where}) AND ({changed_where})",
+                                      ctx.params).fetchall()[0][0]
+                    self._execute(f"UPDATE samples AS s SET {sets} WHERE ({where})", ctx.params)
+                else:
+                    n = 0
+                    seqs = [r[0] for r in self._execute(
+                        f"SELECT _seq FROM samples s WHERE {where} ORDER BY _seq", params).fetchall()]
+                    for i in range(0, len(seqs), batch_size):
+                        chunk = seqs[i:i + batch_size]
+                        docs = self._docs_where("s._seq IN (SELECT unnest($1))", [chunk])
+                        new_docs = [_apply_update(d, ops) for d in docs]
+                        changed = [(nd, d["_seq_"]) for nd, d in zip(new_docs, docs) if nd is not None]
+                        if changed:
+                            self._delete_seqs([s for _, s in changed])
+                            self._insert([nd for nd, _ in changed], [s for _, s in changed])
+                        n += len(changed)
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+        return n
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def _where(self, query: dict | None, ids: list[str] | None = None, ctx: Ctx | None = None) -> tuple[str, list]:
+        ctx = ctx if ctx is not None else Ctx()
+        sql, params = compile_query(query or {}, self.fields, ctx)
+        if ids is not None:
+            sql = f"({sql}) AND s._id IN (SELECT unnest({ctx.p(list(ids))}))"
+        return sql, ctx.params
+
+    def count(self, query: dict | None = None) -> int:
+        where, params = self._where(query)
+        with self._mutex:
+            return self._execute(f"SELECT count(*) FROM samples s WHERE {where}", params).fetchall()[0][0]
+
+    def find(self, query: dict | None = None, *, sort: Any = None, projection: dict | None = None,
+             page: int = 1, page_size: int = DEFAULT_PAGE_SIZE) -> dict:
+        """One page of matches: ``{"length": total, "page": page, "page_size": n, "results": [docs]}``."""
+        if not isinstance(page, int) or isinstance(page, bool) or page < 1:
+            raise QueryError(f"page must be an integer >= 1, got {page!r}")
+        if not isinstance(page_size, int) or isinstance(page_size, bool) or not 1 <= page_size <= 10_000:
+            raise QueryError(f"page_size must be an integer between 1 and 10000, got {page_size!r}")
+        ctx = Ctx()
+        where, _ = self._where(query, ctx=ctx)
+        order, params = compile_sort(sort, self.fields, ctx)
+        with self._mutex:
+            length = self._execute(f"SELECT count(*) FROM samples s WHERE {where}", params).fetchall()[0][0]
+            results = self._docs_where(where, params, order=order, limit=page_size, offset=(page - 1) * page_size)
+        for d in results:
+            d.pop("_seq_", None)
+        if projection:
+            results = [project(d, projection) for d in results]
+        return {"length": length, "page": page, "page_size": page_size, "results": results}
+
+    def iter_docs(self, query: dict | None = None, *, sort: Any = None, batch_size: int = 1000) -> Iterator[dict]:
+        """Every matching document, in batches (stable order)."""
+        ctx = Ctx()
+        where, _ = self._where(query, ctx=ctx)
+        order, params = compile_sort(sort, self.fields, ctx)
+        offset = 0
+        while True:
+            with self._mutex:
+                batch = self._docs_where(where, params, order=order, limit=batch_size, offset=offset)
+            for d in batch:
+                d.pop("_seq_", None)
+                yield d
+            if len(batch) < batch_size:
+                return
+            offset += batch_size
+
+    def get(self, sample_id: str) -> dict | None:
+        docs = self._docs_where("s._id = $1", [sample_id])
+        if not docs:
+            return None
+        docs[0].pop("_seq_", None)
+        return docs[0]
+
+    def ids(self, query: dict | None = None) -> list[str]:
+        where, params = self._where(query)
+        with self._mutex:
+            return [r[0] for r in self._execute(
+                f"SELECT _id FROM samples s WHERE {where} ORDER BY _seq", params).fetchall()]
+
+    def _execute(self, sql: str, params: list):
+        sql, params = bind(sql, params)
+        try:
+            return self.con.execute(sql, params)
+        except duckdb.InvalidInputException as e:
+            if "regex" in str(e).lower() or "regular expression" in str(e).lower():
+                raise QueryError(f"invalid $regex: {e}") from None
+            raise
+
+    def _docs_where(self, where: str, params: list, *, order: list[str] | None = None,
+                    limit: int | None = None, offset: int = 0) -> list[dict]:
+        """Documents of the rows matching ``where`` (SQL with numbered parameters ``$1``...)."""
+        order_sql = ", ".join((order or []) + ["s._seq"])
+        sql = f"SELECT s.* FROM samples s WHERE {where} ORDER BY {order_sql}"
+        all_params = list(params)
+        if limit is not None:
+            n = len(all_params)
+            sql += f" LIMIT ${n + 1} OFFSET ${n + 2}"
+            all_params += [limit, offset]
+        cur = self._execute(sql, all_params)
+        names = [c[0] for c in cur.description]
+        rows = cur.fetchall()
+        if not rows:
+            return []
+        seq_i = names.index("_seq")
+        extra_i = names.index("extra")
+        seqs = [r[seq_i] for r in rows]
+        objects = self._objects_for(seqs)
+        out = []
+        for r in rows:
+            row = dict(zip(names, r))
+            extra = row.pop("extra")
+            seq = row.pop("_seq")
+            doc = documents.assemble(row, objects.get(seq, {}), orjson.loads(extra) if extra else None,
+                                     self.fields, self.object_attrs)
+            doc["_seq_"] = seq
+            out.append(doc)
+        return out
+
+    def _objects_for(self, seqs: list[int]) -> dict[int, dict[str, list[dict]]]:
+        cur = self.con.execute(
+            "SELECT * FROM objects WHERE sample_seq IN (SELECT unnest(?)) ORDER BY sample_seq, field, idx", [seqs])
+        names = [c[0] for c in cur.description]
+        out: dict[int, dict[str, list[dict]]] = {}
+        for r in cur.fetchall():
+            row = dict(zip(names, r))
+            attrs = row.pop("attrs")
+            row["attrs"] = orjson.loads(attrs) if attrs else {}
+            out.setdefault(row.pop("sample_seq"), {}).setdefault(row.pop("field"), []).append(row)
+        return out
+
+    # ---- ingest support ---------------------------------------------------------------------
+
+    def file_index(self) -> dict[str, tuple[int | None, float | None, str | None, str]]:
+        """origin -> (size_bytes, mtime, hash, _id) for every sample that came from a file."""
+        with self._mutex:
+            rows = self.con.execute(
+                "SELECT origin, size_bytes, mtime, hash, _id FROM samples WHERE origin IS NOT NULL").fetchall()
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+    def sql(self, sql: str, params: list | None = None) -> list[tuple]:
+        """Run read-only SQL over the catalog (for statistics and tools; values as parameters)."""
+        with self._mutex:
+            return self.con.execute(sql, params or []).fetchall()
+
+    def meta_get(self, key: str) -> str | None:
+        rows = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+        row = rows[0] if rows else None
+        return row[0] if row else None
+
+    def meta_set(self, key: str, value: str) -> None:
+        self._require_write()
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+
+# ---- updates ------------------------------------------------------------------------------------
+
+_UPDATE_OPS = ("$set", "$unset", "$addToSet", "$pull")
+
+
+def _validate_update(changes: dict) -> dict:
+    if not isinstance(changes, dict) or not changes:
+        raise QueryError("an update needs operators, e.g. {'$set': {'split': 'val'}}")
+    for op, body in changes.items():
+        if op not in _UPDATE_OPS:
+            raise QueryError(f"unsupported update operator {op} (supported: {', '.join(_UPDATE_OPS)})")
+        if not isinstance(body, dict) or not body:
+            raise QueryError(f"{op} needs an object of field paths")
+        for path in body:
+            if not isinstance(path, str) or not path or any(p == "" or p.startswith("$") for p in path.split(".")):
+                raise QueryError(f"{op}: invalid field path {path!r}")
+            if path == "_id" or path.startswith("_id."):
+                raise QueryError("_id cannot be changed")
+    return changes
+
+
+def _fast_update_sql(ops: dict, fields: dict, ctx: Ctx) -> tuple[str, str] | None:
+    """Single-statement SQL (SET clause, "row would change" condition) for updates that touch only typed
+    leaf columns (e.g. tagging a million samples); None when the general read-modify-write path is needed."""
+    sets, changed = [], []
+    touched = set()
+    for op, body in ops.items():
+        for path, value in body.items():
+            spec = fields.get(path)
+            if spec is None or spec.kind not in ("scalar", "list") or path in touched:
+                return None
+            touched.add(path)
+            col = spec.column
+            t = spec.sql_type if spec.kind == "scalar" else f"{spec.sql_type}[]"
+            if op == "$set":
+                if spec.kind == "scalar":
+                    v = documents.coerce_scalar(value, spec.sql_type, path)
+                else:
+                    v = documents.coerce_list(value, spec.sql_type, path)
+                ref = ctx.p(v, t)
+                sets.append(f"{col} = {ref}")
+                changed.append(f"{col} IS DISTINCT FROM {ref}")
+            elif op == "$unset":
+                sets.append(f"{col} = NULL")
+                changed.append(f"{col} IS NOT NULL")
+            elif op in ("$addToSet", "$pull"):
+                if spec.kind != "list":
+                    return None
+                if isinstance(value, dict):
+                    if op == "$pull" or list(value) != ["$each"]:
+                        return None
+                    values = value["$each"]
+                else:
+                    values = [value]
+                values = [documents.coerce_scalar(v, spec.sql_type, path) for v in values]
+                if any(v is None for v in values):
+                    return None
+                values = list(dict.fromkeys(values))
+                ref = ctx.p(values, t)
+                current = f"coalesce({col}, CAST([] AS {t}))"
+                if op == "$addToSet":
+                    # append the values not already present, in order; a missing list becomes one
+                    sets.append(f"{col} = list_concat({current}, list_filter({ref}, "
+                                f"lambda v: NOT list_contains({current}, v)))")
+                    changed.append(f"({col} IS NULL OR NOT list_has_all({col}, {ref}))")
+                else:
+                    sets.append(f"{col} = list_filter({col}, lambda v: NOT list_contains({ref}, v))")
+                    changed.append(f"coalesce(list_has_any({col}, {ref}), FALSE)")
+    return ", ".join(sets), " OR ".join(changed) or "FALSE"
+
+
+def _apply_update(doc: dict, ops: dict) -> dict | None:
+    """The updated document, or None when nothing changed."""
+    import copy
+    new = copy.deepcopy({k: v for k, v in doc.items() if k != "_seq_"})
+    for op, body in ops.items():
+        for path, value in body.items():
+            parts = path.split(".")
+            if op == "$set":
+                _set_path(new, parts, value)
+            elif op == "$unset":
+                _unset_path(new, parts)
+            elif op == "$addToSet":
+                values = value["$each"] if isinstance(value, dict) and list(value) == ["$each"] else [value]
+                current = _get_path(new, parts)
+                if current is None:
+                    current = []
+                if not isinstance(current, list):
+                    raise QueryError(f"$addToSet: {path} is not an array")
+                for v in values:
+                    if v not in current:
+                        current = current + [v]
+                _set_path(new, parts, current)
+            elif op == "$pull":
+                current = _get_path(new, parts)
+                if isinstance(current, list):
+                    _set_path(new, parts, [v for v in current if v != value])
+    old = {k: v for k, v in doc.items() if k != "_seq_"}
+    return None if new == old else new
+
+
+def _get_path(doc: dict, parts: list[str]) -> Any:
+    cur: Any = doc
+    for p in parts:
+        if not isinstance(cur, dict) or p not in cur:
+            return None
+        cur = cur[p]
+    return cur
+
+
+def _set_path(doc: dict, parts: list[str], value: Any) -> None:
+    cur = doc
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if nxt is None:
+            nxt = cur[p] = {}
+        if not isinstance(nxt, dict):
+            raise QueryError(f"cannot set {'.'.join(parts)}: {p} is not an object")
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def _unset_path(doc: dict, parts: list[str]) -> None:
+    cur: Any = doc
+    for p in parts[:-1]:
+        if not isinstance(cur, dict) or p not in cur:
+            return
+        cur = cur[p]
+    if isinstance(cur, dict):
+        cur.pop(parts[-1], None)

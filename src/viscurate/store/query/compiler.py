@@ -1,0 +1,1181 @@
+"""MongoDB query language -> parameterized DuckDB SQL, with MongoDB's matching semantics.
+
+A query is compiled against a *root*: the samples table (declared fields are typed columns, the rest
+is the ``extra`` JSON column), a row of the objects table (inside ``$elemMatch`` on a box list), or a
+JSON value (inside ``$elemMatch`` on free-form JSON). Every value a user gives reaches DuckDB as a
+parameter; only identifiers we generate ourselves and JSON paths built from validated field names are
+part of the SQL text (paths go in as parameters too).
+
+MongoDB semantics, as the differential tests against a real ``mongod`` pin them down:
+- A dotted path is resolved by descending into sub-documents; an array met on the way is traversed:
+  each element that is a document is descended into (non-documents contribute nothing), and a numeric
+  component also selects the element at that position.
+- A leaf operator matches when *any* candidate value matches. Arrays at the end of the path are
+  candidates both as a whole and element by element ("leaf expansion"), except for ``$size``,
+  ``$elemMatch`` and ``$exists``, and except where the array was reached by position.
+- Missing values compare equal to null; ``$ne``/``$nin``/``$not`` negate the whole path predicate.
+- Comparisons only match values of the operand's type bracket (numbers with numbers, and so on).
+
+Example:
+>>> from viscurate.store.query.compiler import compile_query
+>>> sql, params = compile_query({"width": {"$gt": 100}})
+>>> params
+[100]
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ...errors import QueryError, UnsupportedOperator
+from .. import schema
+from .bson_order import order_key
+
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+JSON_INT_TYPES = "('BIGINT', 'UBIGINT')"
+JSON_NUM_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+_SQL_NUMERIC = ("BIGINT", "DOUBLE")
+
+LOGICAL = {"$and", "$or", "$nor"}
+IGNORED_TOP = {"$comment"}
+KNOWN_FIELD_OPS = {
+    "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$type", "$not",
+    "$regex", "$options", "$size", "$all", "$elemMatch",
+}
+
+TYPE_ALIASES = {
+    "double": {"double"}, 1: {"double"},
+    "string": {"string"}, 2: {"string"},
+    "object": {"object"}, 3: {"object"},
+    "array": {"array"}, 4: {"array"},
+    "bool": {"bool"}, 8: {"bool"},
+    "null": {"null"}, 10: {"null"},
+    "int": {"int"}, 16: {"int"},
+    "long": {"long"}, 18: {"long"},
+    "number": {"double", "int", "long"},
+}
+# Types a JSON value can never have here (no BSON dates, ObjectIds... in our documents): valid
+# aliases that simply never match.
+NEVER_TYPES = {"binData": 5, "undefined": 6, "objectId": 7, "date": 9, "regex": 11, "dbPointer": 12,
+               "javascript": 13, "symbol": 14, "javascriptWithScope": 15, "timestamp": 17,
+               "decimal": 19, "minKey": -1, "maxKey": 127}
+
+
+def is_index(part: str) -> bool:
+    """A path component that MongoDB also reads as an array position."""
+    return part.isdigit() and (part == "0" or part[0] != "0")
+
+
+def json_pointer(part: str) -> str:
+    return "/" + part.replace("~", "~0").replace("/", "~1")
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters and fresh names
+
+
+@dataclass
+class Ctx:
+    params: list = field(default_factory=list)
+    counter: int = 0
+
+    def p(self, value: Any, cast: str | None = None) -> str:
+        # numbered parameters, so an expression may appear several times in the SQL text
+        self.params.append(value)
+        ref = f"${len(self.params)}"
+        return f"CAST({ref} AS {cast})" if cast else ref
+
+    def var(self, prefix: str = "x") -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+
+TRUE, FALSE = "TRUE", "FALSE"
+
+_REF = re.compile(r"\$(\d+)")
+
+
+def bind(sql: str, params: list) -> tuple[str, list]:
+    """Renumber the ``$n`` parameters that ``sql`` actually uses to 1..k and return their values
+    (DuckDB refuses values for parameters a statement does not use)."""
+    mapping: dict[int, int] = {}
+    out: list = []
+
+    def sub(m: re.Match) -> str:
+        n = int(m.group(1))
+        if n not in mapping:
+            mapping[n] = len(out) + 1
+            out.append(params[n - 1])
+        return f"${mapping[n]}"
+
+    return _REF.sub(sub, sql), out
+
+
+def _and(*parts: str) -> str:
+    parts = [p for p in parts if p != TRUE]
+    if FALSE in parts:
+        return FALSE
+    if not parts:
+        return TRUE
+    return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+
+
+def _or(*parts: str) -> str:
+    parts = [p for p in parts if p != FALSE]
+    if TRUE in parts:
+        return TRUE
+    if not parts:
+        return FALSE
+    return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+
+
+def _not(part: str) -> str:
+    if part == TRUE:
+        return FALSE
+    if part == FALSE:
+        return TRUE
+    return f"(NOT {part})"
+
+
+def _const(b: bool) -> str:
+    return TRUE if b else FALSE
+
+
+def _coalesce(sql: str) -> str:
+    return sql if sql in (TRUE, FALSE) else f"coalesce({sql}, FALSE)"
+
+
+# --------------------------------------------------------------------------------------------
+# Value helpers
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_value(v: Any, where: str) -> None:
+    """Operands are JSON values; anything else (a Python object, NaN...) is a clear error."""
+    if v is None or isinstance(v, (bool, str)):
+        return
+    if isinstance(v, int):
+        if not INT64[0] <= v <= INT64[1]:
+            raise QueryError(f"{where}: integer {v} does not fit in 64 bits")
+        return
+    if isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            raise QueryError(f"{where}: NaN and infinity are not supported as operands")
+        return
+    if isinstance(v, list):
+        for x in v:
+            _check_value(x, where)
+        return
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if not isinstance(k, str):
+                raise QueryError(f"{where}: field names must be strings")
+            _check_value(x, where)
+        return
+    raise QueryError(f"{where}: unsupported value of type {type(v).__name__}")
+
+
+def _num_compare(ctx: Ctx, expr: str, kind: str, op: str, n: int | float) -> str:
+    """Exact comparison of a number (``kind``: 'int' or 'double' SQL expression) with operand ``n``.
+
+    MongoDB compares 64-bit integers and doubles by exact numeric value; so do we."""
+    if kind == "int":
+        if isinstance(n, int):
+            return f"({expr} {op} {ctx.p(n, 'HUGEINT')})"
+        # integer vs double operand: compare with the operand rounded the right way
+        import math
+        if op == "=":
+            return f"({expr} = {ctx.p(int(n), 'HUGEINT')})" if n.is_integer() else FALSE
+        if op in (">", "<="):
+            bound = math.floor(n)
+        else:  # "<", ">="
+            bound = math.ceil(n)
+        if op == ">" and n.is_integer():
+            bound = int(n)
+        if op == "<=" and n.is_integer():
+            bound = int(n)
+        # x > n  <=> x > floor(n) ; x >= n <=> x >= ceil(n) ; x < n <=> x < ceil(n) ; x <= n <=> x <= floor(n)
+        if abs(bound) > 2**100:
+            return _const((op in (">", ">=")) == (bound < 0))
+        return f"({expr} {op} {ctx.p(int(bound), 'HUGEINT')})"
+    # double expression
+    if isinstance(n, float) or float(n) == n:
+        return f"({expr} {op} {ctx.p(float(n), 'DOUBLE')})"
+    # n is an integer that is not exactly a double: doubles this large are integers, compare exactly
+    d = float(n)
+    big = f"abs({expr}) < 1e30"
+    exact = f"(TRY_CAST({expr} AS HUGEINT) {op} {ctx.p(n, 'HUGEINT')})"
+    approx = f"({expr} {op} {ctx.p(d, 'DOUBLE')})"
+    return f"(CASE WHEN {big} THEN {exact} ELSE {approx} END)"
+
+
+# --------------------------------------------------------------------------------------------
+# Leaf predicates. Each knows how to test one candidate of each storage kind.
+
+
+class Pred:
+    """A predicate over one candidate value; ``expand`` says whether leaf arrays are also tested
+    element by element."""
+
+    expand = True
+
+    def on_missing(self) -> bool:
+        raise NotImplementedError
+
+    # candidate kinds -------------------------------------------------
+    def json(self, ctx: Ctx, c: str) -> str:
+        """``c`` is a JSON expression; SQL NULL means the value is missing."""
+        raise NotImplementedError
+
+    def typed(self, ctx: Ctx, c: str, sql_type: str) -> str:
+        """``c`` is a typed scalar expression; SQL NULL means missing."""
+        raise NotImplementedError
+
+    def typed_list(self, ctx: Ctx, c: str, elem_type: str) -> str:
+        """``c`` is a non-NULL typed list, as one candidate (the whole array)."""
+        raise NotImplementedError
+
+    def group(self, ctx: Ctx, present: str, spec_path: str, fields: dict) -> str:
+        """A closed sub-document of declared fields; ``present`` is SQL true when it exists."""
+        raise NotImplementedError
+
+    def objects_array(self, ctx: Ctx, n: str, objects: "ObjectsRef") -> str:
+        """A box list as one candidate (the whole array); ``n`` its length, NULL when missing."""
+        raise NotImplementedError
+
+    def object_doc(self, ctx: Ctx, objects: "ObjectsRef", row: str) -> str:
+        """One element of a box list (a sub-document held in objects-table row ``row``)."""
+        raise NotImplementedError
+
+
+def _unsupported(what: str) -> UnsupportedOperator:
+    return UnsupportedOperator(what)
+
+
+class Eq(Pred):
+    def __init__(self, value: Any):
+        self.value = value
+
+    def on_missing(self) -> bool:
+        return self.value is None
+
+    def json(self, ctx, c):
+        v = self.value
+        if v is None:
+            return f"({c} IS NULL OR json_type({c}) = 'NULL')"
+        return _coalesce(json_equals(ctx, c, v))
+
+    def typed(self, ctx, c, t):
+        v = self.value
+        if v is None:
+            return f"({c} IS NULL)"
+        return _coalesce(typed_equals(ctx, c, t, v))
+
+    def typed_list(self, ctx, c, t):
+        v = self.value
+        if not isinstance(v, list):
+            return FALSE
+        if not v:
+            return f"(len({c}) = 0)"
+        if t == "VARCHAR" and all(isinstance(x, str) for x in v):
+            return f"({c} = {ctx.p(v, 'VARCHAR[]')})"
+        if t in _SQL_NUMERIC and all(_is_number(x) for x in v):
+            parts = [f"(len({c}) = {len(v)})"]
+            for i, x in enumerate(v):
+                parts.append(_coalesce(typed_equals(ctx, f"{c}[{i + 1}]", t, x)))
+            return _and(*parts)
+        if t == "BOOLEAN" and all(isinstance(x, bool) for x in v):
+            return f"({c} = {ctx.p(v, 'BOOLEAN[]')})"
+        return FALSE
+
+    def group(self, ctx, present, path, fields):
+        v = self.value
+        if v is None:
+            return _not(present)
+        if not isinstance(v, dict):
+            return FALSE
+        return group_equals(ctx, path, fields, v)
+
+    def objects_array(self, ctx, n, objects):
+        v = self.value
+        if v is None:
+            return FALSE  # the array exists, and its elements are documents, never null
+        if isinstance(v, list) and not v:
+            return f"({n} = 0)"
+        if isinstance(v, list):
+            raise _unsupported(f"comparing the whole list '{objects.field}' with a non-empty array; "
+                               "query its elements instead (e.g. $elemMatch)")
+        return FALSE
+
+    def object_doc(self, ctx, objects, row):
+        v = self.value
+        if isinstance(v, dict):
+            raise _unsupported(f"comparing an element of '{objects.field}' with a whole document; "
+                               "use $elemMatch on its fields")
+        return FALSE
+
+
+class Cmp(Pred):
+    SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+    def __init__(self, op: str, value: Any):
+        self.op, self.value = op, value
+        self.sql = self.SQL[op]
+
+    def on_missing(self) -> bool:
+        return self.value is None and self.op in ("$gte", "$lte")
+
+    def _null(self):
+        return self.value is None
+
+    def json(self, ctx, c):
+        v = self.value
+        if v is None:
+            return Eq(None).json(ctx, c) if self.op in ("$gte", "$lte") else FALSE
+        if _is_number(v):
+            return _coalesce(_or(
+                _and(f"json_type({c}) IN {JSON_INT_TYPES}", _num_compare(ctx, f"TRY_CAST({c} AS HUGEINT)", "int", self.sql, v)),
+                _and(f"json_type({c}) = 'DOUBLE'", _num_compare(ctx, f"TRY_CAST({c} AS DOUBLE)", "double", self.sql, v)),
+            ))
+        if isinstance(v, str):
+            return _coalesce(f"(json_type({c}) = 'VARCHAR' AND ({c} ->> '$') {self.sql} {ctx.p(v)})")
+        if isinstance(v, bool):
+            return _coalesce(f"(json_type({c}) = 'BOOLEAN' AND (CAST({c} AS VARCHAR) = 'true') {self.sql} {ctx.p(v)})")
+        bracket = "'ARRAY'" if isinstance(v, list) else "'OBJECT'"
+        return _coalesce(f"(json_type({c}) = {bracket} AND vc_order_key(CAST({c} AS VARCHAR)) {self.sql} {ctx.p(order_key(v), 'BLOB')})")
+
+    def typed(self, ctx, c, t):
+        v = self.value
+        if v is None:
+            return f"({c} IS NULL)" if self.op in ("$gte", "$lte") else FALSE
+        if t in _SQL_NUMERIC and _is_number(v):
+            return _coalesce(_num_compare(ctx, c, "int" if t == "BIGINT" else "double", self.sql, v))
+        if t == "VARCHAR" and isinstance(v, str):
+            return _coalesce(f"({c} {self.sql} {ctx.p(v)})")
+        if t == "BOOLEAN" and isinstance(v, bool):
+            return _coalesce(f"({c} {self.sql} {ctx.p(v)})")
+        return FALSE
+
+    def typed_list(self, ctx, c, t):
+        v = self.value
+        if not isinstance(v, list):
+            return FALSE
+        return _coalesce(f"(vc_order_key(CAST(to_json({c}) AS VARCHAR)) {self.sql} {ctx.p(order_key(v), 'BLOB')})")
+
+    def group(self, ctx, present, path, fields):
+        v = self.value
+        if v is None:
+            return _not(present) if self.op in ("$gte", "$lte") else FALSE
+        if isinstance(v, dict):
+            raise _unsupported(f"{self.op} with a document operand on the sub-document '{path}'; compare its fields")
+        return FALSE
+
+    def objects_array(self, ctx, n, objects):
+        v = self.value
+        if v is None or not isinstance(v, list):
+            return FALSE
+        raise _unsupported(f"{self.op} with an array operand on the list '{objects.field}'")
+
+    def object_doc(self, ctx, objects, row):
+        if isinstance(self.value, dict):
+            raise _unsupported(f"{self.op} with a document operand on elements of '{objects.field}'")
+        return FALSE
+
+
+class In(Pred):
+    def __init__(self, values: list):
+        self.values = values
+        self.eqs = [Eq(v) for v in values]
+
+    def on_missing(self) -> bool:
+        return any(e.on_missing() for e in self.eqs)
+
+    def json(self, ctx, c):
+        strings = [v for v in self.values if isinstance(v, str)]
+        rest = [e for e in self.eqs if not isinstance(e.value, str)]
+        parts = []
+        if strings:
+            parts.append(_coalesce(f"(json_type({c}) = 'VARCHAR' AND list_contains({ctx.p(strings, 'VARCHAR[]')}, {c} ->> '$'))"))
+        parts += [e.json(ctx, c) for e in rest]
+        return _or(*parts)
+
+    def typed(self, ctx, c, t):
+        parts = []
+        if t == "VARCHAR":
+            strings = [v for v in self.values if isinstance(v, str)]
+            if strings:
+                parts.append(_coalesce(f"list_contains({ctx.p(strings, 'VARCHAR[]')}, {c})"))
+            rest = [e for e in self.eqs if not isinstance(e.value, str)]
+        else:
+            rest = self.eqs
+        parts += [e.typed(ctx, c, t) for e in rest]
+        return _or(*parts)
+
+    def typed_list(self, ctx, c, t):
+        return _or(*[e.typed_list(ctx, c, t) for e in self.eqs])
+
+    def group(self, ctx, present, path, fields):
+        return _or(*[e.group(ctx, present, path, fields) for e in self.eqs])
+
+    def objects_array(self, ctx, n, objects):
+        return _or(*[e.objects_array(ctx, n, objects) for e in self.eqs])
+
+    def object_doc(self, ctx, objects, row):
+        return _or(*[e.object_doc(ctx, objects, row) for e in self.eqs])
+
+
+class Exists(Pred):
+    expand = False
+
+    def on_missing(self) -> bool:
+        return False
+
+    def json(self, ctx, c):
+        return f"({c} IS NOT NULL)"
+
+    def typed(self, ctx, c, t):
+        return f"({c} IS NOT NULL)"
+
+    def typed_list(self, ctx, c, t):
+        return TRUE
+
+    def group(self, ctx, present, path, fields):
+        return present
+
+    def objects_array(self, ctx, n, objects):
+        return f"({n} IS NOT NULL)"
+
+    def object_doc(self, ctx, objects, row):
+        return TRUE
+
+
+class TypeIs(Pred):
+    def __init__(self, names: set[str]):
+        self.names = names
+
+    def on_missing(self) -> bool:
+        return False
+
+    def json(self, ctx, c):
+        parts = []
+        simple = {"double": "DOUBLE", "string": "VARCHAR", "object": "OBJECT", "array": "ARRAY",
+                  "bool": "BOOLEAN", "null": "NULL"}
+        kinds = [simple[n] for n in self.names if n in simple]
+        if kinds:
+            parts.append(f"json_type({c}) IN ({', '.join(repr(k) for k in kinds)})")
+        int_range = f"TRY_CAST({c} AS HUGEINT) BETWEEN {INT32[0]} AND {INT32[1]}"
+        if "int" in self.names:
+            parts.append(f"(json_type({c}) IN {JSON_INT_TYPES} AND {int_range})")
+        if "long" in self.names:
+            parts.append(f"(json_type({c}) IN {JSON_INT_TYPES} AND NOT ({int_range}))")
+        return _coalesce(_or(*parts))
+
+    def typed(self, ctx, c, t):
+        names = self.names
+        if t == "VARCHAR":
+            return f"({c} IS NOT NULL)" if "string" in names else FALSE
+        if t == "BOOLEAN":
+            return f"({c} IS NOT NULL)" if "bool" in names else FALSE
+        if t == "DOUBLE":
+            return f"({c} IS NOT NULL)" if "double" in names else FALSE
+        if t == "BIGINT":
+            parts = []
+            if "int" in names:
+                parts.append(f"({c} BETWEEN {INT32[0]} AND {INT32[1]})")
+            if "long" in names:
+                parts.append(f"({c} NOT BETWEEN {INT32[0]} AND {INT32[1]})")
+            return _coalesce(_or(*parts))
+        return FALSE
+
+    def typed_list(self, ctx, c, t):
+        return _const("array" in self.names)
+
+    def group(self, ctx, present, path, fields):
+        return present if "object" in self.names else FALSE
+
+    def objects_array(self, ctx, n, objects):
+        return f"({n} IS NOT NULL)" if "array" in self.names else FALSE
+
+    def object_doc(self, ctx, objects, row):
+        return _const("object" in self.names)
+
+
+class Regex(Pred):
+    def __init__(self, pattern: str, options: str):
+        bad = set(options) - set("imsx")
+        if bad:
+            raise QueryError(f"$options: unsupported regex option(s) {''.join(sorted(bad))!r}")
+        if "x" in options:
+            raise _unsupported("$regex option 'x' (extended syntax)")
+        flags = "".join(o for o in "ims" if o in options)
+        self.pattern = f"(?{flags}){pattern}" if flags else pattern
+
+    def on_missing(self) -> bool:
+        return False
+
+    def json(self, ctx, c):
+        return _coalesce(f"(json_type({c}) = 'VARCHAR' AND regexp_matches({c} ->> '$', {ctx.p(self.pattern)}))")
+
+    def typed(self, ctx, c, t):
+        if t != "VARCHAR":
+            return FALSE
+        return _coalesce(f"regexp_matches({c}, {ctx.p(self.pattern)})")
+
+    def typed_list(self, ctx, c, t):
+        return FALSE
+
+    def group(self, ctx, present, path, fields):
+        return FALSE
+
+    def objects_array(self, ctx, n, objects):
+        return FALSE
+
+    def object_doc(self, ctx, objects, row):
+        return FALSE
+
+
+class Size(Pred):
+    expand = False
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def on_missing(self) -> bool:
+        return False
+
+    def json(self, ctx, c):
+        return _coalesce(f"(json_type({c}) = 'ARRAY' AND json_array_length({c}) = {ctx.p(self.n)})")
+
+    def typed(self, ctx, c, t):
+        return FALSE
+
+    def typed_list(self, ctx, c, t):
+        return f"(len({c}) = {ctx.p(self.n)})"
+
+    def group(self, ctx, present, path, fields):
+        return FALSE
+
+    def objects_array(self, ctx, n, objects):
+        return _coalesce(f"({n} = {ctx.p(self.n)})")
+
+    def object_doc(self, ctx, objects, row):
+        return FALSE
+
+
+class ElemMatch(Pred):
+    """``$elemMatch``: some element of an array candidate satisfies the sub-query. In value form
+    (``{"$gt": 1}``) the operators apply to the element itself, without leaf expansion; in object form
+    (``{"name": "cat"}``) the element must be a document (or an array, read as a document whose
+    fields are its positions) and the sub-query applies to it as a root."""
+
+    expand = False
+
+    def __init__(self, spec: dict, compiler: "Compiler"):
+        if not isinstance(spec, dict):
+            raise QueryError("$elemMatch needs an object")
+        self.spec = spec
+        self.compiler = compiler
+        keys = list(spec)
+        self.value_form = bool(keys) and keys[0].startswith("$") and keys[0] not in LOGICAL
+        if self.value_form:
+            for k in keys:
+                if not k.startswith("$") or k in LOGICAL:
+                    raise QueryError("$elemMatch cannot mix operators and field names")
+            self.ops = compiler.field_preds(spec, "$elemMatch")
+
+    def on_missing(self) -> bool:
+        return False
+
+    def _value_form(self, ctx, fn: Callable[[Pred], str]) -> str:
+        # each operator applies to the element itself (no leaf expansion)
+        return on_candidate(self.ops, fn)
+
+    def json(self, ctx, c):
+        e = ctx.var("e")
+        if self.value_form:
+            body = self._value_form(ctx, lambda pred: pred.json(ctx, e))
+        else:
+            root_obj = JsonRoot(e, array_doc=False)
+            root_arr = JsonRoot(e, array_doc=True)
+            body = _or(
+                _and(f"json_type({e}) = 'OBJECT'", self.compiler.compile_doc(self.spec, root_obj, ctx)),
+                _and(f"json_type({e}) = 'ARRAY'", self.compiler.compile_doc(self.spec, root_arr, ctx)),
+            )
+        return _coalesce(f"(json_type({c}) = 'ARRAY' AND list_bool_or(list_transform(json_extract({c}, '$[*]'), lambda {e}: {_coalesce(body)})))")
+
+    def typed(self, ctx, c, t):
+        return FALSE
+
+    def typed_list(self, ctx, c, t):
+        if not self.value_form:
+            return FALSE
+        e = ctx.var("e")
+        body = self._value_form(ctx, lambda pred: pred.typed(ctx, e, t))
+        return _coalesce(f"list_bool_or(list_transform({c}, lambda {e}: {_coalesce(body)}))")
+
+    def group(self, ctx, present, path, fields):
+        return FALSE
+
+    def objects_array(self, ctx, n, objects):
+        if self.value_form:
+            o = ctx.var("o")
+            body = self._value_form(ctx, lambda pred: pred.object_doc(ctx, objects, o))
+            return objects.exists(ctx, o, body)
+        o = ctx.var("o")
+        body = self.compiler.compile_doc(self.spec, ObjectRowRoot(o, objects), ctx)
+        return objects.exists(ctx, o, body)
+
+    def object_doc(self, ctx, objects, row):
+        return FALSE
+
+
+class _Group(Pred):
+    """Several operators on one path, ANDed (each with its own candidates), some negated."""
+
+    def __init__(self, items: list[tuple[bool, Pred]]):
+        self.items = items
+
+
+def on_candidate(items: list[tuple[bool, Pred]], fn: Callable[[Pred], str]) -> str:
+    """AND of (possibly negated) predicates applied by ``fn`` to one candidate, groups flattened."""
+    parts = []
+    for negated, pred in items:
+        sql = on_candidate(pred.items, fn) if isinstance(pred, _Group) else fn(pred)
+        parts.append(_not(_coalesce(sql)) if negated else sql)
+    return _and(*parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Roots and traversal
+
+
+@dataclass
+class ObjectsRef:
+    """A box list: rows of the objects table for one sample and one field."""
+
+    field: str
+    sample_seq: str  # SQL expression of the owning sample's _seq
+
+    def exists(self, ctx: Ctx, alias: str, cond: str) -> str:
+        if cond == FALSE:
+            return FALSE
+        return (f"EXISTS (SELECT 1 FROM objects {alias} WHERE {alias}.sample_seq = {self.sample_seq} "
+                f"AND {alias}.field = {ctx.p(self.field)} AND {cond})")
+
+
+@dataclass
+class SampleRoot:
+    alias: str = "s"
+
+
+@dataclass
+class JsonRoot:
+    expr: str
+    array_doc: bool = False
+
+
+@dataclass
+class ObjectRowRoot:
+    alias: str
+    objects: ObjectsRef
+
+
+class Compiler:
+    """Compiles one query. ``fields`` maps declared sample paths to their specs."""
+
+    def __init__(self, fields: dict[str, schema.FieldSpec] | None = None,
+                 object_attrs: dict[str, schema.FieldSpec] | None = None):
+        self.fields = fields if fields is not None else schema.FIELDS
+        self.object_attrs = object_attrs if object_attrs is not None else schema.OBJECT_ATTRS
+
+    # ---- documents and logical operators ---------------------------------------------------
+
+    def compile_doc(self, query: dict, root, ctx: Ctx) -> str:
+        if not isinstance(query, dict):
+            raise QueryError(f"a query must be an object, got {type(query).__name__}")
+        parts = []
+        for key, value in query.items():
+            if not isinstance(key, str):
+                raise QueryError("field names must be strings")
+            if key.startswith("$"):
+                if key in IGNORED_TOP:
+                    continue
+                if key not in LOGICAL:
+                    raise _unsupported(f"top-level operator {key}")
+                if not isinstance(value, list) or not value:
+                    raise QueryError(f"{key} needs a non-empty array of queries")
+                subs = [self.compile_doc(q, root, ctx) for q in value]
+                if key == "$and":
+                    parts.append(_and(*subs))
+                elif key == "$or":
+                    parts.append(_or(*subs))
+                else:
+                    parts.append(_not(_or(*subs)))
+                continue
+            path = self.split_path(key)
+            parts.append(self.compile_field(path, value, root, ctx))
+        return _and(*parts)
+
+    @staticmethod
+    def split_path(key: str) -> list[str]:
+        parts = key.split(".")
+        for p in parts:
+            if p == "":
+                raise QueryError(f"invalid field path {key!r}: empty component")
+            if p.startswith("$"):
+                raise _unsupported(f"positional or operator path component {p!r} in {key!r}")
+        return parts
+
+    def compile_field(self, path: list[str], value: Any, root, ctx: Ctx) -> str:
+        items = self.field_preds(value, ".".join(path))
+        parts = []
+        for negated, pred in items:
+            sql = self.any(root, path, pred, ctx)
+            parts.append(_not(sql) if negated else sql)
+        return _and(*parts)
+
+    def field_preds(self, value: Any, where: str) -> list[tuple[bool, Pred]]:
+        """The (negated, predicate) list a field's value means: a literal is equality, an object whose
+        first key starts with '$' is a set of operators."""
+        if isinstance(value, dict) and value and next(iter(value)).startswith("$"):
+            return self.operator_preds(value, where)
+        if isinstance(value, dict):
+            for k in value:
+                if k.startswith("$"):
+                    raise QueryError(f"{where}: cannot mix operators and fields in one object")
+        _check_value(value, where)
+        return [(False, Eq(value))]
+
+    def operator_preds(self, ops: dict, where: str) -> list[tuple[bool, Pred]]:
+        out: list[tuple[bool, Pred]] = []
+        keys = list(ops)
+        for k in keys:
+            if not k.startswith("$"):
+                raise QueryError(f"{where}: cannot mix operators and fields in one object")
+            if k not in KNOWN_FIELD_OPS:
+                raise _unsupported(f"operator {k} (on {where})")
+        if "$options" in ops and "$regex" not in ops:
+            raise QueryError(f"{where}: $options needs $regex")
+        for k, v in ops.items():
+            if k in ("$eq", "$ne"):
+                _check_value(v, where)
+                out.append((k == "$ne", Eq(v)))
+            elif k in Cmp.SQL:
+                _check_value(v, where)
+                out.append((False, Cmp(k, v)))
+            elif k in ("$in", "$nin"):
+                if not isinstance(v, list):
+                    raise QueryError(f"{where}: {k} needs an array")
+                for x in v:
+                    if isinstance(x, dict) and any(str(kk).startswith("$") for kk in x):
+                        raise QueryError(f"{where}: cannot nest $ under {k}")
+                _check_value(v, where)
+                out.append((k == "$nin", In(v)))
+            elif k == "$exists":
+                out.append((not _truthy(v), Exists()))
+            elif k == "$type":
+                out.append((False, TypeIs(_type_names(v, where))))
+            elif k == "$regex":
+                if not isinstance(v, str):
+                    raise QueryError(f"{where}: $regex needs a string pattern")
+                opts = ops.get("$options", "")
+                if not isinstance(opts, str):
+                    raise QueryError(f"{where}: $options needs a string")
+                out.append((False, Regex(v, opts)))
+            elif k == "$options":
+                continue
+            elif k == "$size":
+                if isinstance(v, bool) or not _is_number(v) or v < 0 or (isinstance(v, float) and not v.is_integer()):
+                    raise QueryError(f"{where}: $size needs a non-negative integer")
+                out.append((False, Size(int(v))))
+            elif k == "$all":
+                if not isinstance(v, list):
+                    raise QueryError(f"{where}: $all needs an array")
+                if not v:
+                    out.append((False, _Never()))
+                for item in v:
+                    if isinstance(item, dict) and item and next(iter(item)).startswith("$"):
+                        if list(item) != ["$elemMatch"]:
+                            raise QueryError(f"{where}: $all accepts values or {{$elemMatch: ...}}")
+                        out.append((False, ElemMatch(item["$elemMatch"], self)))
+                    else:
+                        _check_value(item, where)
+                        out.append((False, Eq(item)))
+            elif k == "$elemMatch":
+                out.append((False, ElemMatch(v, self)))
+            elif k == "$not":
+                if isinstance(v, dict):
+                    if not v or not next(iter(v)).startswith("$"):
+                        raise QueryError(f"{where}: $not needs an operator object or a regex")
+                    out.append((True, _Group(self.operator_preds(v, where))))
+                else:
+                    raise QueryError(f"{where}: $not needs an operator object")
+        return out
+
+    # ---- traversal -----------------------------------------------------------------------------
+
+    def any(self, root, path: list[str], pred: Pred, ctx: Ctx) -> str:
+        """SQL that is true when some candidate value at ``path`` under ``root`` satisfies ``pred``."""
+        if isinstance(pred, _Group):
+            parts = []
+            for negated, p in pred.items:
+                sql = self.any(root, path, p, ctx)
+                parts.append(_not(sql) if negated else sql)
+            return _and(*parts)
+        if isinstance(root, SampleRoot):
+            return self._sample_any(root, path, pred, ctx)
+        if isinstance(root, ObjectRowRoot):
+            return self._object_row_any(root, path, pred, ctx)
+        if root.array_doc:
+            # an array read as a document: only positions are fields
+            head, rest = path[0], path[1:]
+            if not is_index(head):
+                return _const(pred.on_missing())
+            return self.json_any(f"json_extract({root.expr}, {ctx.p(json_pointer(head))})", rest, pred, ctx)
+        return self.json_any(root.expr, path, pred, ctx)
+
+    def _sample_any(self, root: SampleRoot, path: list[str], pred: Pred, ctx: Ctx) -> str:
+        head = path[0]
+        spec = self.fields.get(head)
+        if spec is None:
+            extra = f"json_extract({root.alias}.extra, {ctx.p(json_pointer(head))})"
+            return self.json_any(extra, path[1:], pred, ctx)
+        return self._declared_any(root, spec, path[1:], pred, ctx)
+
+    def _declared_any(self, root: SampleRoot, spec: schema.FieldSpec, rest: list[str], pred: Pred, ctx: Ctx) -> str:
+        col = f"{root.alias}.{spec.column}"
+        if spec.kind == "scalar":
+            if rest:
+                return _const(pred.on_missing())
+            return pred.typed(ctx, col, spec.sql_type)
+        if spec.kind == "list":
+            return self.typed_list_any(col, spec.sql_type, rest, pred, ctx)
+        if spec.kind == "group":
+            if rest:
+                child = self.fields.get(spec.path + "." + rest[0])
+                if child is None:
+                    return _const(pred.on_missing())
+                return self._declared_any(root, child, rest[1:], pred, ctx)
+            return pred.group(ctx, self.group_present(root.alias, spec.path), spec.path, self.fields)
+        # objects
+        objects = ObjectsRef(spec.path, f"{root.alias}._seq")
+        n = f"{root.alias}.{schema.column_name(spec.path + '#n')}"
+        return self.objects_any(objects, n, rest, pred, ctx)
+
+    def group_present(self, alias: str, path: str) -> str:
+        leaves = schema.leaves_under(path, self.fields)
+        cols = []
+        for leaf in leaves:
+            name = leaf.path + "#n" if leaf.kind == "objects" else leaf.path
+            cols.append(f"{alias}.{schema.column_name(name)} IS NOT NULL")
+        return "(" + " OR ".join(cols) + ")"
+
+    def typed_list_any(self, col: str, t: str, rest: list[str], pred: Pred, ctx: Ctx) -> str:
+        if rest:
+            head = rest[0]
+            if not is_index(head):
+                # elements are scalars: nothing to descend into; a missing list means a missing value
+                return self._missing_or(col, pred, FALSE)
+            if len(rest) > 1:
+                inner = FALSE  # a scalar reached by position has nothing below it, not even "missing"
+            else:
+                inner = pred.typed(ctx, f"{col}[{int(head) + 1}]", t)
+            return self._missing_or(col, pred, _and(f"len({col}) > {int(head)}", inner))
+        whole = pred.typed_list(ctx, col, t)
+        if pred.expand:
+            e = ctx.var("e")
+            elem = pred.typed(ctx, e, t)
+            if elem != FALSE:
+                if isinstance(pred, Eq) and pred.value is not None and not isinstance(pred.value, (list, dict)):
+                    if (t == "VARCHAR" and isinstance(pred.value, str)):
+                        elem_any = f"list_contains({col}, {ctx.p(pred.value)})"
+                    else:
+                        elem_any = f"list_bool_or(list_transform({col}, lambda {e}: {elem}))"
+                else:
+                    elem_any = f"list_bool_or(list_transform({col}, lambda {e}: {elem}))"
+                whole = _or(whole, _coalesce(elem_any))
+        return self._missing_or(col, pred, whole)
+
+    @staticmethod
+    def _missing_or(col: str, pred: Pred, present_sql: str) -> str:
+        missing = _const(pred.on_missing())
+        if present_sql == missing:
+            return missing
+        return f"(CASE WHEN {col} IS NULL THEN {missing} ELSE {_coalesce(present_sql)} END)"
+
+    def objects_any(self, objects: ObjectsRef, n: str, rest: list[str], pred: Pred, ctx: Ctx) -> str:
+        if not rest:
+            whole = pred.objects_array(ctx, n, objects)
+            if pred.expand:
+                o = ctx.var("o")
+                elem = pred.object_doc(ctx, objects, o)
+                whole = _or(whole, objects.exists(ctx, o, elem))
+            return self._missing_or(n, pred, whole)
+        head = rest[0]
+        o = ctx.var("o")
+        by_field = objects.exists(ctx, o, self._object_row_any(ObjectRowRoot(o, objects), rest, pred, ctx))
+        if is_index(head):
+            p = ctx.var("o")
+            if len(rest) == 1:
+                inner = pred.object_doc(ctx, objects, p)
+            else:
+                inner = self._object_row_any(ObjectRowRoot(p, objects), rest[1:], pred, ctx)
+            by_pos = objects.exists(ctx, p, _and(f"{p}.idx = {int(head)}", inner))
+            by_field = _or(by_field, by_pos)
+        return self._missing_or(n, pred, by_field)
+
+    def _object_row_any(self, root: ObjectRowRoot, path: list[str], pred: Pred, ctx: Ctx) -> str:
+        head, rest = path[0], path[1:]
+        spec = self.object_attrs.get(head)
+        col = f"{root.alias}.{schema.column_name(head)}"
+        if spec is None:
+            attrs = f"json_extract({root.alias}.attrs, {ctx.p(json_pointer(head))})"
+            return self.json_any(attrs, rest, pred, ctx)
+        if spec.kind == "scalar":
+            if rest:
+                return _const(pred.on_missing())
+            return pred.typed(ctx, col, spec.sql_type)
+        return self.typed_list_any(col, spec.sql_type, rest, pred, ctx)
+
+    def json_any(self, v: str, path: list[str], pred: Pred, ctx: Ctx, positional: bool = False) -> str:
+        """Candidates of a free-form JSON value ``v`` (SQL NULL = missing) along ``path``. ``positional``:
+        ``v`` was reached by an array position (then a leaf array is not expanded, and a scalar met
+        before the end of the path yields no candidate rather than a missing one)."""
+        if not path:
+            here = pred.json(ctx, v)
+            if pred.expand and not positional:
+                e = ctx.var("e")
+                elem = pred.json(ctx, e)
+                if elem != FALSE:
+                    here = _or(here, _coalesce(
+                        f"(json_type({v}) = 'ARRAY' AND list_bool_or(list_transform(json_extract({v}, '$[*]'), lambda {e}: {elem})))"))
+            return here
+        head, rest = path[0], path[1:]
+        ptr = ctx.p(json_pointer(head))
+        in_object = self.json_any(f"json_extract({v}, {ptr})", rest, pred, ctx)
+        e = ctx.var("e")
+        ptr2 = ctx.p(json_pointer(head))
+        elem = self.json_any(f"json_extract({e}, {ptr2})", rest, pred, ctx)
+        in_array = FALSE
+        if elem != FALSE:
+            in_array = _coalesce(
+                f"list_bool_or(list_transform(json_extract({v}, '$[*]'), lambda {e}: json_type({e}) = 'OBJECT' AND {_coalesce(elem)}))")
+        if is_index(head):
+            # a position past the end yields no candidate at all (not a missing one)
+            pos = f"json_extract({v}, {ctx.p(json_pointer(head))})"
+            by_pos = self.json_any(pos, rest, pred, ctx, positional=True)
+            in_array = _or(in_array, _and(f"json_array_length({v}) > {int(head)}", _coalesce(by_pos)))
+        missing = FALSE if positional else _const(pred.on_missing())
+        return (f"(CASE json_type({v}) WHEN 'OBJECT' THEN {_coalesce(in_object)} "
+                f"WHEN 'ARRAY' THEN {_coalesce(in_array)} ELSE {missing} END)")
+
+
+class _Never(Pred):
+    """``$all: []`` matches nothing."""
+
+    def on_missing(self):
+        return False
+
+    def json(self, ctx, c):
+        return FALSE
+
+    typed = typed_list = lambda self, ctx, c, t: FALSE
+    group = lambda self, ctx, present, path, fields: FALSE
+    objects_array = lambda self, ctx, n, objects: FALSE
+    object_doc = lambda self, ctx, objects, row: FALSE
+
+
+def _truthy(v: Any) -> bool:
+    if isinstance(v, (bool, int, float)):
+        return bool(v)
+    if v is None:
+        return False
+    return True
+
+
+def _type_names(v: Any, where: str) -> set[str]:
+    items = v if isinstance(v, list) else [v]
+    if not items:
+        raise QueryError(f"{where}: $type needs at least one type")
+    names: set[str] = set()
+    for item in items:
+        if isinstance(item, float) and item.is_integer():
+            item = int(item)
+        if item in TYPE_ALIASES and not isinstance(item, bool):
+            names |= TYPE_ALIASES[item]
+        elif item in NEVER_TYPES or (isinstance(item, int) and not isinstance(item, bool) and item in NEVER_TYPES.values()):
+            continue
+        else:
+            raise QueryError(f"{where}: unknown $type {item!r}")
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# Equality helpers
+
+
+def json_equals(ctx: Ctx, c: str, v: Any) -> str:
+    """Exact MongoDB equality of JSON expression ``c`` (present) with literal ``v``."""
+    if v is None:
+        return f"(json_type({c}) = 'NULL')"
+    if isinstance(v, bool):
+        return f"(json_type({c}) = 'BOOLEAN' AND CAST({c} AS VARCHAR) = {ctx.p('true' if v else 'false')})"
+    if _is_number(v):
+        return _or(
+            _and(f"json_type({c}) IN {JSON_INT_TYPES}", _num_compare(ctx, f"TRY_CAST({c} AS HUGEINT)", "int", "=", v)),
+            _and(f"json_type({c}) = 'DOUBLE'", _num_compare(ctx, f"TRY_CAST({c} AS DOUBLE)", "double", "=", v)),
+        )
+    if isinstance(v, str):
+        return f"(json_type({c}) = 'VARCHAR' AND ({c} ->> '$') = {ctx.p(v)})"
+    if isinstance(v, list):
+        parts = [f"json_type({c}) = 'ARRAY'", f"json_array_length({c}) = {len(v)}"]
+        for i, x in enumerate(v):
+            parts.append(json_equals(ctx, f"json_extract({c}, {ctx.p('/' + str(i))})", x))
+        return _and(*parts)
+    parts = [f"json_type({c}) = 'OBJECT'", f"json_keys({c}) = {ctx.p(list(v.keys()), 'VARCHAR[]')}"]
+    for k, x in v.items():
+        parts.append(json_equals(ctx, f"json_extract({c}, {ctx.p(json_pointer(k))})", x))
+    return _and(*parts)
+
+
+def typed_equals(ctx: Ctx, c: str, t: str, v: Any) -> str:
+    if v is None or isinstance(v, (list, dict)):
+        return FALSE
+    if isinstance(v, bool):
+        return f"({c} = {ctx.p(v)})" if t == "BOOLEAN" else FALSE
+    if _is_number(v):
+        if t not in _SQL_NUMERIC:
+            return FALSE
+        return _num_compare(ctx, c, "int" if t == "BIGINT" else "double", "=", v)
+    if isinstance(v, str):
+        return f"({c} = {ctx.p(v)})" if t == "VARCHAR" else FALSE
+    return FALSE
+
+
+def group_equals(ctx: Ctx, path: str, fields: dict, v: dict, alias: str = "s") -> str:
+    """A closed sub-document equals a literal document when exactly the literal's keys are present, in
+    declaration order, with equal values."""
+    if not v:
+        return FALSE  # a present group always holds a field; an absent one is missing, not {}
+    kids = schema.children(path, fields)
+    names = [k.path[len(path) + 1:] for k in kids]
+    keys = list(v)
+    if any(k not in names for k in keys):
+        return FALSE
+    if [n for n in names if n in keys] != keys:
+        return FALSE  # Mongo compares sub-documents field by field in order
+    parts = []
+    for kid, name in zip(kids, names):
+        col = f"{alias}.{kid.column}"
+        if name not in v:
+            if kid.kind == "group":
+                parts.append(_not(Compiler(fields).group_present(alias, kid.path)))
+            elif kid.kind == "objects":
+                parts.append(f"({alias}.{schema.column_name(kid.path + '#n')} IS NULL)")
+            else:
+                parts.append(f"({col} IS NULL)")
+            continue
+        x = v[name]
+        if kid.kind == "scalar":
+            parts.append(typed_equals(ctx, col, kid.sql_type, x) if x is not None else FALSE)
+        elif kid.kind == "list":
+            parts.append(_and(f"({col} IS NOT NULL)", Eq(x).typed_list(ctx, col, kid.sql_type)))
+        elif kid.kind == "group":
+            parts.append(group_equals(ctx, kid.path, fields, x, alias) if isinstance(x, dict) else FALSE)
+        else:
+            if isinstance(x, list) and not x:
+                parts.append(f"({alias}.{schema.column_name(kid.path + '#n')} = 0)")
+            else:
+                raise _unsupported(f"comparing the sub-document '{path}' that holds the list '{kid.path}'")
+    return _coalesce(_and(*parts))
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+
+
+def compile_query(query: dict | None, fields: dict | None = None, ctx: Ctx | None = None) -> tuple[str, list]:
+    """Compile a MongoDB filter into a SQL boolean over the samples table aliased ``s``; parameters are
+    numbered ($1, $2...) and appended to ``ctx`` when one is given."""
+    ctx = ctx if ctx is not None else Ctx()
+    if not query:
+        return TRUE, ctx.params
+    compiler = Compiler(fields)
+    sql = compiler.compile_doc(query, SampleRoot(), ctx)
+    return _coalesce(sql), ctx.params
+
+
+_SORT_SPEC = re.compile(r"^[^$].*$")
+
+
+def compile_sort(sort: Any, fields: dict | None = None, ctx: Ctx | None = None) -> tuple[list[str], list]:
+    """ORDER BY terms for a MongoDB sort: ``[("width", -1), ("_id", 1)]`` or ``{"width": -1}``."""
+    fields = fields if fields is not None else schema.FIELDS
+    ctx = ctx if ctx is not None else Ctx()
+    if sort is None:
+        return [], ctx.params
+    if isinstance(sort, dict):
+        items = list(sort.items())
+    elif isinstance(sort, str):
+        items = [(sort, 1)]
+    else:
+        items = []
+        for item in sort:
+            if isinstance(item, str):
+                items.append((item, 1))
+            elif isinstance(item, (list, tuple)) and len(item) == 2:
+                items.append((item[0], item[1]))
+            else:
+                raise QueryError(f"invalid sort item {item!r}")
+    terms = []
+    for key, direction in items:
+        if direction in (1, "asc", "ascending"):
+            desc = False
+        elif direction in (-1, "desc", "descending"):
+            desc = True
+        else:
+            raise QueryError(f"sort direction for {key!r} must be 1 or -1")
+        path = Compiler.split_path(key)
+        terms += _sort_terms(path, desc, fields, ctx)
+    return terms, ctx.params
+
+
+def _sort_terms(path: list[str], desc: bool, fields: dict, ctx: Ctx) -> list[str]:
+    d = "DESC" if desc else "ASC"
+    nulls = "NULLS LAST" if desc else "NULLS FIRST"
+    spec = fields.get(path[0])
+    i = 1
+    while spec is not None and spec.kind == "group" and i < len(path):
+        spec = fields.get(".".join(path[: i + 1]))
+        i += 1
+    rest = path[i:]
+    if spec is None and path[0] not in fields:
+        key = (f"vc_sort_key(CAST(json_extract(s.extra, {ctx.p(json_pointer(path[0]))}) AS VARCHAR), "
+               f"{ctx.p('.'.join(path[1:]))}, {ctx.p(desc)})")
+        return [f"{key} {d}"]
+    if spec is None:
+        return []  # an undeclared child of a closed group: missing everywhere, no effect on order
+    col = f"s.{spec.column}"
+    if spec.kind == "scalar":
+        if rest:
+            return []
+        return [f"{col} {d} {nulls}"]
+    if spec.kind == "list":
+        if rest:
+            raise _unsupported(f"sorting by a path inside the list {spec.path!r}")
+        rank = f"(CASE WHEN {col} IS NULL THEN 1 WHEN len({col}) = 0 THEN 0 ELSE 2 END)"
+        val = f"list_max({col})" if desc else f"list_min({col})"
+        return [f"{rank} {d}", f"{val} {d} {nulls}"]
+    if spec.kind == "objects" and len(rest) == 1 and rest[0] in schema.OBJECT_ATTRS \
+            and schema.OBJECT_ATTRS[rest[0]].kind == "scalar":
+        a = schema.column_name(rest[0])
+        agg = "max" if desc else "min"
+        key = (f"(SELECT CASE WHEN count(*) = 0 THEN NULL WHEN {'FALSE' if desc else f'bool_or(o.{a} IS NULL)'} "
+               f"THEN NULL ELSE {agg}(o.{a}) END FROM objects o WHERE o.sample_seq = s._seq AND o.field = {ctx.p(spec.path)})")
+        return [f"{key} {d} {nulls}"]
+    raise _unsupported(f"sorting by {'.'.join(path)!r} (a whole sub-document or list of documents)")

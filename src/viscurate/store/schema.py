@@ -1,0 +1,143 @@
+"""The typed part of the sample document: which paths are stored in typed columns and how.
+
+A sample document is free-form JSON, but the fields viscurate writes itself (and any field a user
+declares) have a declared type. Declared fields live in typed DuckDB columns, so that queries on them
+run as vectorized column scans; everything else lives in one JSON column (`extra`).
+
+Kinds of declared field:
+- ``scalar``: one value of a SQL type (VARCHAR, BIGINT, DOUBLE, BOOLEAN). SQL NULL means *missing*.
+- ``list``: a list of non-null scalars (VARCHAR[], DOUBLE[], BIGINT[]). NULL means missing.
+- ``group``: a closed sub-document whose children are declared fields (``quality.blur``...). It is
+  present when any child is present; a group with no child present is omitted from the document.
+- ``objects``: a list of sub-documents (boxes), stored one row per element in the ``objects`` table.
+
+Example:
+>>> FIELDS["quality.blur"].sql_type
+'DOUBLE'
+>>> column_name("quality.blur")
+'"quality.blur"'
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+SCHEMA_VERSION = 1
+
+Kind = Literal["scalar", "list", "group", "objects"]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One declared path of the sample (or object) document."""
+
+    path: str
+    kind: Kind
+    sql_type: str | None = None  # for scalar: VARCHAR/BIGINT/DOUBLE/BOOLEAN; for list: the element type
+
+    @property
+    def column(self) -> str:
+        return column_name(self.path)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.kind in ("scalar", "list")
+
+
+def column_name(path: str) -> str:
+    """Quoted DuckDB column name for a declared path (dots are kept: the column is named by the path)."""
+    return '"' + path.replace('"', '""') + '"'
+
+
+def _f(path: str, kind: Kind, sql_type: str | None = None) -> FieldSpec:
+    return FieldSpec(path, kind, sql_type)
+
+
+# Sample-level declared fields, in document order. The order is the order of keys in documents that
+# viscurate returns (Mongo compares sub-documents field by field, so the order is part of the contract).
+SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
+    _f("_id", "scalar", "VARCHAR"),
+    _f("filepath", "scalar", "VARCHAR"),
+    _f("url", "scalar", "VARCHAR"),
+    _f("origin", "scalar", "VARCHAR"),
+    _f("source", "scalar", "VARCHAR"),
+    _f("datetime", "scalar", "VARCHAR"),
+    _f("type", "scalar", "VARCHAR"),
+    _f("width", "scalar", "BIGINT"),
+    _f("height", "scalar", "BIGINT"),
+    _f("format", "scalar", "VARCHAR"),
+    _f("mode", "scalar", "VARCHAR"),
+    _f("frames", "scalar", "BIGINT"),
+    _f("size_bytes", "scalar", "BIGINT"),
+    _f("mtime", "scalar", "DOUBLE"),
+    _f("hash", "scalar", "VARCHAR"),
+    _f("phash", "scalar", "VARCHAR"),
+    _f("dhash", "scalar", "VARCHAR"),
+    _f("phash_flip", "scalar", "VARCHAR"),
+    _f("histogram", "group"),
+    _f("histogram.bins", "scalar", "BIGINT"),
+    _f("histogram.r", "list", "DOUBLE"),
+    _f("histogram.g", "list", "DOUBLE"),
+    _f("histogram.b", "list", "DOUBLE"),
+    _f("quality", "group"),
+    _f("quality.blur", "scalar", "DOUBLE"),
+    _f("quality.brightness", "scalar", "DOUBLE"),
+    _f("quality.contrast", "scalar", "DOUBLE"),
+    _f("quality.entropy", "scalar", "DOUBLE"),
+    _f("quality.grayscale", "scalar", "BOOLEAN"),
+    _f("quality.aspect_ratio", "scalar", "DOUBLE"),
+    _f("exif", "group"),
+    _f("exif.orientation", "scalar", "BIGINT"),
+    _f("exif.datetime_original", "scalar", "VARCHAR"),
+    _f("exif.make", "scalar", "VARCHAR"),
+    _f("exif.model", "scalar", "VARCHAR"),
+    _f("exif.gps", "scalar", "BOOLEAN"),
+    _f("issues", "list", "VARCHAR"),
+    _f("error", "scalar", "VARCHAR"),
+    _f("split", "scalar", "VARCHAR"),
+    _f("tags", "list", "VARCHAR"),
+    _f("object_analysis_processed", "scalar", "BOOLEAN"),
+    _f("object_analysis", "objects"),
+    _f("face_analysis_processed", "scalar", "BOOLEAN"),
+    _f("face_analysis", "objects"),
+    _f("pose_estimation_processed", "scalar", "BOOLEAN"),
+    _f("pose_estimation", "objects"),
+    _f("label_quality_estimation", "scalar", "DOUBLE"),
+    _f("ground_truth", "group"),
+    _f("ground_truth.label", "scalar", "VARCHAR"),
+    _f("ground_truth.detections", "objects"),
+)
+
+# Declared attributes of every object (box) document, in document order. Other attributes of an
+# object go to the object's own JSON column.
+OBJECT_FIELDS: tuple[FieldSpec, ...] = (
+    _f("name", "scalar", "VARCHAR"),
+    _f("confidence", "scalar", "DOUBLE"),
+    _f("bbox", "list", "DOUBLE"),
+    _f("label_quality_estimation", "scalar", "DOUBLE"),
+)
+
+FIELDS: dict[str, FieldSpec] = {f.path: f for f in SAMPLE_FIELDS}
+OBJECT_ATTRS: dict[str, FieldSpec] = {f.path: f for f in OBJECT_FIELDS}
+
+# Fields that ingest (re)computes from the bytes; a changed file overwrites exactly these.
+PROFILE_FIELDS: tuple[str, ...] = (
+    "filepath", "origin", "source", "type", "width", "height", "format", "mode", "frames", "size_bytes",
+    "mtime", "hash", "phash", "dhash", "phash_flip", "histogram", "quality", "exif", "issues", "error",
+)
+
+
+def children(path: str, fields: dict[str, FieldSpec] = FIELDS) -> list[FieldSpec]:
+    """Direct children of a group, in declaration order."""
+    prefix = path + "."
+    return [f for p, f in fields.items() if p.startswith(prefix) and "." not in p[len(prefix):]]
+
+
+def leaves_under(path: str, fields: dict[str, FieldSpec] = FIELDS) -> list[FieldSpec]:
+    """Every scalar/list/objects field at or below ``path``."""
+    prefix = path + "."
+    return [f for p, f in fields.items() if (p == path or p.startswith(prefix)) and f.kind != "group"]
+
+
+def top_level(fields: dict[str, FieldSpec] = FIELDS) -> list[FieldSpec]:
+    return [f for p, f in fields.items() if "." not in p]

