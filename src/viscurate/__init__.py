@@ -6,3 +6,11 @@
 >>> ds.find({"width": {"$gt": 1000}}, page=1)         # doctest: +SKIP
 """
 __version__ = "0.1.0"
+
+from .dataset import Dataset  # noqa: E402
+from .errors import (  # noqa: E402
+    DatasetBusy, DatasetExists, DatasetNotFound, FieldTypeError, QueryError, UnsupportedOperator, ViscurateError,
+)
+
+__all__ = ["Dataset", "ViscurateError", "DatasetBusy", "DatasetExists", "DatasetNotFound", "FieldTypeError",
+           "QueryError", "UnsupportedOperator", "__version__"]

@@ -325,7 +325,7 @@ class Catalog:
                         f"SELECT _seq FROM samples s WHERE {where} ORDER BY _seq", params).fetchall()]
                     for i in range(0, len(seqs), batch_size):
                         chunk = seqs[i:i + batch_size]
-                        docs = self._docs_where("s._seq IN (SELECT unnest($1))", [chunk])
+                        docs = self._docs_where("s._seq IN (SELECT unnest($1))", [chunk], with_seq=True)
                         new_docs = [_apply_update(d, ops) for d in docs]
                         changed = [(nd, d["_seq_"]) for nd, d in zip(new_docs, docs) if nd is not None]
                         if changed:
@@ -363,13 +363,52 @@ class Catalog:
         where, _ = self._where(query, ctx=ctx)
         order, params = compile_sort(sort, self.fields, ctx)
         with self._mutex:
-            length = self._execute(f"SELECT count(*) FROM samples s WHERE {where}", params).fetchall()[0][0]
-            results = self._docs_where(where, params, order=order, limit=page_size, offset=(page - 1) * page_size)
-        for d in results:
-            d.pop("_seq_", None)
+            ids, length = self._page_ids(where, params, order, page_size, (page - 1) * page_size, count=True)
+            results = self._docs_by_ids(ids)
         if projection:
             results = [project(d, projection) for d in results]
         return {"length": length, "page": page, "page_size": page_size, "results": results}
+
+    def _page_ids(self, where: str, params: list, order: list[str], limit: int, offset: int,
+                  count: bool = False) -> tuple[list[str], int | None]:
+        """The ids of one page of matches (and the total when ``count``), evaluating the filter once:
+        only the narrow columns the filter and sort need are scanned here."""
+        order_sql = ", ".join(order + ["s._seq"])
+        n = len(params)
+        total_col = ", count(*) OVER () AS _total" if count else ""
+        sql = (f"SELECT s._id{total_col} FROM samples s WHERE {where} ORDER BY {order_sql} "
+               f"LIMIT ${n + 1} OFFSET ${n + 2}")
+        rows = self._execute(sql, list(params) + [limit, offset]).fetchall()
+        total = None
+        if count:
+            if rows:
+                total = rows[0][1]
+            else:  # past the last page: the window had no row to ride on
+                total = self._execute(f"SELECT count(*) FROM samples s WHERE {where}", params).fetchall()[0][0]
+        return [r[0] for r in rows], total
+
+    def _docs_by_ids(self, ids: list[str], with_seq: bool = False) -> list[dict]:
+        """Whole documents for ``ids``, in that order (point lookups on the primary key); with
+        ``with_seq`` each also carries its insertion sequence as ``_seq_``."""
+        if not ids:
+            return []
+        out: dict[str, dict] = {}
+        for i in range(0, len(ids), 1000):
+            chunk = ids[i:i + 1000]
+            marks = ", ".join(f"${k + 1}" for k in range(len(chunk)))
+            cur = self.con.execute(f"SELECT * FROM samples WHERE _id IN ({marks})", chunk)
+            names = [c[0] for c in cur.description]
+            rows = [dict(zip(names, r)) for r in cur.fetchall()]
+            objects = self._objects_for([r["_seq"] for r in rows])
+            for row in rows:
+                extra = row.pop("extra")
+                seq = row.pop("_seq")
+                doc = documents.assemble(row, objects.get(seq, {}), orjson.loads(extra) if extra else None,
+                                         self.fields, self.object_attrs)
+                if with_seq:
+                    doc["_seq_"] = seq
+                out[doc["_id"]] = doc
+        return [out[i] for i in ids if i in out]
 
     def iter_docs(self, query: dict | None = None, *, sort: Any = None, batch_size: int = 1000) -> Iterator[dict]:
         """Every matching document, in batches (stable order)."""
@@ -379,20 +418,21 @@ class Catalog:
         offset = 0
         while True:
             with self._mutex:
-                batch = self._docs_where(where, params, order=order, limit=batch_size, offset=offset)
-            for d in batch:
-                d.pop("_seq_", None)
-                yield d
-            if len(batch) < batch_size:
+                ids, _ = self._page_ids(where, params, order, batch_size, offset)
+                batch = self._docs_by_ids(ids)
+            yield from batch
+            if len(ids) < batch_size:
                 return
             offset += batch_size
 
     def get(self, sample_id: str) -> dict | None:
-        docs = self._docs_where("s._id = $1", [sample_id])
-        if not docs:
-            return None
-        docs[0].pop("_seq_", None)
-        return docs[0]
+        docs = self._docs_by_ids([sample_id])
+        return docs[0] if docs else None
+
+    def _docs_where(self, where: str, params: list, with_seq: bool = False) -> list[dict]:
+        """Documents of every row matching ``where`` (SQL with numbered parameters), in insertion order."""
+        ids, _ = self._page_ids(where, params, [], 2**62, 0)
+        return self._docs_by_ids(ids, with_seq=with_seq)
 
     def ids(self, query: dict | None = None) -> list[str]:
         where, params = self._where(query)
@@ -408,36 +448,6 @@ class Catalog:
             if "regex" in str(e).lower() or "regular expression" in str(e).lower():
                 raise QueryError(f"invalid $regex: {e}") from None
             raise
-
-    def _docs_where(self, where: str, params: list, *, order: list[str] | None = None,
-                    limit: int | None = None, offset: int = 0) -> list[dict]:
-        """Documents of the rows matching ``where`` (SQL with numbered parameters ``$1``...)."""
-        order_sql = ", ".join((order or []) + ["s._seq"])
-        sql = f"SELECT s.* FROM samples s WHERE {where} ORDER BY {order_sql}"
-        all_params = list(params)
-        if limit is not None:
-            n = len(all_params)
-            sql += f" LIMIT ${n + 1} OFFSET ${n + 2}"
-            all_params += [limit, offset]
-        cur = self._execute(sql, all_params)
-        names = [c[0] for c in cur.description]
-        rows = cur.fetchall()
-        if not rows:
-            return []
-        seq_i = names.index("_seq")
-        extra_i = names.index("extra")
-        seqs = [r[seq_i] for r in rows]
-        objects = self._objects_for(seqs)
-        out = []
-        for r in rows:
-            row = dict(zip(names, r))
-            extra = row.pop("extra")
-            seq = row.pop("_seq")
-            doc = documents.assemble(row, objects.get(seq, {}), orjson.loads(extra) if extra else None,
-                                     self.fields, self.object_attrs)
-            doc["_seq_"] = seq
-            out.append(doc)
-        return out
 
     def _objects_for(self, seqs: list[int]) -> dict[int, dict[str, list[dict]]]:
         cur = self.con.execute(
@@ -524,9 +534,9 @@ def _fast_update_sql(ops: dict, fields: dict, ctx: Ctx) -> tuple[str, str] | Non
                 if spec.kind != "list":
                     return None
                 if isinstance(value, dict):
-                    if op == "$pull" or list(value) != ["$each"]:
+                    if list(value) != (["$in"] if op == "$pull" else ["$each"]):
                         return None
-                    values = value["$each"]
+                    values = value["$in"] if op == "$pull" else value["$each"]
                 else:
                     values = [value]
                 values = [documents.coerce_scalar(v, spec.sql_type, path) for v in values]
@@ -570,8 +580,9 @@ def _apply_update(doc: dict, ops: dict) -> dict | None:
                 _set_path(new, parts, current)
             elif op == "$pull":
                 current = _get_path(new, parts)
+                drop = value["$in"] if isinstance(value, dict) and list(value) == ["$in"] else [value]
                 if isinstance(current, list):
-                    _set_path(new, parts, [v for v in current if v != value])
+                    _set_path(new, parts, [v for v in current if v not in drop])
     old = {k: v for k, v in doc.items() if k != "_seq_"}
     return None if new == old else new
 
@@ -605,3 +616,53 @@ def _unset_path(doc: dict, parts: list[str]) -> None:
         cur = cur[p]
     if isinstance(cur, dict):
         cur.pop(parts[-1], None)
+
+
+# ---- summaries ----------------------------------------------------------------------------------
+
+def summarize(cat: Catalog, top: int = 20) -> dict:
+    """Counts and distributions of a catalog: what ``viscurate info`` shows."""
+    q = cat.sql
+    total, n_bytes = q("SELECT count(*), coalesce(sum(size_bytes), 0) FROM samples")[0]
+
+    def counts(sql: str) -> dict:
+        return {k if k is not None else "(none)": n for k, n in q(sql)}
+
+    def quantiles(col: str) -> dict | None:
+        row = q(f"SELECT min({col}), quantile_cont({col}, 0.05), median({col}), quantile_cont({col}, 0.95), "
+                f"max({col}), avg({col}) FROM samples WHERE {col} IS NOT NULL")[0]
+        if row[0] is None:
+            return None
+        return dict(zip(["min", "p5", "median", "p95", "max", "mean"], [float(x) for x in row]))
+
+    out = {
+        "samples": total,
+        "bytes": int(n_bytes),
+        "issues": counts("SELECT i, count(*) FROM (SELECT unnest(issues) AS i FROM samples) GROUP BY i ORDER BY 2 DESC, 1"),
+        "samples_with_issues": q("SELECT count(*) FROM samples WHERE len(issues) > 0")[0][0],
+        "formats": counts('SELECT format, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
+        "modes": counts('SELECT mode, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
+        "sources": counts('SELECT source, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
+        "splits": counts('SELECT split, count(*) FROM samples WHERE split IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1'),
+        "tags": counts(f"SELECT t, count(*) FROM (SELECT unnest(tags) AS t FROM samples) GROUP BY t ORDER BY 2 DESC, 1 LIMIT {int(top)}"),
+        "width": quantiles('"width"'),
+        "height": quantiles('"height"'),
+        "size_bytes": quantiles('"size_bytes"'),
+        "quality": {k: quantiles(f'"quality.{k}"') for k in ("blur", "brightness", "contrast", "entropy")},
+        "size_histogram": counts(
+            "SELECT CASE WHEN greatest(width, height) < 64 THEN '< 64 px' WHEN greatest(width, height) < 256 THEN '64-255 px' "
+            "WHEN greatest(width, height) < 1024 THEN '256-1023 px' WHEN greatest(width, height) < 4096 THEN '1024-4095 px' "
+            "ELSE '>= 4096 px' END AS bucket, count(*) FROM samples WHERE width IS NOT NULL GROUP BY 1 ORDER BY min(greatest(width, height))"),
+        "labels": {},
+    }
+    for spec in cat.fields.values():
+        if spec.kind == "objects":
+            rows = q("SELECT name, count(*) FROM objects WHERE field = ? GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?",
+                     [spec.path, int(top)])
+            if rows:
+                n = q("SELECT count(*) FROM objects WHERE field = ?", [spec.path])[0][0]
+                out["labels"][spec.path] = {"objects": n, "classes": {k or "(none)": v for k, v in rows}}
+    gt = counts('SELECT "ground_truth.label", count(*) FROM samples WHERE "ground_truth.label" IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ' + str(int(top)))
+    if gt:
+        out["labels"]["ground_truth.label"] = {"classes": gt}
+    return out

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+
+import orjson
 from typing import Any, Callable
 
 from ...errors import QueryError, UnsupportedOperator
@@ -132,19 +134,30 @@ def _or(*parts: str) -> str:
 
 
 def _not(part: str) -> str:
+    # NULL means "no match" everywhere else (AND, OR, WHERE treat it as false); only a negation
+    # must turn it into FALSE first
     if part == TRUE:
         return FALSE
     if part == FALSE:
         return TRUE
-    return f"(NOT {part})"
+    if isinstance(part, NeverNull):
+        return NeverNull(f"(NOT {part})")
+    return NeverNull(f"(NOT coalesce({part}, FALSE))")
 
 
 def _const(b: bool) -> str:
     return TRUE if b else FALSE
 
 
+class NeverNull(str):
+    """SQL that is never NULL (EXISTS, IS NULL...): needs no coalesce, and stays a plain EXISTS that
+    DuckDB can plan as a semi-join."""
+
+
 def _coalesce(sql: str) -> str:
-    return sql if sql in (TRUE, FALSE) else f"coalesce({sql}, FALSE)"
+    """Predicates may be NULL where a value is missing; NULL is "no match" in AND, OR and WHERE, and
+    ``_not`` coalesces before negating, so no other place needs to."""
+    return sql
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,37 +194,32 @@ def _check_value(v: Any, where: str) -> None:
 
 
 def _num_compare(ctx: Ctx, expr: str, kind: str, op: str, n: int | float) -> str:
-    """Exact comparison of a number (``kind``: 'int' or 'double' SQL expression) with operand ``n``.
-
-    MongoDB compares 64-bit integers and doubles by exact numeric value; so do we."""
-    if kind == "int":
-        if isinstance(n, int):
-            return f"({expr} {op} {ctx.p(n, 'HUGEINT')})"
-        # integer vs double operand: compare with the operand rounded the right way
-        import math
-        if op == "=":
-            return f"({expr} = {ctx.p(int(n), 'HUGEINT')})" if n.is_integer() else FALSE
-        if op in (">", "<="):
-            bound = math.floor(n)
-        else:  # "<", ">="
-            bound = math.ceil(n)
-        if op == ">" and n.is_integer():
-            bound = int(n)
-        if op == "<=" and n.is_integer():
-            bound = int(n)
-        # x > n  <=> x > floor(n) ; x >= n <=> x >= ceil(n) ; x < n <=> x < ceil(n) ; x <= n <=> x <= floor(n)
-        if abs(bound) > 2**100:
-            return _const((op in (">", ">=")) == (bound < 0))
-        return f"({expr} {op} {ctx.p(int(bound), 'HUGEINT')})"
+    """Exact comparison of a number with operand ``n``. ``kind``: 'int' (a HUGEINT expression, from
+    JSON), 'bigint' (a BIGINT column) or 'double'. MongoDB compares 64-bit integers and doubles by exact
+    numeric value; so do we."""
+    import math
+    if kind in ("int", "bigint"):
+        if isinstance(n, float):
+            # integer vs double operand: x > n <=> x > floor(n); x >= n <=> x >= ceil(n);
+            # x < n <=> x < ceil(n); x <= n <=> x <= floor(n); x = n only if n is integral
+            if op == "=":
+                if not n.is_integer():
+                    return FALSE
+                bound = int(n)
+            else:
+                bound = math.floor(n) if op in (">", "<=") else math.ceil(n)
+            if abs(bound) > 2**100:
+                return _const((op in (">", ">=")) == (bound < 0)) if op != "=" else FALSE
+            n = int(bound)
+        cast = "BIGINT" if kind == "bigint" and INT64[0] <= n <= INT64[1] else "HUGEINT"
+        return f"({expr} {op} {ctx.p(n, cast)})"
     # double expression
     if isinstance(n, float) or float(n) == n:
         return f"({expr} {op} {ctx.p(float(n), 'DOUBLE')})"
     # n is an integer that is not exactly a double: doubles this large are integers, compare exactly
-    d = float(n)
-    big = f"abs({expr}) < 1e30"
     exact = f"(TRY_CAST({expr} AS HUGEINT) {op} {ctx.p(n, 'HUGEINT')})"
-    approx = f"({expr} {op} {ctx.p(d, 'DOUBLE')})"
-    return f"(CASE WHEN {big} THEN {exact} ELSE {approx} END)"
+    approx = f"({expr} {op} {ctx.p(float(n), 'DOUBLE')})"
+    return f"(CASE WHEN abs({expr}) < 1e30 THEN {exact} ELSE {approx} END)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,7 +362,7 @@ class Cmp(Pred):
         if v is None:
             return f"({c} IS NULL)" if self.op in ("$gte", "$lte") else FALSE
         if t in _SQL_NUMERIC and _is_number(v):
-            return _coalesce(_num_compare(ctx, c, "int" if t == "BIGINT" else "double", self.sql, v))
+            return _num_compare(ctx, c, "bigint" if t == "BIGINT" else "double", self.sql, v)
         if t == "VARCHAR" and isinstance(v, str):
             return _coalesce(f"({c} {self.sql} {ctx.p(v)})")
         if t == "BOOLEAN" and isinstance(v, bool):
@@ -664,8 +672,9 @@ class ObjectsRef:
     def exists(self, ctx: Ctx, alias: str, cond: str) -> str:
         if cond == FALSE:
             return FALSE
-        return (f"EXISTS (SELECT 1 FROM objects {alias} WHERE {alias}.sample_seq = {self.sample_seq} "
-                f"AND {alias}.field = {ctx.p(self.field)} AND {cond})")
+        cond = "" if cond == TRUE else f" AND {cond}"
+        return NeverNull(f"EXISTS (SELECT 1 FROM objects {alias} WHERE {alias}.sample_seq = {self.sample_seq} "
+                         f"AND {alias}.field = {ctx.p(self.field)}{cond})")
 
 
 @dataclass
@@ -844,7 +853,7 @@ class Compiler:
         spec = self.fields.get(head)
         if spec is None:
             extra = f"json_extract({root.alias}.extra, {ctx.p(json_pointer(head))})"
-            return self.json_any(extra, path[1:], pred, ctx)
+            return _with_text_prefilter(f"{root.alias}.extra", pred, self.json_any(extra, path[1:], pred, ctx), ctx)
         return self._declared_any(root, spec, path[1:], pred, ctx)
 
     def _declared_any(self, root: SampleRoot, spec: schema.FieldSpec, rest: list[str], pred: Pred, ctx: Ctx) -> str:
@@ -903,10 +912,10 @@ class Compiler:
 
     @staticmethod
     def _missing_or(col: str, pred: Pred, present_sql: str) -> str:
-        missing = _const(pred.on_missing())
-        if present_sql == missing:
-            return missing
-        return f"(CASE WHEN {col} IS NULL THEN {missing} ELSE {_coalesce(present_sql)} END)"
+        """``present_sql`` where ``col`` is present; what ``pred`` says of a missing value elsewhere."""
+        if pred.on_missing():
+            return _or(NeverNull(f"({col} IS NULL)"), present_sql)
+        return _and(NeverNull(f"({col} IS NOT NULL)"), present_sql)
 
     def objects_any(self, objects: ObjectsRef, n: str, rest: list[str], pred: Pred, ctx: Ctx) -> str:
         if not rest:
@@ -927,7 +936,8 @@ class Compiler:
                 inner = self._object_row_any(ObjectRowRoot(p, objects), rest[1:], pred, ctx)
             by_pos = objects.exists(ctx, p, _and(f"{p}.idx = {int(head)}", inner))
             by_field = _or(by_field, by_pos)
-        return self._missing_or(n, pred, by_field)
+        # a missing list has no rows in the objects table, so only "missing matches" needs the count
+        return _or(f"({n} IS NULL)", by_field) if pred.on_missing() else by_field
 
     def _object_row_any(self, root: ObjectRowRoot, path: list[str], pred: Pred, ctx: Ctx) -> str:
         head, rest = path[0], path[1:]
@@ -935,7 +945,7 @@ class Compiler:
         col = f"{root.alias}.{schema.column_name(head)}"
         if spec is None:
             attrs = f"json_extract({root.alias}.attrs, {ctx.p(json_pointer(head))})"
-            return self.json_any(attrs, rest, pred, ctx)
+            return _with_text_prefilter(f"{root.alias}.attrs", pred, self.json_any(attrs, rest, pred, ctx), ctx)
         if spec.kind == "scalar":
             if rest:
                 return _const(pred.on_missing())
@@ -988,6 +998,22 @@ class _Never(Pred):
     group = lambda self, ctx, present, path, fields: FALSE
     objects_array = lambda self, ctx, n, objects: FALSE
     object_doc = lambda self, ctx, objects, row: FALSE
+
+
+def _with_text_prefilter(column: str, pred: Pred, sql: str, ctx: Ctx) -> str:
+    """Equality with strings inside free-form JSON: the JSON text must contain the string, encoded as
+    JSON. That necessary condition is a fast substring scan that spares most rows the full traversal."""
+    if isinstance(pred, Eq) and isinstance(pred.value, str):
+        needles = [pred.value]
+    elif isinstance(pred, In) and pred.values and all(isinstance(v, str) for v in pred.values):
+        needles = pred.values
+    else:
+        return sql
+    if sql in (TRUE, FALSE):
+        return sql
+    text = f"CAST({column} AS VARCHAR)"
+    found = _or(*[f"contains({text}, {ctx.p(orjson.dumps(v).decode())})" for v in needles])
+    return _and(_coalesce(found), sql)
 
 
 def _truthy(v: Any) -> bool:
@@ -1051,7 +1077,7 @@ def typed_equals(ctx: Ctx, c: str, t: str, v: Any) -> str:
     if _is_number(v):
         if t not in _SQL_NUMERIC:
             return FALSE
-        return _num_compare(ctx, c, "int" if t == "BIGINT" else "double", "=", v)
+        return _num_compare(ctx, c, "bigint" if t == "BIGINT" else "double", "=", v)
     if isinstance(v, str):
         return f"({c} = {ctx.p(v)})" if t == "VARCHAR" else FALSE
     return FALSE
@@ -1107,7 +1133,8 @@ def compile_query(query: dict | None, fields: dict | None = None, ctx: Ctx | Non
         return TRUE, ctx.params
     compiler = Compiler(fields)
     sql = compiler.compile_doc(query, SampleRoot(), ctx)
-    return _coalesce(sql), ctx.params
+    # no outer coalesce: WHERE treats NULL as false, and a bare conjunction lets DuckDB filter in steps
+    return sql, ctx.params
 
 
 _SORT_SPEC = re.compile(r"^[^$].*$")

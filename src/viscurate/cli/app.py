@@ -1,0 +1,324 @@
+"""The ``viscurate`` command line. Each command maps to one library call, so the CLI, the Python API
+and the server never diverge.
+
+    viscurate ingest ~/photos --dataset pets
+    viscurate find pets '{"width": {"$gt": 1000}}' --page 2
+    viscurate info pets
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import QueryError, ViscurateError
+
+app = typer.Typer(
+    name="viscurate",
+    help="viscurate: profile, label, clean, search and curate image datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+class State:
+    home: Optional[Path] = None
+    wait: Optional[float] = None
+
+
+state = State()
+
+
+@app.callback()
+def main_options(
+    home: Optional[Path] = typer.Option(None, "--home", help="Workspace directory (default: $VISCURATE_HOME, "
+                                        "else the user data directory).", show_default=False),
+    wait: Optional[float] = typer.Option(None, "--wait", help="Seconds to wait for a dataset another process "
+                                         "is using (default 10, or $VISCURATE_LOCK_TIMEOUT).", show_default=False),
+) -> None:
+    state.home = home
+    state.wait = wait
+
+
+def _dataset(name: str):
+    from ..dataset import Dataset
+    return Dataset(name, state.home, lock_timeout=state.wait)
+
+
+def _parse_json(text: str, what: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise QueryError(f"{what} is not valid JSON: {e}. Example: '{{\"width\": {{\"$gt\": 100}}}}'") from None
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+# ---- datasets ------------------------------------------------------------------------------------
+
+@app.command("create")
+def create_cmd(name: str = typer.Argument(..., help="Dataset name.")) -> None:
+    """Create an empty dataset."""
+    from ..dataset import Dataset
+    ds = Dataset.create(name, state.home, lock_timeout=state.wait)
+    console.print(f"created dataset [bold]{name}[/] in {ds.directory}")
+
+
+@app.command("list")
+def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the datasets of the workspace."""
+    from ..dataset import Dataset
+    from ..store.workspace import Workspace
+    names = Dataset.list(state.home)
+    if as_json:
+        _print_json(names)
+        return
+    if not names:
+        console.print(f"no datasets in {Workspace(state.home).home}")
+        return
+    ws = Workspace(state.home)
+    table = Table("dataset", "created", "directory")
+    for n in names:
+        info = ws.info(n)
+        table.add_row(n, info.get("created_at", ""), str(ws.dataset_dir(n)))
+    console.print(table)
+
+
+@app.command("delete")
+def delete_cmd(name: str, yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) -> None:
+    """Delete a dataset (its catalog, indexes, thumbnails; never your image files)."""
+    ds = _dataset(name)
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Delete dataset {name!r} and everything under {ds.directory}?", abort=True)
+    ds.delete()
+    console.print(f"deleted dataset [bold]{name}[/]")
+
+
+@app.command("rename")
+def rename_cmd(name: str, new_name: str) -> None:
+    """Rename a dataset."""
+    _dataset(name).rename(new_name)
+    console.print(f"renamed [bold]{name}[/] to [bold]{new_name}[/]")
+
+
+# ---- ingest --------------------------------------------------------------------------------------
+
+@app.command("ingest")
+def ingest_cmd(
+    paths: List[Path] = typer.Argument(..., help="Folders, image files, zip/tar archives or path lists (.txt)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset to add to (created if missing)."),
+    include: Optional[List[str]] = typer.Option(None, "--include", "-i", help="Glob of files to take (repeatable)."),
+    exclude: Optional[List[str]] = typer.Option(None, "--exclude", "-x", help="Glob of files to skip (repeatable)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Processes (default: all cores)."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Samples per catalog transaction."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Profile and catalogue images; a re-run only adds new or changed files."""
+    from ..dataset import Dataset
+    ds = Dataset.create(dataset, state.home, exist_ok=True, lock_timeout=state.wait)
+    report = ds.add_images(paths, include=include, exclude=exclude, workers=workers, batch_size=batch_size,
+                           progress=not no_progress and not as_json)
+    summary = {
+        "dataset": dataset, "added": report.added, "changed": report.changed, "unchanged": report.unchanged,
+        "failed": report.failed, "files": report.files, "bytes": report.bytes,
+        "seconds": round(report.seconds, 3), "images_per_s": round(report.images_per_s, 1),
+        "mb_per_s": round(report.mb_per_s, 2),
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    table = Table(title=f"ingest into {dataset}", show_header=False)
+    for k in ("added", "changed", "unchanged", "failed", "files"):
+        table.add_row(k, f"{summary[k]:,}")
+    table.add_row("data", _human_bytes(report.bytes))
+    table.add_row("time", f"{report.seconds:.1f} s ({summary['images_per_s']:,} images/s, {summary['mb_per_s']} MB/s)")
+    console.print(table)
+    if report.failed:
+        console.print(f"[yellow]{report.failed} file(s) could not be decoded; they are samples flagged "
+                      f"'corrupt': viscurate find {dataset} '{{\"issues\": \"corrupt\"}}'[/]")
+
+
+# ---- query ---------------------------------------------------------------------------------------
+
+DEFAULT_COLUMNS = ["_id", "filepath", "width", "height", "format", "issues"]
+
+
+def _cell(doc: dict, path: str) -> str:
+    cur: Any = doc
+    for part in path.split("."):
+        if isinstance(cur, dict):
+            cur = cur.get(part)
+        elif isinstance(cur, list):
+            cur = [c.get(part) if isinstance(c, dict) else None for c in cur]
+        else:
+            cur = None
+    if cur is None:
+        return ""
+    if isinstance(cur, float):
+        return f"{cur:.4g}"
+    if isinstance(cur, list):
+        return ", ".join(_cell({"v": c}, "v") for c in cur)
+    if isinstance(cur, dict):
+        return orjson.dumps(cur).decode()
+    return str(cur)
+
+
+@app.command("find")
+def find_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    query: str = typer.Argument("{}", help='MongoDB query, e.g. \'{"object_analysis.name": "cat"}\'.'),
+    page: int = typer.Option(1, "--page", "-p", help="Page number (1-based)."),
+    page_size: int = typer.Option(25, "--page-size", help="Samples per page."),
+    sort: Optional[List[str]] = typer.Option(None, "--sort", "-s", help="FIELD or FIELD:-1 (repeatable)."),
+    fields: Optional[str] = typer.Option(None, "--fields", "-f", help="Comma-separated columns to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print the page as JSON: {length, page, results}."),
+) -> None:
+    """Search a dataset with the MongoDB query language, a page at a time."""
+    q = _parse_json(query, "the query")
+    sort_spec = None
+    if sort:
+        sort_spec = []
+        for s in sort:
+            field, _, direction = s.partition(":")
+            sort_spec.append((field, -1 if direction.strip() in ("-1", "desc") else 1))
+    projection = None
+    cols = DEFAULT_COLUMNS
+    if fields:
+        cols = [c.strip() for c in fields.split(",") if c.strip()]
+        if as_json:
+            projection = {c: 1 for c in cols}
+    res = _dataset(name).find(q, page=page, page_size=page_size, sort=sort_spec, projection=projection)
+    if as_json:
+        _print_json(res)
+        return
+    pages = max(1, -(-res["length"] // page_size))
+    table = Table(*cols, title=f"{res['length']:,} match(es) · page {page} of {pages}")
+    for doc in res["results"]:
+        table.add_row(*[_cell(doc, c) for c in cols])
+    console.print(table)
+
+
+@app.command("get")
+def get_cmd(name: str, sample_id: str) -> None:
+    """Print one sample document as JSON."""
+    _print_json(_dataset(name).get(sample_id))
+
+
+@app.command("count")
+def count_cmd(name: str, query: str = typer.Argument("{}")) -> None:
+    """Count the samples matching a query."""
+    typer.echo(_dataset(name).count(_parse_json(query, "the query")))
+
+
+@app.command("update")
+def update_cmd(name: str, query: str, changes: str) -> None:
+    """Apply MongoDB update operators to matching samples, e.g. '{"$set": {"split": "val"}}'."""
+    n = _dataset(name).update(_parse_json(query, "the query"), _parse_json(changes, "the update"))
+    console.print(f"updated {n:,} sample(s)")
+
+
+@app.command("tag")
+def tag_cmd(name: str, query: str, tags: List[str]) -> None:
+    """Add tags to the samples matching a query."""
+    n = _dataset(name).tag(_parse_json(query, "the query"), *tags)
+    console.print(f"tagged {n:,} sample(s)")
+
+
+@app.command("untag")
+def untag_cmd(name: str, query: str, tags: List[str]) -> None:
+    """Remove tags from the samples matching a query."""
+    n = _dataset(name).untag(_parse_json(query, "the query"), *tags)
+    console.print(f"untagged {n:,} sample(s)")
+
+
+# ---- info ----------------------------------------------------------------------------------------
+
+def _bar_table(title: str, counts: dict, total: int, width: int = 30) -> Table:
+    table = Table(title=title, show_header=False, box=None, pad_edge=False)
+    top = max(counts.values()) if counts else 1
+    for key, n in counts.items():
+        bar = "█" * max(1, round(width * n / top)) if n else ""
+        pct = f"{100 * n / total:.1f}%" if total else ""
+        table.add_row(str(key), f"{n:,}", pct, f"[cyan]{bar}[/]")
+    return table
+
+
+@app.command("info")
+def info_cmd(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Counts, issues, formats, sizes and quality of a dataset, drawn as bars."""
+    info = _dataset(name).info()
+    if as_json:
+        _print_json(info)
+        return
+    print_info(info)
+
+
+def print_info(info: dict) -> None:
+    n = info["samples"]
+    console.rule(f"[bold]{info['name']}[/]")
+    console.print(f"{n:,} samples · {_human_bytes(info['bytes'])} · {info['samples_with_issues']:,} with issues"
+                  f" · {info['directory']}")
+    if info["issues"]:
+        console.print(_bar_table("issues", info["issues"], n))
+    if info["formats"]:
+        console.print(_bar_table("formats", info["formats"], n))
+    if info["size_histogram"]:
+        console.print(_bar_table("longest side", info["size_histogram"], n))
+    stats = Table("measure", "min", "p5", "median", "p95", "max", title="distributions")
+    rows = [("width", info["width"]), ("height", info["height"]), ("bytes", info["size_bytes"])]
+    rows += [(f"quality.{k}", v) for k, v in info["quality"].items()]
+    for label, q in rows:
+        if q:
+            stats.add_row(label, *[f"{q[k]:,.4g}" for k in ("min", "p5", "median", "p95", "max")])
+    if stats.row_count:
+        console.print(stats)
+    for title in ("splits", "tags", "sources"):
+        if info.get(title):
+            console.print(_bar_table(title, info[title], n))
+    for field, lab in info.get("labels", {}).items():
+        console.print(_bar_table(f"{field} classes", lab["classes"], sum(lab["classes"].values())))
+
+
+# ---- demo ----------------------------------------------------------------------------------------
+
+@app.command("demo")
+def demo_cmd(name: str = typer.Option("demo", "--name", help="Dataset name for the demo.")) -> None:
+    """Build a small dataset from the photos bundled with scikit-image and scikit-learn and show what
+    viscurate found in it."""
+    from .demo import run_demo
+    run_demo(name, state.home, console)
+
+
+def main() -> None:
+    try:
+        app()
+    except ViscurateError as e:
+        err_console.print(f"[bold red]error:[/] {e}")
+        raise SystemExit(2)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted; everything committed so far is kept, run again to finish[/]")
+        raise SystemExit(130)
+
+
+if __name__ == "__main__":
+    main()

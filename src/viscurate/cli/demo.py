@@ -1,0 +1,103 @@
+"""``viscurate demo``: a small dataset built from the photos that ship inside scikit-image and
+scikit-learn (nothing is downloaded), plus a few copies made to show what viscurate notices: a
+mirrored and a shrunken copy of one photo, a truncated file and an empty one."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ..dataset import Dataset
+from ..store.workspace import Workspace
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def bundled_photos() -> list[Path]:
+    """Image files inside the installed scikit-image and scikit-learn packages."""
+    found: list[Path] = []
+    try:
+        import skimage
+        data = Path(skimage.__file__).parent / "data"
+        found += sorted(p for p in data.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.stat().st_size > 0)
+    except ImportError:
+        pass
+    try:
+        import sklearn
+        images = Path(sklearn.__file__).parent / "datasets" / "images"
+        found += sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    except ImportError:
+        pass
+    return found
+
+
+def build_demo_folder(target: Path) -> Path:
+    from PIL import Image, ImageOps
+    if target.exists():
+        shutil.rmtree(target)
+    photos = target / "photos"
+    photos.mkdir(parents=True)
+    sources = bundled_photos()
+    if not sources:
+        raise RuntimeError("no bundled photos found: pip install scikit-image scikit-learn")
+    for p in sources:
+        shutil.copy2(p, photos / f"{p.parent.parent.name}-{p.name}")
+    made = target / "made-by-demo"
+    made.mkdir()
+    cat = next((p for p in sources if p.stem == "chelsea"), sources[0])
+    with Image.open(cat) as im:
+        im = im.convert("RGB")
+        ImageOps.mirror(im).save(made / "chelsea-mirrored.jpg", quality=90)
+        im.resize((im.width // 2, im.height // 2)).save(made / "chelsea-half-size.jpg", quality=85)
+        im.save(made / "chelsea-truncated.jpg", quality=90)
+    data = (made / "chelsea-truncated.jpg").read_bytes()
+    (made / "chelsea-truncated.jpg").write_bytes(data[: len(data) // 2])
+    (made / "empty.jpg").write_bytes(b"")
+    return target
+
+
+def run_demo(name: str, home: os.PathLike | None, console: Console) -> Dataset:
+    ws = Workspace(home)
+    folder = build_demo_folder(ws.home / "demo-photos")
+    if ws.exists(name):
+        ws.delete(name)
+    ds = Dataset.create(name, home)
+    console.print(f"[bold]viscurate demo[/]: profiling the photos bundled with scikit-image and scikit-learn, "
+                  f"plus 4 copies made to show what viscurate notices ({folder})")
+    report = ds.add_images(folder)
+    console.print(f"catalogued {report.files} files in {report.seconds:.1f} s "
+                  f"({report.images_per_s:.0f} images/s); {report.failed} could not be decoded\n")
+    from .app import print_info
+    print_info(ds.info())
+
+    broken = ds.find({"issues": "corrupt"}, projection={"filepath": 1, "issues": 1, "error": 1})
+    table = Table("file", "issues", "error", title="broken files are kept, flagged and explained")
+    for d in broken["results"]:
+        table.add_row(Path(d["filepath"]).name, ", ".join(d["issues"]), d.get("error", ""))
+    console.print(table)
+
+    original = ds.find({"filepath": {"$regex": "chelsea\\.png$"}})["results"]
+    if original and original[0].get("phash_flip"):
+        twins = ds.find({"phash_flip": original[0]["phash_flip"]}, projection={"filepath": 1, "phash": 1, "phash_flip": 1})
+        table = Table("file", "phash", "phash_flip",
+                      title="the flip-invariant hash finds the mirrored copy (plain pHash differs)")
+        for d in twins["results"]:
+            table.add_row(Path(d["filepath"]).name, d.get("phash", ""), d.get("phash_flip", ""))
+        console.print(table)
+
+    examples = [
+        ('{"quality.grayscale": true}', {"quality.grayscale": True}),
+        ('{"width": {"$gte": 512}, "format": "PNG"}', {"width": {"$gte": 512}, "format": "PNG"}),
+        ('{"issues": {"$in": ["dark", "blurry", "low_information"]}}', {"issues": {"$in": ["dark", "blurry", "low_information"]}}),
+    ]
+    table = Table("query", "matches", "first matches", title="MongoDB queries over the catalog")
+    for text, q in examples:
+        res = ds.find(q, page_size=3)
+        table.add_row(text, str(res["length"]), ", ".join(Path(d["filepath"]).name for d in res["results"]))
+    console.print(table)
+    console.print(f"\nTry: [bold]viscurate find {name} '{{\"issues\": \"grayscale\"}}'[/]  ·  "
+                  f"[bold]viscurate info {name}[/]  ·  [bold]viscurate get {name} <_id>[/]")
+    return ds

@@ -1,0 +1,225 @@
+"""The Python face: a named dataset in a workspace, queried with MongoDB's query language.
+
+>>> import viscurate, tempfile
+>>> ds = viscurate.Dataset.create("pets", home=tempfile.mkdtemp())
+>>> ds.add_documents([{"filepath": "/data/cat.jpg", "width": 640, "tags": ["cute"]}])
+{'inserted': 1, 'updated': 0, 'skipped': 0}
+>>> ds.find({"width": {"$gt": 100}})["length"]
+1
+>>> ds.tag({"width": 640}, "reviewed")
+1
+>>> ds.count({"tags": "reviewed"})
+1
+
+Every method opens the catalog for the duration of the call and releases it, so several processes
+can take turns on one dataset; ``with ds.session():`` keeps it open across calls (faster for many
+small calls). A call that must wait for another process's write waits up to ``lock_timeout`` seconds
+(default 10, or ``VISCURATE_LOCK_TIMEOUT``) and then raises ``DatasetBusy`` naming that process.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from .errors import ViscurateError
+from .store.catalog import DEFAULT_PAGE_SIZE, Catalog, WriteMode, summarize
+from .store.workspace import Workspace
+
+IdsOrQuery = str | Sequence[str] | dict | None
+
+
+class Dataset:
+    """A dataset: a catalog of samples plus its indexes, media and thumbnails on disk."""
+
+    def __init__(self, name: str, home: str | os.PathLike | None = None, *, lock_timeout: float | None = None):
+        self.workspace = Workspace(home)
+        self.name = name
+        self.directory: Path = self.workspace.require(name)
+        self.lock_timeout = lock_timeout
+        self._held: Catalog | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, name: str, home: str | os.PathLike | None = None, *, exist_ok: bool = False,
+               lock_timeout: float | None = None) -> "Dataset":
+        ws = Workspace(home)
+        if not (exist_ok and ws.exists(name)):
+            ws.create(name)
+        ds = cls(name, home, lock_timeout=lock_timeout)
+        with ds._catalog(write=True):
+            pass  # creates the catalog file and its schema
+        return ds
+
+    @classmethod
+    def open(cls, name: str, home: str | os.PathLike | None = None, *, lock_timeout: float | None = None) -> "Dataset":
+        return cls(name, home, lock_timeout=lock_timeout)
+
+    @staticmethod
+    def list(home: str | os.PathLike | None = None) -> list[str]:
+        return Workspace(home).list()
+
+    @staticmethod
+    def exists(name: str, home: str | os.PathLike | None = None) -> bool:
+        return Workspace(home).exists(name)
+
+    def delete(self) -> None:
+        """Delete the dataset and everything under its directory (not the original image files)."""
+        self.workspace.delete(self.name, timeout=self._timeout())
+
+    def rename(self, new_name: str) -> None:
+        self.workspace.rename(self.name, new_name, timeout=self._timeout())
+        self.name = new_name
+        self.directory = self.workspace.dataset_dir(new_name)
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.name!r}, home={str(self.workspace.home)!r})"
+
+    # ---- catalog access -------------------------------------------------------------------------
+
+    def _timeout(self) -> float | None:
+        return self.lock_timeout
+
+    @contextlib.contextmanager
+    def _catalog(self, write: bool = False) -> Iterator[Catalog]:
+        held = self._held
+        if held is not None and (held.write_mode or not write):
+            yield held
+            return
+        if held is not None:  # upgrade a read session to a write session
+            held.close()
+            self._held = None
+        cat = Catalog(self.directory, self.name, write=write, timeout=self._timeout())
+        try:
+            if held is not None:
+                self._held = cat
+            yield cat
+        finally:
+            if self._held is not cat:
+                cat.close()
+
+    @contextlib.contextmanager
+    def session(self, write: bool = False) -> Iterator["Dataset"]:
+        """Keep the catalog open across calls (``write=True`` holds the write lock throughout)."""
+        if self._held is not None:
+            yield self
+            return
+        self._held = Catalog(self.directory, self.name, write=write, timeout=self._timeout())
+        try:
+            yield self
+        finally:
+            held, self._held = self._held, None
+            if held is not None:
+                held.close()
+
+    # ---- adding samples ---------------------------------------------------------------------------
+
+    def add_images(self, paths: str | os.PathLike | Iterable[str | os.PathLike], *,
+                   include: Sequence[str] | None = None, exclude: Sequence[str] | None = None,
+                   workers: int | None = None, batch_size: int = 256, progress: bool = True,
+                   thresholds: Any = None):
+        """Ingest folders, files, zip/tar archives or path lists: profile every image, incrementally.
+
+        Returns an ``IngestReport`` (added, changed, unchanged, failed, files, bytes, seconds)."""
+        from .pipeline.ingest import ingest
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        with self._catalog(write=True) as cat:
+            return ingest(cat, [str(p) for p in paths], include=include, exclude=exclude,
+                          media_dir=self.directory / "media", workers=workers, batch_size=batch_size,
+                          progress=progress, thresholds=thresholds)
+
+    def add_documents(self, docs: Iterable[dict], *, mode: WriteMode = "error", batch_size: int = 5000) -> dict:
+        """Insert ready-made sample documents (a missing ``_id`` is generated). ``mode`` decides what
+        happens to an existing ``_id``: error, skip, replace or merge."""
+        totals = {"inserted": 0, "updated": 0, "skipped": 0}
+        with self._catalog(write=True) as cat:
+            batch: list[dict] = []
+            for doc in docs:
+                batch.append(dict(doc))
+                if len(batch) >= batch_size:
+                    for k, v in cat.write(batch, mode=mode).items():
+                        totals[k] += v
+                    batch = []
+            if batch:
+                for k, v in cat.write(batch, mode=mode).items():
+                    totals[k] += v
+        return totals
+
+    # ---- reading ----------------------------------------------------------------------------------
+
+    def find(self, query: dict | None = None, *, page: int = 1, page_size: int = DEFAULT_PAGE_SIZE,
+             sort: Any = None, projection: dict | None = None) -> dict:
+        """One page of the samples matching a MongoDB query: ``{"length", "page", "page_size", "results"}``.
+
+        Pages are 1-based; without ``sort`` they come in insertion order, so paging visits every match
+        once. ``sort`` is ``[("width", -1), ...]`` or ``{"width": -1}``."""
+        with self._catalog() as cat:
+            return cat.find(query, sort=sort, projection=projection, page=page, page_size=page_size)
+
+    def count(self, query: dict | None = None) -> int:
+        with self._catalog() as cat:
+            return cat.count(query)
+
+    def get(self, sample_id: str) -> dict:
+        with self._catalog() as cat:
+            doc = cat.get(sample_id)
+        if doc is None:
+            raise ViscurateError(f"no sample with _id {sample_id!r} in dataset {self.name!r}")
+        return doc
+
+    def iter(self, query: dict | None = None, *, sort: Any = None, batch_size: int = 1000) -> Iterator[dict]:
+        """Every matching document (holds a read session while iterating)."""
+        with self._catalog() as cat:
+            yield from cat.iter_docs(query, sort=sort, batch_size=batch_size)
+
+    def ids(self, query: dict | None = None) -> list[str]:
+        with self._catalog() as cat:
+            return cat.ids(query)
+
+    def info(self) -> dict:
+        """Counts and distributions: samples, bytes, issues, formats, sizes, quality, labels."""
+        with self._catalog() as cat:
+            out = summarize(cat)
+        out["name"] = self.name
+        out["directory"] = str(self.directory)
+        out.update({k: v for k, v in self.workspace.info(self.name).items() if k in ("created_at", "schema_version")})
+        return out
+
+    # ---- changing samples -------------------------------------------------------------------------
+
+    @staticmethod
+    def _target(target: IdsOrQuery) -> tuple[dict | None, list[str] | None]:
+        if target is None or isinstance(target, dict):
+            return target or {}, None
+        if isinstance(target, str):
+            return None, [target]
+        return None, list(target)
+
+    def update(self, target: IdsOrQuery, changes: dict) -> int:
+        """Apply MongoDB update operators (``$set``, ``$unset``, ``$addToSet``, ``$pull``) to the samples
+        matching a query (or with these ids). Returns how many changed."""
+        query, ids = self._target(target)
+        with self._catalog(write=True) as cat:
+            return cat.update(query, changes, ids=ids)
+
+    def set_field(self, target: IdsOrQuery, path: str, value: Any) -> int:
+        return self.update(target, {"$set": {path: value}})
+
+    def tag(self, target: IdsOrQuery, *tags: str) -> int:
+        if not tags:
+            raise ViscurateError("give at least one tag")
+        return self.update(target, {"$addToSet": {"tags": {"$each": list(tags)}}})
+
+    def untag(self, target: IdsOrQuery, *tags: str) -> int:
+        if not tags:
+            raise ViscurateError("give at least one tag")
+        return self.update(target, {"$pull": {"tags": {"$in": list(tags)}}})
+
+    def delete_samples(self, target: IdsOrQuery) -> int:
+        """Remove samples from the catalog (the image files themselves are left alone)."""
+        query, ids = self._target(target)
+        with self._catalog(write=True) as cat:
+            return cat.delete(query, ids=ids)
