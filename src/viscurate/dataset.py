@@ -79,8 +79,9 @@ class Dataset:
 
     # ---- catalog access -------------------------------------------------------------------------
 
-    def _timeout(self) -> float | None:
-        return self.lock_timeout
+    def _timeout(self) -> float:
+        from .store.catalog import lock_timeout
+        return lock_timeout() if self.lock_timeout is None else self.lock_timeout
 
     @contextlib.contextmanager
     def _catalog(self, write: bool = False) -> Iterator[Catalog]:

@@ -59,6 +59,11 @@ def build_demo_folder(target: Path) -> Path:
     return target
 
 
+def hamming(a: str, b: str) -> int:
+    """Bits that differ between two hex hashes."""
+    return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+
 def run_demo(name: str, home: os.PathLike | None, console: Console) -> Dataset:
     ws = Workspace(home)
     folder = build_demo_folder(ws.home / "demo-photos")
@@ -80,12 +85,14 @@ def run_demo(name: str, home: os.PathLike | None, console: Console) -> Dataset:
     console.print(table)
 
     original = ds.find({"filepath": {"$regex": "chelsea\\.png$"}})["results"]
-    if original and original[0].get("phash_flip"):
-        twins = ds.find({"phash_flip": original[0]["phash_flip"]}, projection={"filepath": 1, "phash": 1, "phash_flip": 1})
-        table = Table("file", "phash", "phash_flip",
-                      title="the flip-invariant hash finds the mirrored copy (plain pHash differs)")
-        for d in twins["results"]:
-            table.add_row(Path(d["filepath"]).name, d.get("phash", ""), d.get("phash_flip", ""))
+    copies = ds.find({"filepath": {"$regex": "chelsea-(mirrored|half-size)"}})["results"]
+    if original and original[0].get("phash"):
+        table = Table("copy of chelsea.png", "pHash distance", "flip-invariant distance",
+                      title="perceptual hashes: bits that differ from the original (0-64)")
+        for d in copies:
+            if d.get("phash"):
+                table.add_row(Path(d["filepath"]).name, str(hamming(original[0]["phash"], d["phash"])),
+                              str(hamming(original[0]["phash_flip"], d["phash_flip"])))
         console.print(table)
 
     examples = [

@@ -47,6 +47,46 @@ WriteMode = Literal["error", "skip", "replace", "merge"]
 _ARROW = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_()}
 
 
+class _SharedDatabase:
+    """One DuckDB database instance per catalog file per process: DuckDB shares instances within a
+    process anyway, and functions registered on one connection are visible to all of them, so every
+    Catalog of this process gets a cursor of one root connection that lives while any is open."""
+
+    _lock = threading.Lock()
+    _open: dict[str, list] = {}  # path -> [root connection, read_only, users]
+
+    @classmethod
+    def cursor(cls, path: Path, read_only: bool, setup) -> duckdb.DuckDBPyConnection:
+        key = str(path.resolve())
+        with cls._lock:
+            entry = cls._open.get(key)
+            if entry is not None and entry[1] != read_only:
+                raise RuntimeError("this process already holds the catalog in the other mode")
+            if entry is None:
+                root = duckdb.connect(key, read_only=read_only)
+                try:
+                    setup(root)
+                except BaseException:
+                    root.close()
+                    raise
+                entry = cls._open[key] = [root, read_only, 0]
+            entry[2] += 1
+            return entry[0].cursor()
+
+    @classmethod
+    def release(cls, path: Path, cur: duckdb.DuckDBPyConnection) -> None:
+        key = str(path.resolve())
+        with cls._lock:
+            cur.close()
+            entry = cls._open.get(key)
+            if entry is None:
+                return
+            entry[2] -= 1
+            if entry[2] <= 0:
+                del cls._open[key]
+                entry[0].close()
+
+
 def lock_timeout() -> float:
     return float(os.environ.get("VISCURATE_LOCK_TIMEOUT", "10"))
 
@@ -103,12 +143,18 @@ class Catalog:
             self._lock.release()
             self._lock.exclusive = False
             self._lock.acquire()
-        con = duckdb.connect(str(self.path), read_only=not write)
-        con.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
-        if write:
-            self._create_schema(con)
-        self._check_version(con)
-        self._register_functions(con)
+        def setup(root: duckdb.DuckDBPyConnection) -> None:
+            root.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
+            if write:
+                self._create_schema(root)
+            self._register_functions(root)
+
+        con = _SharedDatabase.cursor(self.path, not write, setup)
+        try:
+            self._check_version(con)
+        except BaseException:
+            _SharedDatabase.release(self.path, con)
+            raise
         return con
 
     def _create_schema(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -152,7 +198,7 @@ class Catalog:
         con, self.con = getattr(self, "con", None), None
         if con is not None:
             try:
-                con.close()
+                _SharedDatabase.release(self.path, con)
             finally:
                 self._lock.release()
 
@@ -371,21 +417,21 @@ class Catalog:
 
     def _page_ids(self, where: str, params: list, order: list[str], limit: int, offset: int,
                   count: bool = False) -> tuple[list[str], int | None]:
-        """The ids of one page of matches (and the total when ``count``), evaluating the filter once:
-        only the narrow columns the filter and sort need are scanned here."""
+        """The ids of one page of matches (and the total when ``count``). Only the narrow columns the
+        filter and the sort need are scanned; whole documents are then fetched by primary key. The
+        count and the top-N are two statements: measured at 1M samples, that is 2-4x faster than one
+        statement with a window count, which must materialize every match."""
         order_sql = ", ".join(order + ["s._seq"])
         n = len(params)
-        total_col = ", count(*) OVER () AS _total" if count else ""
-        sql = (f"SELECT s._id{total_col} FROM samples s WHERE {where} ORDER BY {order_sql} "
-               f"LIMIT ${n + 1} OFFSET ${n + 2}")
-        rows = self._execute(sql, list(params) + [limit, offset]).fetchall()
+        sql = f"SELECT s._id FROM samples s WHERE {where} ORDER BY {order_sql} LIMIT ${n + 1} OFFSET ${n + 2}"
+        ids = [r[0] for r in self._execute(sql, list(params) + [limit, offset]).fetchall()]
         total = None
         if count:
-            if rows:
-                total = rows[0][1]
-            else:  # past the last page: the window had no row to ride on
+            if offset == 0 and len(ids) < limit:
+                total = len(ids)
+            else:
                 total = self._execute(f"SELECT count(*) FROM samples s WHERE {where}", params).fetchall()[0][0]
-        return [r[0] for r in rows], total
+        return ids, total
 
     def _docs_by_ids(self, ids: list[str], with_seq: bool = False) -> list[dict]:
         """Whole documents for ``ids``, in that order (point lookups on the primary key); with
@@ -445,9 +491,8 @@ class Catalog:
         try:
             return self.con.execute(sql, params)
         except duckdb.InvalidInputException as e:
-            if "regex" in str(e).lower() or "regular expression" in str(e).lower():
-                raise QueryError(f"invalid $regex: {e}") from None
-            raise
+            # e.g. a regular expression that Python accepts and RE2 refuses
+            raise QueryError(f"the query could not run: {str(e).splitlines()[0]}") from None
 
     def _objects_for(self, seqs: list[int]) -> dict[int, dict[str, list[dict]]]:
         cur = self.con.execute(

@@ -521,6 +521,16 @@ class Regex(Pred):
         if "x" in options:
             raise _unsupported("$regex option 'x' (extended syntax)")
         flags = "".join(o for o in "ims" if o in options)
+        for construct, name in (("(?=", "lookahead"), ("(?!", "negative lookahead"), ("(?<=", "lookbehind"),
+                                ("(?<!", "negative lookbehind"), ("(?>", "atomic group")):
+            if construct in pattern:
+                raise _unsupported(f"$regex {name} {construct!r} (regular expressions run on RE2)")
+        if re.search(r"\\[1-9]", pattern):
+            raise _unsupported("$regex backreferences (regular expressions run on RE2)")
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise QueryError(f"invalid $regex {pattern!r}: {e}") from None
         self.pattern = f"(?{flags}){pattern}" if flags else pattern
 
     def on_missing(self) -> bool:
