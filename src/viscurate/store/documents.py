@@ -61,7 +61,18 @@ def to_json_value(value: Any, where: str) -> Any:
     raise FieldTypeError(f"{where}: cannot store a value of type {type(value).__name__}")
 
 
+_EXACT = {"VARCHAR": str, "BOOLEAN": bool, "BIGINT": int, "DOUBLE": float}
+
+
 def coerce_scalar(value: Any, sql_type: str, where: str) -> Any:
+    t = type(value)
+    if t is _EXACT[sql_type]:  # the common case, checked without the general conversion below
+        if t is float:
+            if value - value != 0.0:  # NaN or infinity
+                raise FieldTypeError(f"{where}: NaN and infinity cannot be stored; use null")
+        elif t is int and not INT64_MIN <= value <= INT64_MAX:
+            raise FieldTypeError(f"{where}: integer {value} does not fit in 64 bits")
+        return value
     value = to_json_value(value, where)
     if value is None:
         return None
@@ -93,6 +104,10 @@ def coerce_list(value: Any, sql_type: str, where: str) -> list | None:
     if not isinstance(value, (list, tuple)) and not hasattr(value, "tolist"):
         raise FieldTypeError(f"{where}: expected a list of {_type_word(sql_type)}s, got {value!r}")
     items = value.tolist() if hasattr(value, "tolist") else value
+    exact = _EXACT[sql_type]
+    if sql_type != "DOUBLE" and all(type(v) is exact for v in items):
+        if sql_type != "BIGINT" or all(INT64_MIN <= v <= INT64_MAX for v in items):
+            return list(items)
     out = []
     for i, v in enumerate(items):
         if v is None:

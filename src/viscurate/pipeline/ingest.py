@@ -1,0 +1,399 @@
+"""Ingest: turn folders, archives and path lists into profiled samples of a catalog, incrementally.
+
+>>> from viscurate.pipeline.ingest import ingest                                  # doctest: +SKIP
+>>> with Catalog(directory, "pets", write=True) as cat:                            # doctest: +SKIP
+...     report = ingest(cat, ["~/photos"], workers=2)
+...     print(report.added, report.images_per_s)
+
+Three steps, streamed (nothing holds the whole file list but the catalog's ``file_index()``):
+
+1. **plan** (parent): every ``MediaRef`` from :mod:`viscurate.sources` is compared with the catalog's
+   file index: same size and mtime -> unchanged (never read); same size, new mtime -> its bytes are
+   hashed (in a worker): same hash -> unchanged (the stored mtime is updated), else changed; another
+   size -> changed; not in the index -> added. Archive members are copied out by the parent, in one
+   pass over each archive, into ``media_dir`` (content-addressed) and profiled from there.
+2. **run** (worker processes, :class:`~viscurate.pipeline.pool.ProcessPool`): ``profile_file`` on
+   chunks of files; results stream back as they finish; a crash or an exception costs one file.
+3. **write** (parent): every ``batch_size`` documents -> one ``catalog.write(mode="merge")``
+   transaction that replaces exactly the profile fields, so user fields (tags, labels, metadata)
+   survive a re-profile. A run killed at any point loses at most its last uncommitted batch; the next
+   run's plan skips what was committed, and deterministic ``_id``s (sha1 of the origin) make
+   duplicates impossible.
+
+A sample's ``_id`` is the first 24 hex digits of sha1(origin). See ``docs/ingest.md``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+from ..errors import FieldTypeError, ViscurateError
+from ..media import profile_bytes, profile_file
+from ..sources.archive import MemberError, extract_member
+from ..sources.ref import MediaRef, sample_id
+from ..sources.resolve import resolve_entries
+from ..store.schema import PROFILE_FIELDS
+from .pool import ItemError, ProcessPool
+
+if TYPE_CHECKING:  # the store is imported by the parent only, never by workers
+    from ..media import QualityThresholds
+    from ..store.catalog import Catalog
+
+log = logging.getLogger("viscurate.ingest")
+
+#: Keys an ingest (re)writes on a sample; every other field (tags, labels, metadata...) is kept.
+PROFILE_FIELDS_PLUS: tuple[str, ...] = tuple(PROFILE_FIELDS) + ("datetime",)
+
+DEFAULT_MAX_BYTES = 512 * 2**20
+DEFAULT_CHUNK_SIZE = 8
+#: A chunk also closes once it holds this many bytes of files (big files travel alone).
+CHUNK_BYTES = 8 * 2**20
+#: Seconds one file may take in a worker before the worker is stopped and the file flagged.
+DEFAULT_ITEM_TIMEOUT = 600.0
+#: At most this many warnings are kept in the report (the count goes on).
+MAX_WARNINGS = 1000
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did.
+
+    - ``added`` / ``changed`` / ``unchanged``: samples new, re-profiled, left as they were;
+    - ``failed``: samples written flagged ``corrupt`` (they are also counted as added or changed);
+    - ``files``: media references found in the inputs (every file or member, unchanged included);
+    - ``skipped``: references not ingested (a duplicate origin, a path that cannot be stored);
+    - ``bytes``: bytes read and profiled; ``seconds``: wall time of the whole call;
+    - ``warnings``: what was skipped on the way (unreadable folders, broken links, bad archives).
+    """
+
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    skipped: int = 0
+    warnings: list[str] = field(default_factory=list)
+    warning_count: int = 0
+
+    @property
+    def profiled(self) -> int:
+        """Files whose bytes were profiled (added + changed)."""
+        return self.added + self.changed
+
+    @property
+    def images_per_s(self) -> float:
+        return self.profiled / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mb_per_s(self) -> float:
+        """Profiled bytes per second, 1 MB = 2**20 bytes."""
+        return self.bytes / 2**20 / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"added": self.added, "changed": self.changed, "unchanged": self.unchanged, "failed": self.failed,
+                "files": self.files, "skipped": self.skipped, "bytes": self.bytes, "seconds": self.seconds,
+                "images_per_s": self.images_per_s, "mb_per_s": self.mb_per_s, "warnings": self.warning_count}
+
+
+# ---- worker side ---------------------------------------------------------------------------------
+# A work item is a tuple; workers read only the first two fields.
+
+_PATH, _EXPECT, _ORIGIN, _ID, _SOURCE, _SIZE, _MTIME, _STATUS = range(8)
+_ADDED, _CHANGED = "added", "changed"
+
+_worker_state: dict[str, Any] = {"thresholds": None, "max_bytes": DEFAULT_MAX_BYTES}
+
+
+def _init_worker(thresholds: Any, max_bytes: int) -> None:
+    _worker_state["thresholds"] = thresholds
+    _worker_state["max_bytes"] = max_bytes
+
+
+def _profile_item(item: tuple) -> dict | None:
+    """The profile of the item's file, or ``None`` when its bytes hash to the expected sha256."""
+    path, expect = item[_PATH], item[_EXPECT]
+    th, max_bytes = _worker_state["thresholds"], _worker_state["max_bytes"]
+    if expect is not None:
+        data = None
+        try:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size <= max_bytes:
+                    data = f.read(max_bytes + 1)
+        except OSError:
+            data = None
+        if data is not None and len(data) <= max_bytes:
+            if hashlib.sha256(data).hexdigest() == expect:
+                return None
+            return profile_bytes(data, th)
+    return profile_file(path, th, max_bytes)
+
+
+# ---- parent side ---------------------------------------------------------------------------------
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class _Writer:
+    """Buffers sample documents and mtime updates; one catalog transaction per ``batch_size``."""
+
+    def __init__(self, catalog: "Catalog", report: IngestReport, batch_size: int,
+                 on_batch: Callable[[IngestReport], None] | None):
+        self.catalog = catalog
+        self.report = report
+        self.batch_size = max(1, int(batch_size))
+        self.on_batch = on_batch
+        self.docs: list[dict] = []
+        self.mtimes: list[dict] = []
+
+    def add(self, doc: dict, status: str) -> None:
+        r = self.report
+        if status == _ADDED:
+            r.added += 1
+        else:
+            r.changed += 1
+        if "corrupt" in (doc.get("issues") or ()):
+            r.failed += 1
+        self.docs.append(doc)
+        if len(self.docs) >= self.batch_size:
+            self.flush()
+
+    def touch(self, sid: str, mtime: float | None) -> None:
+        """Same bytes, new mtime: record the mtime so the next run does not hash it again."""
+        self.report.unchanged += 1
+        self.mtimes.append({"_id": sid, "mtime": mtime})
+        if len(self.mtimes) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        docs, self.docs = self.docs, []
+        mtimes, self.mtimes = self.mtimes, []
+        if docs:
+            self._write_docs(docs)
+        if mtimes:
+            self.catalog.write(mtimes, mode="merge", merge_keys=("mtime",))
+        if (docs or mtimes) and self.on_batch is not None:
+            self.on_batch(self.report)
+
+    def _write_docs(self, docs: list[dict]) -> None:
+        try:
+            self.catalog.write(docs, mode="merge", merge_keys=PROFILE_FIELDS_PLUS)
+            return
+        except (FieldTypeError, ValueError, TypeError, UnicodeError) as e:
+            # a value the catalog refuses (it is our bug, or a decoder's): find it, keep the rest
+            log.warning("a batch could not be written (%s); writing its samples one by one", e)
+        for doc in docs:
+            try:
+                self.catalog.write([doc], mode="merge", merge_keys=PROFILE_FIELDS_PLUS)
+            except (FieldTypeError, ValueError, TypeError, UnicodeError) as e:
+                keep = {k: doc.get(k) for k in ("_id", "origin", "filepath", "source", "mtime", "datetime",
+                                                "size_bytes", "hash")}
+                keep.update(type="image", issues=["corrupt", "decode_error"],
+                            error=f"decode_error: the profile could not be stored: {type(e).__name__}: {e}")
+                if "corrupt" not in (doc.get("issues") or ()):
+                    self.report.failed += 1
+                self.catalog.write([keep], mode="merge", merge_keys=PROFILE_FIELDS_PLUS)
+
+
+def _failed_doc(reason: str, error: str, size: int | None) -> dict:
+    doc: dict[str, Any] = {"type": "image"}
+    if size is not None:
+        doc["size_bytes"] = size
+    doc["issues"] = ["corrupt", reason]
+    doc["error"] = error
+    return doc
+
+
+def _sample(item: tuple, profile: dict, now: str) -> dict:
+    doc = {"_id": item[_ID], "origin": item[_ORIGIN], "filepath": item[_PATH], "source": item[_SOURCE],
+           "mtime": item[_MTIME], "datetime": now}
+    doc.update(profile)
+    return doc
+
+
+class _Planner:
+    """Compares references with the catalog's file index and yields the work items to profile."""
+
+    def __init__(self, index: dict, writer: _Writer, report: IngestReport, media_dir: str, max_bytes: int,
+                 tick: Callable[[], None]):
+        self.index = index
+        self.writer = writer
+        self.report = report
+        self.media_dir = media_dir
+        self.max_bytes = max_bytes
+        self.tick = tick
+        self.seen: set[str] = set()
+        self.done = False
+
+    def warn(self, message: str) -> None:
+        r = self.report
+        r.warning_count += 1
+        if len(r.warnings) < MAX_WARNINGS:
+            r.warnings.append(message)
+        log.warning(message)
+
+    def items(self, entries: Iterable[tuple[MediaRef, Any]]) -> Iterator[tuple]:
+        r = self.report
+        index = self.index
+        for n, (ref, member) in enumerate(entries):
+            r.files += 1
+            if n % 512 == 0:
+                self.tick()
+            origin = ref.origin
+            if origin in self.seen:
+                r.skipped += 1
+                self.warn(f"skipped a second reference to {origin}")
+                continue
+            try:
+                origin.encode("utf-8")
+            except UnicodeEncodeError:
+                r.skipped += 1
+                self.warn(f"skipped {origin.encode('utf-8', 'backslashreplace').decode()}: its name is not valid "
+                          f"UTF-8 and cannot be stored")
+                continue
+            self.seen.add(origin)
+            old = index.get(origin)
+            sid = old[3] if old is not None else sample_id(origin)
+            if old is not None and old[0] == ref.size and old[1] == ref.mtime and ref.size is not None:
+                r.unchanged += 1
+                continue
+            status = _ADDED if old is None else _CHANGED
+            if member is None:
+                expect = old[2] if old is not None and old[0] == ref.size and old[2] else None
+                yield (ref.filepath, expect, origin, sid, ref.source, ref.size, ref.mtime, status)
+                continue
+            # an archive member: copy it out (this is the one read of its bytes), then profile the copy
+            item = (None, None, origin, sid, ref.source, ref.size, ref.mtime, status)
+            try:
+                path, digest, size = extract_member(member, self.media_dir, self.max_bytes)
+            except MemberError as e:
+                self.writer.add(_sample(item, _failed_doc(e.reason, str(e), ref.size), _utc_now()), status)
+                continue
+            if old is not None and old[0] == size and old[2] == digest:
+                self.writer.touch(sid, ref.mtime)
+                continue
+            yield (path, None, origin, sid, ref.source, size, ref.mtime, status)
+        self.done = True
+        self.tick()
+
+
+def ingest(catalog: "Catalog", inputs: Iterable[str | os.PathLike] | str | os.PathLike, *,
+           include: Iterable[str] | str | None = None, exclude: Iterable[str] | str | None = None,
+           media_dir: str | os.PathLike | None = None, workers: int | None = None, batch_size: int = 256,
+           progress: bool = True, thresholds: "QualityThresholds | None" = None,
+           max_bytes: int = DEFAULT_MAX_BYTES, chunk_size: int = DEFAULT_CHUNK_SIZE,
+           item_timeout: float | None = DEFAULT_ITEM_TIMEOUT,
+           on_batch: Callable[[IngestReport], None] | None = None) -> IngestReport:
+    """Profile every media file under ``inputs`` into ``catalog`` (open with ``write=True``).
+
+    ``inputs``: folders, zip/tar archives, path lists (``.txt``/``.lst``) or files; a missing one raises
+    :class:`~viscurate.errors.ViscurateError` before anything is read. ``include``/``exclude``: globs
+    (see :mod:`viscurate.sources.folder`). ``media_dir``: where archive members are copied (default:
+    the dataset's ``media/``). ``workers``: processes (default: all cores; ``0`` profiles in this
+    process, without crash isolation). ``batch_size``: samples per catalog transaction.
+    ``on_batch(report)`` is called after every committed batch.
+
+    Returns an :class:`IngestReport`."""
+    t0 = time.monotonic()
+    if not getattr(catalog, "write_mode", False):
+        raise ViscurateError("ingest needs a catalog opened for writing (Catalog(..., write=True))")
+    report = IngestReport()
+    planner: _Planner | None = None
+
+    def warn(message: str) -> None:
+        planner.warn(message) if planner is not None else log.warning(message)
+
+    entries = resolve_entries(inputs, include, exclude, on_warning=warn)  # raises on a missing input
+    media_dir = os.path.abspath(os.fspath(media_dir if media_dir is not None else catalog.directory / "media"))
+    _remove_partial_copies(media_dir)
+    index = catalog.file_index()
+    writer = _Writer(catalog, report, batch_size, on_batch)
+
+    from .progress import IngestProgress
+
+    with IngestProgress(progress) as bar:
+        def tick(force: bool = False) -> None:
+            bar.update(done=report.profiled + report.unchanged, found=report.files, profiled=report.profiled,
+                       bytes=report.bytes, failed=report.failed, planning_done=planner is not None and planner.done,
+                       force=force)
+
+        planner = _Planner(index, writer, report, media_dir, max_bytes, tick)
+        del index  # the planner holds the only reference
+        items = planner.items(entries)
+        try:
+            if workers == 0:
+                _init_worker(thresholds, max_bytes)
+                chunks: Iterator[list[tuple[tuple, Any]]] = ([(it, _run_inline(it))] for it in items)
+                _consume(chunks, writer, report, tick)
+            else:
+                with ProcessPool(_profile_item, workers, chunk_size=chunk_size, in_flight=2,
+                                 initializer=_init_worker, initargs=(thresholds, max_bytes),
+                                 preload=["viscurate.pipeline.ingest"], item_timeout=item_timeout,
+                                 cost=_item_bytes, max_chunk_cost=CHUNK_BYTES) as pool:
+                    _consume(pool.imap_unordered(items), writer, report, tick)
+        except KeyboardInterrupt:
+            writer.flush()  # keep the profiles already computed (the workers are stopped by now)
+            raise
+        writer.flush()
+        report.seconds = time.monotonic() - t0
+        tick(force=True)
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _remove_partial_copies(media_dir: str) -> None:
+    """Temporary copies of archive members left by a killed run. Only old ones: a ``media_dir`` given by
+    the user may be shared with another dataset's live ingest, whose copy in progress is fresh."""
+    try:
+        names = [n for n in os.listdir(media_dir) if n.startswith(".part-")]
+    except OSError:
+        return
+    stale = time.time() - 600
+    for n in names:
+        p = os.path.join(media_dir, n)
+        try:
+            if os.stat(p).st_mtime < stale:
+                os.unlink(p)
+        except OSError:
+            pass
+
+
+def _item_bytes(item: tuple) -> int:
+    return item[_SIZE] or 0
+
+
+def _run_inline(item: tuple) -> Any:
+    try:
+        return _profile_item(item)
+    except Exception as e:  # noqa: BLE001 - same contract as a worker
+        return ItemError(f"worker_error: {type(e).__name__}: {e}")
+
+
+def _consume(chunks: Iterator[list[tuple[tuple, Any]]], writer: _Writer, report: IngestReport,
+             tick: Callable[[], None]) -> None:
+    now_s, now = 0, _utc_now()
+    for chunk in chunks:
+        t = int(time.time())
+        if t != now_s:
+            now_s, now = t, _utc_now()
+        for item, result in chunk:
+            if result is None:  # same bytes as before, new mtime
+                report.bytes += item[_SIZE] or 0
+                writer.touch(item[_ID], item[_MTIME])
+                continue
+            if isinstance(result, ItemError):
+                # the file crashed or hung its worker twice, or a bug raised: a sample that says so
+                profile = _failed_doc("decode_error", result.error, item[_SIZE])
+            else:
+                profile = result
+                if "hash" in profile:
+                    report.bytes += profile.get("size_bytes") or 0
+            writer.add(_sample(item, profile, now), item[_STATUS])
+        tick()

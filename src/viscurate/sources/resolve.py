@@ -1,0 +1,106 @@
+"""Turn what a user names (folders, archives, path lists, files) into ``MediaRef``s.
+
+>>> list(resolve_inputs(["/no/such/path"]))
+Traceback (most recent call last):
+...
+viscurate.errors.ViscurateError: input not found: /no/such/path
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Iterator
+
+from ..errors import ViscurateError
+from .archive import ArchiveMember, archive_kind, iter_archive_members
+from .folder import IMAGE_EXTENSIONS, Warn, _default_warn, file_ref, iter_folder
+from .pathlist import iter_pathlist_entries
+from .ref import MediaRef
+
+#: File-name endings of path lists.
+PATHLIST_SUFFIXES = (".txt", ".lst")
+
+Entry = tuple[MediaRef, "ArchiveMember | None"]
+
+
+def input_kind(path: str | os.PathLike) -> str:
+    """What an input path is: ``"folder"``, ``"zip"``, ``"tar"``, ``"pathlist"`` or ``"file"``."""
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        return "folder"
+    ext = os.path.splitext(p)[1].lower()
+    if ext in PATHLIST_SUFFIXES:
+        return "pathlist"
+    if ext in IMAGE_EXTENSIONS:  # an image is an image, even if it is also a valid zip (polyglot)
+        return "file"
+    return archive_kind(p) or "file"
+
+
+def _check_inputs(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> list[str]:
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out = []
+    for p in paths:
+        s = os.path.abspath(os.path.expanduser(os.fspath(p)))
+        if not os.path.exists(s):
+            why = "broken symlink" if os.path.lexists(s) else "input not found"
+            raise ViscurateError(f"{why}: {os.fspath(p)}")
+        if not os.access(s, os.R_OK):
+            raise ViscurateError(f"input not readable (permission denied): {os.fspath(p)}")
+        out.append(s)
+    if not out:
+        raise ViscurateError("no input given: name at least one folder, archive, path list or file")
+    return out
+
+
+def _entries_for(path: str, include, exclude, warn: Warn, from_list: bool = False) -> Iterator[Entry]:
+    kind = input_kind(path)
+    if kind == "pathlist" and from_list:
+        kind = "file"  # no lists of lists
+    if kind == "folder":
+        for ref in iter_folder(path, include, exclude, on_warning=warn):
+            yield ref, None
+    elif kind in ("zip", "tar"):
+        for m in iter_archive_members(path, include, exclude, kind=kind, on_warning=warn):  # type: ignore[arg-type]
+            yield m.ref, m
+    elif kind == "pathlist":
+        for lineno, p in iter_pathlist_entries(path):
+            if not os.path.exists(p):
+                warn(f"{path}:{lineno}: skipped {p}: no such file")
+                continue
+            yield from _entries_for(p, include, exclude, warn, from_list=True)
+    else:
+        try:
+            yield file_ref(path), None
+        except OSError as e:
+            warn(f"skipped {path}: {e.strerror or e}")
+
+
+def resolve_entries(paths: Iterable[str | os.PathLike] | str | os.PathLike, include: Iterable[str] | str | None = None,
+                    exclude: Iterable[str] | str | None = None, *, on_warning: Warn | None = None) -> Iterator[Entry]:
+    """Like :func:`resolve_inputs`, with each archive member's reader (``None`` for files).
+
+    Checks every input path first, so a missing one raises before any work starts."""
+    checked = _check_inputs(paths)
+    warn = on_warning or _default_warn
+
+    def gen() -> Iterator[Entry]:
+        for p in checked:
+            yield from _entries_for(p, include, exclude, warn)
+
+    return gen()
+
+
+def resolve_inputs(paths: Iterable[str | os.PathLike] | str | os.PathLike, include: Iterable[str] | str | None = None,
+                   exclude: Iterable[str] | str | None = None, *, on_warning: Warn | None = None) -> Iterator[MediaRef]:
+    """Every ``MediaRef`` under the inputs, dispatching on what each path is:
+
+    - a folder: walked recursively (:func:`~viscurate.sources.folder.iter_folder`, with the filters);
+    - an archive (by its name's ending, else by its content): zip or tar members, with the filters;
+    - a ``.txt`` / ``.lst`` file: a path list (:mod:`~viscurate.sources.pathlist`);
+    - any other file: taken as it is (no filtering: you named it).
+
+    A path that does not exist raises :class:`~viscurate.errors.ViscurateError` at once, before
+    anything is read. Problems found later (unreadable folders, damaged archives) are reported
+    through ``on_warning`` (default: a ``logging`` warning) and skipped."""
+    entries = resolve_entries(paths, include, exclude, on_warning=on_warning)
+    return (ref for ref, _ in entries)
