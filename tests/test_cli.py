@@ -114,3 +114,14 @@ def test_demo_runs_offline(home):
     assert hamming(original["phash_flip"], mirrored["phash_flip"]) <= 4
     assert hamming(original["phash"], mirrored["phash"]) >= 16
     assert "flip-invariant distance" in text
+
+
+def test_thresholds_from_the_command_line(home, photos):
+    out = json.loads(run(home, "ingest", photos, "-d", "strict", "--json", "--threshold", "dark=0.9",
+                         "-t", "odd_size_min_side=600").stdout)
+    assert out["added"] == 7
+    ds = Dataset.open("strict", home)
+    assert ds.count({"issues": "dark"}) >= 5          # almost everything is "dark" below 0.9
+    assert ds.count({"issues": "odd_size"}) >= 3      # shorter side under 600 px
+    proc = run(home, "ingest", photos, "-d", "strict", "--threshold", "darkness=1", check=False)
+    assert proc.returncode == 2 and "dark, bright" in proc.stderr

@@ -235,3 +235,19 @@ def test_info_summarizes(home):
 def test_public_api_exports():
     assert viscurate.Dataset is Dataset
     assert issubclass(viscurate.UnsupportedOperator, viscurate.QueryError)
+
+
+def test_a_reader_keeps_the_catalog_open_but_lets_a_writer_in(home, monkeypatch):
+    monkeypatch.setenv("VISCURATE_IDLE_RELEASE", "120")  # only the writer's signal can release it
+    ds = Dataset.create("cache")
+    ds.add_documents(docs(2))
+    assert ds.count() == 2
+    assert ds._reader is not None  # kept open between calls
+    code = "import viscurate; print(viscurate.Dataset('cache', lock_timeout=20).tag({}, 'w'))"
+    t = time.time()
+    writer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert writer.returncode == 0, writer.stderr
+    assert writer.stdout.strip() == "2" and time.time() - t < 15
+    assert ds.count({"tags": "w"}) == 2  # and the reader sees the write afterwards
+    ds.close()
+    assert ds._reader is None

@@ -7,10 +7,17 @@
 """
 __version__ = "0.1.0"
 
-from .dataset import Dataset  # noqa: E402
 from .errors import (  # noqa: E402
     DatasetBusy, DatasetExists, DatasetNotFound, FieldTypeError, QueryError, UnsupportedOperator, ViscurateError,
 )
 
 __all__ = ["Dataset", "ViscurateError", "DatasetBusy", "DatasetExists", "DatasetNotFound", "FieldTypeError",
            "QueryError", "UnsupportedOperator", "__version__"]
+
+
+def __getattr__(name: str):
+    # lazy, so that worker processes (which import viscurate.media) never load duckdb and pyarrow
+    if name == "Dataset":
+        from .dataset import Dataset
+        return Dataset
+    raise AttributeError(f"module 'viscurate' has no attribute {name!r}")

@@ -11,21 +11,42 @@
 >>> ds.count({"tags": "reviewed"})
 1
 
-Every method opens the catalog for the duration of the call and releases it, so several processes
-can take turns on one dataset; ``with ds.session():`` keeps it open across calls (faster for many
-small calls). A call that must wait for another process's write waits up to ``lock_timeout`` seconds
-(default 10, or ``VISCURATE_LOCK_TIMEOUT``) and then raises ``DatasetBusy`` naming that process.
+Reads keep the catalog open (and DuckDB's caches warm) for a moment after each call, and let go at
+once when another process asks to write; writes hold it for the call. So several processes can take
+turns on one dataset. ``with ds.session():`` keeps it open for a whole block. A call that must wait
+for another process's write waits up to ``lock_timeout`` seconds (default 10, or
+``VISCURATE_LOCK_TIMEOUT``) and then raises ``DatasetBusy`` naming that process.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import threading
+import time
+import weakref
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from .errors import ViscurateError
 from .store.catalog import DEFAULT_PAGE_SIZE, Catalog, WriteMode, summarize
+from .store.lock import write_wanted
 from .store.workspace import Workspace
+
+
+_OPEN_READERS: "weakref.WeakSet[Dataset]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_readers() -> None:
+    # close cached catalogs before the interpreter tears DuckDB down
+    for ds in list(_OPEN_READERS):
+        ds._drop_reader()
+
+
+def idle_release() -> float:
+    """Seconds a dataset keeps its catalog open for reading after a call (VISCURATE_IDLE_RELEASE)."""
+    return float(os.environ.get("VISCURATE_IDLE_RELEASE", "2"))
 
 IdsOrQuery = str | Sequence[str] | dict | None
 
@@ -39,6 +60,11 @@ class Dataset:
         self.directory: Path = self.workspace.require(name)
         self.lock_timeout = lock_timeout
         self._held: Catalog | None = None
+        self._reader: Catalog | None = None  # kept open between read calls, see _read_catalog
+        self._reader_users = 0
+        self._reader_last = 0.0
+        self._reader_lock = threading.RLock()
+        self._reaper: threading.Thread | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -67,9 +93,11 @@ class Dataset:
 
     def delete(self) -> None:
         """Delete the dataset and everything under its directory (not the original image files)."""
+        self._drop_reader()
         self.workspace.delete(self.name, timeout=self._timeout())
 
     def rename(self, new_name: str) -> None:
+        self._drop_reader()
         self.workspace.rename(self.name, new_name, timeout=self._timeout())
         self.name = new_name
         self.directory = self.workspace.dataset_dir(new_name)
@@ -84,11 +112,67 @@ class Dataset:
         return lock_timeout() if self.lock_timeout is None else self.lock_timeout
 
     @contextlib.contextmanager
+    def _read_catalog(self) -> Iterator[Catalog]:
+        """The cached read-only catalog: opened on first use, reused by later calls, closed after
+        ``idle_release()`` seconds without use or as soon as another process wants to write."""
+        with self._reader_lock:
+            cat = self._reader
+            if cat is not None and self._reader_users == 0 and write_wanted(self.directory):
+                self._drop_reader()
+                cat = None
+            if cat is None:
+                cat = self._reader = Catalog(self.directory, self.name, write=False, timeout=self._timeout())
+                _OPEN_READERS.add(self)
+            self._reader_users += 1
+        try:
+            yield cat
+        finally:
+            with self._reader_lock:
+                self._reader_users -= 1
+                self._reader_last = time.monotonic()
+                self._start_reaper()
+
+    def _drop_reader(self) -> None:
+        with self._reader_lock:
+            if self._reader is not None and self._reader_users == 0:
+                self._reader.close()
+                self._reader = None
+
+    def _start_reaper(self) -> None:
+        if self._reaper is not None and self._reaper.is_alive():
+            return
+
+        def reap() -> None:
+            while True:
+                time.sleep(min(0.25, idle_release()))
+                with self._reader_lock:
+                    if self._reader is None:
+                        self._reaper = None
+                        return
+                    idle = time.monotonic() - self._reader_last
+                    if self._reader_users == 0 and (idle >= idle_release() or write_wanted(self.directory)):
+                        self._drop_reader()
+                        self._reaper = None
+                        return
+
+        self._reaper = threading.Thread(target=reap, name=f"viscurate-release-{self.name}", daemon=True)
+        self._reaper.start()
+
+    def close(self) -> None:
+        """Release the catalog now (it is also released by itself when idle)."""
+        self._drop_reader()
+
+    @contextlib.contextmanager
     def _catalog(self, write: bool = False) -> Iterator[Catalog]:
         held = self._held
         if held is not None and (held.write_mode or not write):
             yield held
             return
+        if held is None and not write:
+            with self._read_catalog() as cat:
+                yield cat
+            return
+        self._drop_reader()  # our own shared lock would block our write lock
         if held is not None:  # upgrade a read session to a write session
             held.close()
             self._held = None
@@ -107,6 +191,7 @@ class Dataset:
         if self._held is not None:
             yield self
             return
+        self._drop_reader()
         self._held = Catalog(self.directory, self.name, write=write, timeout=self._timeout())
         try:
             yield self

@@ -130,14 +130,17 @@ def ingest_cmd(
     exclude: Optional[List[str]] = typer.Option(None, "--exclude", "-x", help="Glob of files to skip (repeatable)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Processes (default: all cores)."),
     batch_size: int = typer.Option(256, "--batch-size", help="Samples per catalog transaction."),
+    threshold: Optional[List[str]] = typer.Option(None, "--threshold", "-t", help="Issue threshold NAME=VALUE, "
+                                                  "e.g. dark=0.1 (repeatable; see docs/profile.md)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Profile and catalogue images; a re-run only adds new or changed files."""
     from ..dataset import Dataset
+    thresholds = _thresholds(threshold or [])
     ds = Dataset.create(dataset, state.home, exist_ok=True, lock_timeout=state.wait)
     report = ds.add_images(paths, include=include, exclude=exclude, workers=workers, batch_size=batch_size,
-                           progress=not no_progress and not as_json)
+                           progress=not no_progress and not as_json, thresholds=thresholds)
     summary = {
         "dataset": dataset, "added": report.added, "changed": report.changed, "unchanged": report.unchanged,
         "failed": report.failed, "files": report.files, "bytes": report.bytes,
@@ -156,6 +159,27 @@ def ingest_cmd(
     if report.failed:
         console.print(f"[yellow]{report.failed} file(s) could not be decoded; they are samples flagged "
                       f"'corrupt': viscurate find {dataset} '{{\"issues\": \"corrupt\"}}'[/]")
+
+
+def _thresholds(items: list[str]):
+    if not items:
+        return None
+    import dataclasses
+    from ..media import QualityThresholds
+    names = [f.name for f in dataclasses.fields(QualityThresholds)]
+    values = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in names:
+            raise ViscurateError(f"--threshold {item!r}: use NAME=VALUE with NAME one of {', '.join(names)}")
+        try:
+            values[name] = float(value) if "." in value or "e" in value.lower() else int(value)
+        except ValueError:
+            raise ViscurateError(f"--threshold {item!r}: {value!r} is not a number") from None
+    try:
+        return QualityThresholds(**values)
+    except ValueError as e:
+        raise ViscurateError(str(e)) from None
 
 
 # ---- query ---------------------------------------------------------------------------------------
@@ -309,9 +333,32 @@ def demo_cmd(name: str = typer.Option("demo", "--name", help="Dataset name for t
     run_demo(name, state.home, console)
 
 
+GLOBAL_OPTIONS = ("--home", "--wait")
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Let ``--home``/``--wait`` stand anywhere on the line (``viscurate ingest x -d y --home h``), by
+    moving them before the command name, where the CLI parser expects them."""
+    front, rest = [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS:
+            if "=" in arg:
+                front.append(arg)
+            else:
+                front += argv[i:i + 2]
+                i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def main() -> None:
     try:
-        app()
+        app(args=hoist_global_options(sys.argv[1:]), prog_name="viscurate")
     except ViscurateError as e:
         err_console.print(f"[bold red]error:[/] {e}")
         raise SystemExit(2)

@@ -23,6 +23,25 @@ from ..errors import DatasetBusy
 
 LOCK_FILE = ".lock"
 HOLDER_FILE = ".lock-holder.json"
+WANTED_FILE = ".write-wanted"
+
+
+def write_wanted(directory: Path) -> bool:
+    """True while a live process waits to write this dataset: readers that keep the catalog open
+    between calls check it and let go."""
+    try:
+        pid = int((Path(directory) / WANTED_FILE).read_text() or 0)
+    except (OSError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 class DatasetLock:
@@ -39,16 +58,28 @@ class DatasetLock:
         mode = fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH
         deadline = time.monotonic() + max(self.timeout, 0)
         delay = 0.01
-        while True:
-            try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise DatasetBusy(self._busy_message()) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.25)
+        wanted = self.directory / WANTED_FILE
+        announced = False
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        os.close(fd)
+                        raise DatasetBusy(self._busy_message()) from None
+                    if self.exclusive and not announced:
+                        wanted.write_text(str(os.getpid()))  # readers holding the catalog let go
+                        announced = True
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.25)
+        finally:
+            if announced:
+                try:
+                    wanted.unlink()
+                except OSError:
+                    pass
         self._fd = fd
         if self.exclusive:
             info = {"pid": os.getpid(), "command": " ".join(sys.argv)[:300], "since": time.time()}

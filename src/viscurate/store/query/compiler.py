@@ -862,9 +862,34 @@ class Compiler:
         head = path[0]
         spec = self.fields.get(head)
         if spec is None:
-            extra = f"json_extract({root.alias}.extra, {ctx.p(json_pointer(head))})"
-            return _with_text_prefilter(f"{root.alias}.extra", pred, self.json_any(extra, path[1:], pred, ctx), ctx)
+            return self._free_json_any(f"{root.alias}.extra", path, pred, ctx)
         return self._declared_any(root, spec, path[1:], pred, ctx)
+
+    def _free_json_any(self, column: str, path: list[str], pred: Pred, ctx: Ctx) -> str:
+        """A path into a free-form JSON column (an object of top-level fields), exactly, plus two
+        speed-ups that never change the result:
+        - the value at the whole path read in one go (a JSON pointer) is always one of MongoDB's
+          candidates, so a match on it is a match (``direct OR exact`` = ``exact``, and the exact
+          traversal runs only where the direct read did not match);
+        - equality with strings needs the string in the JSON text (see ``_with_text_prefilter``)."""
+        first = f"json_extract({column}, {ctx.p(json_pointer(path[0]))})"
+        exact = self.json_any(first, path[1:], pred, ctx)
+        if not pred.on_missing() and exact not in (TRUE, FALSE) and not any(is_index(p) for p in path):
+            # Where no value along the path is an array, MongoDB's traversal is a chain of field
+            # lookups, which is what a JSON pointer does: one parse instead of one per step.
+            pointer = "".join(json_pointer(p) for p in path)
+            value = f"json_extract({column}, {ctx.p(pointer)})"
+            strings = _string_operands(pred)
+            if strings:  # a string's JSON text is unique to it: one parse, no type check
+                texts = [orjson.dumps(v).decode() for v in strings]
+                direct = _or(f"(CAST({value} AS VARCHAR) IN ({', '.join(ctx.p(t) for t in texts)}))",
+                             _and(f"json_type({value}) = 'ARRAY'", self.json_any(value, [], pred, ctx)))
+            else:
+                direct = self.json_any(value, [], pred, ctx)
+            prefixes = ["".join(json_pointer(p) for p in path[:k]) for k in range(1, len(path))]
+            crossing = _or(*[f"(json_type(json_extract({column}, {ctx.p(ptr)})) = 'ARRAY')" for ptr in prefixes])
+            exact = _or(direct, _and(crossing, exact))
+        return _with_text_prefilter(column, pred, exact, ctx)
 
     def _declared_any(self, root: SampleRoot, spec: schema.FieldSpec, rest: list[str], pred: Pred, ctx: Ctx) -> str:
         col = f"{root.alias}.{spec.column}"
@@ -954,8 +979,7 @@ class Compiler:
         spec = self.object_attrs.get(head)
         col = f"{root.alias}.{schema.column_name(head)}"
         if spec is None:
-            attrs = f"json_extract({root.alias}.attrs, {ctx.p(json_pointer(head))})"
-            return _with_text_prefilter(f"{root.alias}.attrs", pred, self.json_any(attrs, rest, pred, ctx), ctx)
+            return self._free_json_any(f"{root.alias}.attrs", path, pred, ctx)
         if spec.kind == "scalar":
             if rest:
                 return _const(pred.on_missing())
@@ -1010,16 +1034,20 @@ class _Never(Pred):
     object_doc = lambda self, ctx, objects, row: FALSE
 
 
+def _string_operands(pred: Pred) -> list[str] | None:
+    """The strings an equality or $in predicate looks for, when those are all it looks for."""
+    if isinstance(pred, Eq) and isinstance(pred.value, str):
+        return [pred.value]
+    if isinstance(pred, In) and pred.values and all(isinstance(v, str) for v in pred.values):
+        return list(pred.values)
+    return None
+
+
 def _with_text_prefilter(column: str, pred: Pred, sql: str, ctx: Ctx) -> str:
     """Equality with strings inside free-form JSON: the JSON text must contain the string, encoded as
     JSON. That necessary condition is a fast substring scan that spares most rows the full traversal."""
-    if isinstance(pred, Eq) and isinstance(pred.value, str):
-        needles = [pred.value]
-    elif isinstance(pred, In) and pred.values and all(isinstance(v, str) for v in pred.values):
-        needles = pred.values
-    else:
-        return sql
-    if sql in (TRUE, FALSE):
+    needles = _string_operands(pred)
+    if not needles or sql in (TRUE, FALSE):
         return sql
     text = f"CAST({column} AS VARCHAR)"
     found = _or(*[f"contains({text}, {ctx.p(orjson.dumps(v).decode())})" for v in needles])
