@@ -251,3 +251,39 @@ def test_a_reader_keeps_the_catalog_open_but_lets_a_writer_in(home, monkeypatch)
     assert ds.count({"tags": "w"}) == 2  # and the reader sees the write afterwards
     ds.close()
     assert ds._reader is None
+
+
+def test_vectors_are_stored_per_model_and_follow_their_samples(home):
+    import numpy as np
+    ds = Dataset.create("vec")
+    ds.add_documents(docs(3))
+    rng = np.random.default_rng(0)
+    with Catalog(ds.directory, "vec", write=True) as cat:
+        image = rng.standard_normal((3, 16)).astype(np.float32)
+        cat.write_vectors("m@1", ["id000", "id001", "id002"], image)
+        cat.write_vectors("m@1", ["id000", "id000"], np.ones((2, 16)), field="object_analysis", idxs=[0, 1])
+        cat.write_vectors("m@1", ["id001"], np.zeros((1, 16)))  # replaces, does not add
+        ids, idxs, matrix = cat.read_vectors("m@1")
+        assert ids == ["id000", "id001", "id002"] and idxs == [None] * 3
+        assert np.allclose(matrix[0], image[0], atol=1e-2) and not matrix[1].any()
+        assert cat.read_vectors("m@1", field="object_analysis")[1] == [0, 1]
+        assert cat.read_vectors("m@1", query={"format": "PNG"})[0] == ["id001"]
+        assert cat.vector_models() == {"m@1": 5}
+        with pytest.raises(ViscurateError, match="nope"):
+            cat.write_vectors("m@1", ["nope"], np.ones((1, 16)))
+    ds.delete_samples("id000")
+    with Catalog(ds.directory, "vec") as cat:
+        assert cat.vector_models() == {"m@1": 2}
+
+
+def test_new_declared_fields_are_added_to_old_catalogs(home):
+    import duckdb
+    ds = Dataset.create("old")
+    ds.add_documents(docs(2))
+    con = duckdb.connect(str(ds.directory / "catalog.duckdb"))
+    con.execute('ALTER TABLE samples DROP COLUMN "models.face_analysis"')  # as if made by an older version
+    con.close()
+    (ds.directory / ".schema-stamp").write_text("signature of an older version")
+    assert ds.count({"models.face_analysis": None}) == 2
+    ds.set_field("id000", "models.face_analysis", "blazeface@1")
+    assert ds.get("id000")["models"] == {"face_analysis": "blazeface@1"}

@@ -32,7 +32,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from ..errors import DatasetExists, QueryError, SchemaVersionError
+from ..errors import DatasetExists, QueryError, SchemaVersionError, ViscurateError
 from . import documents, schema
 from .lock import DatasetLock
 from .query import bson_order
@@ -41,6 +41,7 @@ from .query.projection import project
 from .schema import SCHEMA_VERSION, FieldSpec
 
 CATALOG_FILE = "catalog.duckdb"
+SCHEMA_STAMP = ".schema-stamp"  # signature of the declared fields the catalog has columns for
 DEFAULT_PAGE_SIZE = 25
 WriteMode = Literal["error", "skip", "replace", "merge"]
 
@@ -134,12 +135,18 @@ class Catalog:
             self._lock.exclusive = False
             self._lock.acquire()
         wal = Path(str(self.path) + ".wal")
-        if not write and wal.exists():
-            # a previous writer died: replaying its log needs a writable open
+        if not write and (wal.exists() or self._behind_schema()):
+            # a previous writer died (replaying its log needs a writable open), or the catalog predates
+            # fields this version declares (adding their columns does): fix that first, briefly
             self._lock.release()
             self._lock.exclusive = True
             self._lock.acquire()
-            duckdb.connect(str(self.path)).close()
+            con = duckdb.connect(str(self.path))
+            try:
+                self._check_version(con)
+                self._create_schema(con)
+            finally:
+                con.close()
             self._lock.release()
             self._lock.exclusive = False
             self._lock.acquire()
@@ -170,13 +177,58 @@ class Catalog:
                 cols.append(f"{schema.column_name(spec.path + '#n')} INTEGER")
         cols.append("extra JSON")
         con.execute(f"CREATE TABLE IF NOT EXISTS samples ({', '.join(cols)})")
+        self._add_missing_columns(con, "samples", cols)
         ocols = ["sample_seq BIGINT NOT NULL", "field VARCHAR NOT NULL", "idx INTEGER NOT NULL"]
         for spec in self.object_attrs.values():
             t = spec.sql_type + ("[]" if spec.kind == "list" else "")
             ocols.append(f"{spec.column} {t}")
         ocols.append("attrs JSON")
         con.execute(f"CREATE TABLE IF NOT EXISTS objects ({', '.join(ocols)})")
+        self._add_missing_columns(con, "objects", ocols)
+        con.execute("CREATE TABLE IF NOT EXISTS vectors (model VARCHAR NOT NULL, sample_seq BIGINT NOT NULL, "
+                    "field VARCHAR, idx INTEGER, vector BLOB NOT NULL)")
         con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(SCHEMA_VERSION)])
+        try:
+            (self.directory / SCHEMA_STAMP).write_text(self._schema_signature())
+        except OSError:
+            pass
+
+    def _behind_schema(self) -> bool:
+        """True when the catalog file lacks a column for a declared field (cheap: reads the catalog's
+        table list only; False when the catalog is held in this process already)."""
+        key = str(self.path.resolve())
+        if key in _SharedDatabase._open:
+            return False
+        try:
+            if (self.directory / SCHEMA_STAMP).read_text() == self._schema_signature():
+                return False  # the last writer already had every declared column
+        except OSError:
+            pass
+        con = duckdb.connect(str(self.path), read_only=True)
+        try:
+            have = {r[0] for r in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = 'samples' AND schema_name = 'main'").fetchall()}
+            tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+        finally:
+            con.close()
+        wanted = {s.path for s in self.fields.values() if s.kind in ("scalar", "list")}
+        wanted |= {s.path + "#n" for s in self.fields.values() if s.kind == "objects"}
+        return bool(wanted - have) or "vectors" not in tables
+
+    def _schema_signature(self) -> str:
+        import hashlib
+        parts = [f"{f.path}:{f.kind}:{f.sql_type}" for f in list(self.fields.values()) + list(self.object_attrs.values())]
+        return hashlib.sha1("|".join(parts).encode()).hexdigest()
+
+    @staticmethod
+    def _add_missing_columns(con: duckdb.DuckDBPyConnection, table: str, column_defs: list[str]) -> None:
+        """Additive schema changes: declared fields newer than the catalog become empty columns."""
+        have = {r[0] for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main'", [table]).fetchall()}
+        for definition in column_defs:
+            name = definition.split('" ', 1)[0].strip('"') if definition.startswith('"') else definition.split(" ", 1)[0]
+            if name not in have and "PRIMARY KEY" not in definition and "NOT NULL" not in definition:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {definition}")
 
     def _check_version(self, con: duckdb.DuckDBPyConnection) -> None:
         rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
@@ -269,6 +321,7 @@ class Catalog:
             raise RuntimeError("this catalog was opened for reading")
 
     def _delete_seqs(self, seqs: list[int]) -> None:
+        self.con.execute("DELETE FROM vectors WHERE sample_seq IN (SELECT unnest(?))", [seqs])
         self.con.execute("DELETE FROM objects WHERE sample_seq IN (SELECT unnest(?))", [seqs])
         self.con.execute("DELETE FROM samples WHERE _seq IN (SELECT unnest(?))", [seqs])
 
@@ -505,6 +558,72 @@ class Catalog:
             row["attrs"] = orjson.loads(attrs) if attrs else {}
             out.setdefault(row.pop("sample_seq"), {}).setdefault(row.pop("field"), []).append(row)
         return out
+
+    # ---- vectors ------------------------------------------------------------------------------
+
+    def write_vectors(self, model: str, sample_ids: list[str], vectors, field: str | None = None,
+                      idxs: list[int] | None = None) -> int:
+        """Store embeddings (float16 on disk) of samples, or of their boxes (``field`` + ``idxs``), for
+        ``model``, replacing what that model stored for them before. One transaction."""
+        import numpy as np
+        self._require_write()
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(sample_ids):
+            raise ValueError("vectors must be a (n, d) array with one row per sample id")
+        if idxs is not None and len(idxs) != len(sample_ids):
+            raise ValueError("idxs must have one entry per sample id")
+        with self._mutex:
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                seqs = dict(self.con.execute(
+                    "SELECT _id, _seq FROM samples WHERE _id IN (SELECT unnest(?))", [list(set(sample_ids))]).fetchall())
+                missing = [i for i in sample_ids if i not in seqs]
+                if missing:
+                    raise ViscurateError(f"no sample with _id {missing[0]!r}")
+                seq_col = [seqs[i] for i in sample_ids]
+                idx_col = list(idxs) if idxs is not None else [None] * len(sample_ids)
+                table = pa.table({
+                    "model": pa.array([model] * len(seq_col), pa.string()),
+                    "sample_seq": pa.array(seq_col, pa.int64()),
+                    "field": pa.array([field] * len(seq_col), pa.string()),
+                    "idx": pa.array(idx_col, pa.int32()),
+                    "vector": pa.array([v.astype("<f2").tobytes() for v in vectors], pa.binary()),
+                })
+                self.con.register("_vc_vectors", table)
+                try:
+                    self.con.execute(
+                        "DELETE FROM vectors v USING _vc_vectors n WHERE v.model = n.model AND v.sample_seq = n.sample_seq "
+                        "AND v.field IS NOT DISTINCT FROM n.field AND v.idx IS NOT DISTINCT FROM n.idx")
+                    self.con.execute("INSERT INTO vectors BY NAME SELECT * FROM _vc_vectors")
+                finally:
+                    self.con.unregister("_vc_vectors")
+                self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"vector_dim:{model}", str(vectors.shape[1])])
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+        return len(sample_ids)
+
+    def read_vectors(self, model: str, field: str | None = None, query: dict | None = None):
+        """(sample ids, box indexes or None, float32 matrix) of what ``model`` stored: image vectors, or
+        the vectors of the boxes of ``field``; optionally only for samples matching ``query``."""
+        import numpy as np
+        ctx = Ctx()
+        where, _ = self._where(query, ctx=ctx)
+        field_cond = f"v.field = {ctx.p(field)}" if field is not None else "v.field IS NULL"
+        sql = (f"SELECT s._id, v.idx, v.vector FROM vectors v JOIN samples s ON s._seq = v.sample_seq "
+               f"WHERE v.model = {ctx.p(model)} AND {field_cond} AND ({where}) ORDER BY v.sample_seq, v.idx")
+        with self._mutex:
+            rows = self._execute(sql, ctx.params).fetchall()
+        if not rows:
+            return [], [], np.zeros((0, 0), dtype=np.float32)
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f2").reshape(len(rows), -1).astype(np.float32)
+        return [r[0] for r in rows], [r[1] for r in rows], matrix
+
+    def vector_models(self) -> dict[str, int]:
+        """model -> number of stored vectors."""
+        with self._mutex:
+            return dict(self.con.execute("SELECT model, count(*) FROM vectors GROUP BY 1 ORDER BY 1").fetchall())
 
     # ---- ingest support ---------------------------------------------------------------------
 

@@ -103,10 +103,21 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     _f("pose_estimation_processed", "scalar", "BOOLEAN"),
     _f("pose_estimation", "objects"),
     _f("label_quality_estimation", "scalar", "DOUBLE"),
+    _f("classifications", "objects"),
+    _f("models", "group"),
+    _f("models.object_analysis", "scalar", "VARCHAR"),
+    _f("models.face_analysis", "scalar", "VARCHAR"),
+    _f("models.pose_estimation", "scalar", "VARCHAR"),
+    _f("models.classifications", "scalar", "VARCHAR"),
+    _f("models.label_quality_estimation", "scalar", "VARCHAR"),
+    _f("embeddings", "list", "VARCHAR"),
     _f("ground_truth", "group"),
     _f("ground_truth.label", "scalar", "VARCHAR"),
     _f("ground_truth.detections", "objects"),
 )
+
+# Fields added after a dataset was created are added to its catalog when it is next opened for
+# writing (new columns are empty, i.e. missing); removing or retyping a field needs a new SCHEMA_VERSION.
 
 # Declared attributes of every object (box) document, in document order. Other attributes of an
 # object go to the object's own JSON column.
