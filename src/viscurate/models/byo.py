@@ -39,9 +39,10 @@ import numpy as np
 
 from ..errors import ViscurateError
 from .base import Model, ModelSpec
+from .litert import ModelClosed, resolve_threads
 
-__all__ = ["KINDS", "ModelLoadError", "MissingDependency", "load_model", "build_model", "describe",
-           "read_description"]
+__all__ = ["KINDS", "ModelLoadError", "MissingDependency", "ModelClosed", "Factory", "load_model", "build_model",
+           "describe", "read_description"]
 
 #: The kinds :func:`load_model` knows, and the role each gives.
 KINDS = {"yolo": "detector", "detr": "detector", "onnx-embedder": "embedder", "clip": "embedder"}
@@ -64,12 +65,18 @@ class MissingDependency(ViscurateError, ImportError):
 # ---------------------------------------------------------------------------------------------------------
 # helpers shared by the ONNX loaders and the CLIP wrapper
 
-def default_threads() -> int:
-    """Cores this process may run on (the default thread count of a model)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+def default_threads(threads: int | None = None) -> int:
+    """The thread count a model runs with: ``threads``, else ``$VISCURATE_THREADS``, else the cores this
+    process may use (the registry's rule, :func:`viscurate.models.litert.resolve_threads`)."""
+    return resolve_threads(threads)
+
+
+def default_name(path: Path) -> str:
+    """A model's default name: the file's stem, or its folder's name for a generic ``model.onnx``."""
+    path = Path(path)
+    if path.stem.lower() == "model" and path.parent.name:
+        return path.parent.name
+    return path.stem
 
 
 def file_digest(paths: Sequence[Path] | Path, length: int = 12) -> str:
@@ -96,7 +103,7 @@ def onnx_session(path: Path, threads: int | None, providers: Sequence[str] | Non
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads or default_threads())
+    opts.intra_op_num_threads = resolve_threads(threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
@@ -302,8 +309,12 @@ def _infer_kind(target: Path) -> str:
     names = {o.name for o in outputs}
     if "pred_boxes" in names and "logits" in names:
         return "detr"
-    if str(meta.get("task", "")).lower() == "detect" or "ultralytics" in str(meta.get("author", "")).lower():
+    task = str(meta.get("task", "")).lower()
+    if task == "detect":
         return "yolo"
+    if "ultralytics" in str(meta.get("author", "")).lower():
+        raise ModelLoadError(f"{target} is an Ultralytics {task or 'unknown-task'} model; viscurate reads "
+                             f"Ultralytics detection models (task 'detect') only")
     if outputs and len(outputs[0].shape) in (2, 4):
         return "onnx-embedder"
     raise ModelLoadError(f"cannot tell what kind of model {target} is (outputs "
@@ -372,20 +383,49 @@ def load_model(path: str | Path, kind: str | None = None, *, register: bool = Tr
     kind, target, settings = describe(path, kind, **options)
     model = _loader(kind)(target, **settings)
     if register:
-        # the factory loads the same weights under the same identity (no re-hashing in workers)
-        fixed = dict(settings, name=model.spec.name, version=model.spec.version)
-        factory = functools.partial(_rebuild, str(target), kind, fixed)
         from . import registry
-        registry.register(model.spec, factory)
+        registry.register(model.spec, Factory(target, kind, settings, model))
     return model
 
 
-def _rebuild(target: str, kind: str, settings: dict[str, Any]) -> Model:
-    return _loader(kind)(Path(target), **settings)
+class Factory:
+    """What :func:`load_model` registers: builds the model again from the same files and settings, under the
+    same name and version (no re-hashing), with the thread count the registry asks for. The instance that
+    ``load_model`` returned is handed out first, while it is open and runs with that many threads, so a
+    ``get_model`` right after ``load_model`` does not load the weights twice. Picklable (the instance stays
+    behind), so a worker process can build its own copy."""
+
+    def __init__(self, target: str | Path, kind: str, settings: dict[str, Any], loaded: Model | None = None):
+        self.target = str(target)
+        self.kind = kind
+        self.settings = dict(settings)
+        if loaded is not None:
+            self.settings.update(name=loaded.spec.name, version=loaded.spec.version)
+        self._loaded = loaded
+        self._pid = os.getpid()
+
+    def __call__(self, threads: int | None = None) -> Model:
+        loaded, self._loaded = self._loaded, None
+        if (loaded is not None and self._pid == os.getpid() and not getattr(loaded, "closed", False)
+                and (threads is None or getattr(loaded, "threads", None) == threads)):
+            return loaded
+        settings = dict(self.settings)
+        if threads is not None:
+            settings["threads"] = threads
+        return _loader(self.kind)(Path(self.target), **settings)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_loaded"] = None
+        return state
+
+    def __repr__(self) -> str:
+        return f"Factory({self.target!r}, kind={self.kind!r})"
 
 
 def user_spec(*, name: str, version: str, role: str, runtime: str, source: Path | str, description: str = "",
               embedding_dim: int | None = None, roles: tuple[str, ...] = ()) -> ModelSpec:
     """The :class:`ModelSpec` of a user-supplied model."""
-    return ModelSpec(name=name, version=version, role=role, runtime=runtime, source=str(source),  # type: ignore[arg-type]
+    return ModelSpec(name=name, version=version, role=role, runtime=runtime,  # type: ignore[arg-type]
+                     source=str(source),
                      licence=USER_LICENCE, description=description, embedding_dim=embedding_dim, roles=roles)

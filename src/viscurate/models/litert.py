@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from ..errors import ViscurateError
 from .base import ModelSpec
 
 __all__ = ["resolve_threads", "as_rgb", "resize", "letterbox", "Letterbox", "dequantize", "quantize",
-           "load_interpreter", "LiteRTModel", "ModelClosed"]
+           "load_interpreter", "builtin_op", "LiteRTModel", "ModelClosed"]
 
 
 class ModelClosed(ViscurateError):
@@ -136,6 +136,12 @@ def quantize(values: np.ndarray, quantization: tuple[float, int], dtype: Any) ->
     return np.clip(np.round(values / scale + zero), info.min, info.max).astype(dtype)
 
 
+def builtin_op(model: Any, op: Any) -> int:
+    """The ``BuiltinOperator`` code of an operator of a parsed ``ModelT``."""
+    code = model.operatorCodes[op.opcodeIndex]
+    return max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0))
+
+
 def _find_tensor(subgraph: Any, ref: int | str) -> int:
     if isinstance(ref, int):
         return ref
@@ -146,10 +152,12 @@ def _find_tensor(subgraph: Any, ref: int | str) -> int:
     raise ViscurateError(f"the model has no tensor named {ref!r}")
 
 
-def load_interpreter(path: str, threads: int, extra_outputs: Sequence[int | str] = ()) -> Any:
+def load_interpreter(path: str, threads: int,
+                     extra_outputs: Sequence[int | str] | Callable[[Any], Sequence[int]] = ()) -> Any:
     """A LiteRT ``Interpreter`` for the model at ``path`` with ``num_threads=threads``, tensors allocated.
 
-    ``extra_outputs`` (tensor indices or names) are added to the graph's outputs by rewriting the model
+    ``extra_outputs`` (tensor indices or names, or a function that takes the parsed ``ModelT`` and returns
+    tensor indices) are added to the graph's outputs by rewriting the model
     flatbuffer in memory, so that intermediate activations (e.g. an embedding layer) can be read after
     ``invoke()`` without ``experimental_preserve_all_tensors`` (a debug mode that keeps every buffer alive
     and can disable delegates). The file on disk is never modified.
@@ -167,7 +175,8 @@ def load_interpreter(path: str, threads: int, extra_outputs: Sequence[int | str]
         model = schema.ModelT.InitFromPackedBuf(raw, 0)
         sg = model.subgraphs[0]
         outputs = [int(i) for i in np.asarray(sg.outputs).ravel()]
-        for ref in extra_outputs:
+        refs = extra_outputs(model) if callable(extra_outputs) else extra_outputs
+        for ref in refs:
             index = _find_tensor(sg, ref)
             if index not in outputs:
                 outputs.append(index)
@@ -185,7 +194,8 @@ class LiteRTModel:
 
     spec: ModelSpec
 
-    def __init__(self, path: str, threads: int | None = None, extra_outputs: Sequence[int | str] = ()):
+    def __init__(self, path: str, threads: int | None = None,
+                 extra_outputs: Sequence[int | str] | Callable[[Any], Sequence[int]] = ()):
         self.threads = resolve_threads(threads)
         self.path = path
         self._lock = threading.Lock()

