@@ -309,3 +309,52 @@ class Dataset:
         query, ids = self._target(target)
         with self._catalog(write=True) as cat:
             return cat.delete(query, ids=ids)
+
+    # ---- labels, embeddings, pictures -------------------------------------------------------------
+
+    def label(self, *, models: str | Sequence[str] | None = None, batch_size: int = 16, workers: int | None = None,
+              threads: int | None = None, progress: bool = True, query: dict | None = None, force: bool = False,
+              **options: Any):
+        """Auto-label the samples with the offline models, incrementally: objects (with label quality
+        estimation), ImageNet tags, image and box embeddings, faces, poses. ``models``: roles and/or model
+        names (default: every role's default; see ``viscurate models``). Returns a ``LabelReport``.
+
+        Other options (``max_side``, ``neighbours``, ``item_timeout``): see
+        :func:`viscurate.pipeline.label.label`."""
+        from .pipeline.label import label
+        with self._catalog(write=True) as cat:
+            return label(cat, models=models, batch_size=batch_size, workers=workers, threads=threads,
+                         progress=progress, query=query, force=force, **options)
+
+    def embed(self, model: str | None = None, *, batch_size: int = 16, workers: int | None = None,
+              threads: int | None = None, progress: bool = True, query: dict | None = None, force: bool = False,
+              boxes: bool = False, **options: Any):
+        """Store image embeddings of ``model`` (default: the default embedder) for the samples lacking
+        one (``boxes=True``: box crops too). Returns a ``LabelReport``."""
+        from .pipeline.embed import embed
+        with self._catalog(write=True) as cat:
+            return embed(cat, model, batch_size=batch_size, workers=workers, threads=threads, progress=progress,
+                         query=query, force=force, boxes=boxes, **options)
+
+    def draw(self, sample_id: str, out_path: str | os.PathLike | None = None, *,
+             show: Sequence[str] | None = None, max_side: int | None = None, min_confidence: float = 0.0):
+        """The sample's picture with its labels drawn on it (a ``PIL.Image``), saved to ``out_path`` when
+        given (format from the extension, PNG by default). ``show``: layers among ``object_analysis``,
+        ``ground_truth``, ``face_analysis``, ``pose_estimation``, ``classifications``."""
+        from .media.draw import DEFAULT_LAYERS, draw_sample
+        doc = self.get(sample_id)
+        path = doc.get("filepath")
+        if not path or not os.path.isfile(path):
+            raise ViscurateError(f"sample {sample_id!r} has no readable image file ({path or 'no filepath'})")
+        try:
+            image = draw_sample(doc, path, show=tuple(show) if show is not None else DEFAULT_LAYERS,
+                                max_side=max_side, min_confidence=min_confidence)
+        except (OSError, ValueError) as e:
+            raise ViscurateError(f"cannot draw sample {sample_id!r}: {e}") from None
+        if out_path is not None:
+            out = Path(out_path)
+            if out.parent and not out.parent.exists():
+                out.parent.mkdir(parents=True, exist_ok=True)
+            fmt = None if out.suffix else "PNG"
+            image.save(out, format=fmt)
+        return image

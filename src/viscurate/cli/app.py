@@ -323,6 +323,127 @@ def print_info(info: dict) -> None:
         console.print(_bar_table(f"{field} classes", lab["classes"], sum(lab["classes"].values())))
 
 
+# ---- labels, embeddings, pictures, models -------------------------------------------------------
+
+def _print_label_report(title: str, report, as_json: bool, dataset: str) -> None:
+    summary = dict(report.as_dict(), dataset=dataset)
+    if as_json:
+        _print_json(summary)
+        return
+    table = Table(title=title, show_header=False)
+    for k in ("processed", "failed", "up_to_date", "corrupt", "objects", "faces", "poses", "image_vectors",
+              "box_vectors", "refined"):
+        table.add_row(k.replace("_", " "), f"{summary[k]:,}")
+    table.add_row("time", f"{report.seconds:.1f} s ({report.images_per_s:,.2f} images/s, "
+                          f"{report.workers or 'in-process'} worker(s) x {report.threads} thread(s))")
+    console.print(table)
+    if report.model_seconds:
+        timing = Table("model", "seconds", "ms / image", title="time in each model (all workers)")
+        for key, sec in sorted(report.model_seconds.items(), key=lambda kv: -kv[1]):
+            per = 1000 * sec / report.processed if report.processed else 0
+            timing.add_row(key, f"{sec:.2f}", f"{per:.1f}")
+        console.print(timing)
+    if report.failed:
+        console.print(f"[yellow]{report.failed} image(s) could not be labelled; see their label_error: "
+                      f"viscurate find {dataset} '{{\"label_error\": {{\"$exists\": true}}}}'[/]")
+
+
+@app.command("label")
+def label_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    models: Optional[str] = typer.Option(None, "--models", "-m", help="Roles and/or model names, comma-separated: "
+                                         "detector,classifier,embedder,face,pose (default: all of them), or "
+                                         "names from `viscurate models`."),
+    query: Optional[str] = typer.Option(None, "--query", "-q", help="Only the samples matching this MongoDB query."),
+    force: bool = typer.Option(False, "--force", help="Label again what the current models labelled already."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Samples per catalog transaction."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Processes (default: one per core, at most "
+                                          "8; 0: in this process)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per model (default: cores / "
+                                          "workers)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Auto-label a dataset with the offline models (objects with label quality, tags, embeddings, faces,
+    poses); a re-run only labels what the current models have not."""
+    q = _parse_json(query, "the query") if query else None
+    report = _dataset(name).label(models=models, query=q, force=force, batch_size=batch_size, workers=workers,
+                                  threads=threads, progress=not no_progress and not as_json)
+    _print_label_report(f"label {name}", report, as_json, name)
+
+
+@app.command("embed")
+def embed_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default "
+                                        "embedder; see `viscurate models`)."),
+    boxes: bool = typer.Option(False, "--boxes", help="Also embed the crops of the samples' boxes."),
+    query: Optional[str] = typer.Option(None, "--query", "-q", help="Only the samples matching this MongoDB query."),
+    force: bool = typer.Option(False, "--force", help="Embed again the samples that have a vector already."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Samples per catalog transaction."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Processes (default: one per core, "
+                                          "at most 8)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per model (default: cores / "
+                                          "workers)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Store image embeddings for the samples that lack one of this model."""
+    q = _parse_json(query, "the query") if query else None
+    report = _dataset(name).embed(model, boxes=boxes, query=q, force=force, batch_size=batch_size, workers=workers,
+                                  threads=threads, progress=not no_progress and not as_json)
+    _print_label_report(f"embed {name}", report, as_json, name)
+
+
+@app.command("draw")
+def draw_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    sample_id: str = typer.Argument(..., help="The sample's _id."),
+    output: Path = typer.Option(..., "--output", "-o", help="Picture to write (.png, .jpg...)."),
+    show: Optional[str] = typer.Option(None, "--show", help="Layers, comma-separated: object_analysis, "
+                                       "ground_truth, face_analysis, pose_estimation, classifications "
+                                       "(default: all but classifications)."),
+    max_side: Optional[int] = typer.Option(None, "--max-side", help="Shrink the picture to this longest side."),
+    min_confidence: float = typer.Option(0.0, "--min-confidence", help="Leave out less confident boxes."),
+) -> None:
+    """Draw a sample's labels (boxes, ground truth, faces, poses) on its image."""
+    layers = [s.strip() for s in show.split(",") if s.strip()] if show else None
+    ds = _dataset(name)
+    try:
+        ds.draw(sample_id, output, show=layers, max_side=max_side, min_confidence=min_confidence)
+    except ValueError as e:
+        raise ViscurateError(str(e)) from None
+    console.print(f"wrote {output}")
+
+
+@app.command("models")
+def models_cmd(
+    role: Optional[str] = typer.Option(None, "--role", help="Only the models that can play this role."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The models viscurate can run (all offline): name, version, role, runtime, where the weights come
+    from, licence."""
+    from ..models import registry
+    specs = registry.list_models(role=role)
+    rows = [registry.spec_dict(s) for s in specs]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="models (--json for the full licence notes)", show_lines=True)
+    table.add_column("name / version", overflow="fold")
+    table.add_column("role")
+    table.add_column("runtime")
+    table.add_column("weights from / licence", overflow="fold")
+    for r in rows:
+        roles = ", ".join([r["role"]] + [x for x in r["roles"] if x != r["role"]])
+        if r["default_for"]:
+            roles += f"\n[dim](default: {', '.join(r['default_for'])})[/]"
+        licence = r["licence"].split(" (", 1)[0].split(";", 1)[0].strip()
+        source = r["source"].split(" (", 1)[0]
+        table.add_row(f"[bold]{r['name']}[/]\n{r['version']}", roles, r["runtime"], f"{source}\n[dim]{licence}[/]")
+    console.print(table)
+
+
 # ---- demo ----------------------------------------------------------------------------------------
 
 @app.command("demo")

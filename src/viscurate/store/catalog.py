@@ -288,18 +288,27 @@ class Catalog:
         with self._mutex:
             self.con.execute("BEGIN TRANSACTION")
             try:
-                existing = dict(self.con.execute(
-                    "SELECT _id, _seq FROM samples WHERE _id IN (SELECT unnest(?))", [ids]).fetchall()) if ids else {}
+                rows = self.con.execute("SELECT _id, _seq, hash FROM samples WHERE _id IN (SELECT unnest(?))",
+                                        [ids]).fetchall() if ids else []
+                existing = {r[0]: r[1] for r in rows}
+                old_hash = {r[0]: r[2] for r in rows}
                 if existing and mode == "error":
                     some = ", ".join(list(existing)[:3])
                     raise DatasetExists(f"{len(existing)} sample(s) already exist (e.g. {some})")
                 if mode == "skip":
                     docs = [d for d in docs if d["_id"] not in existing]
-                elif mode == "merge" and existing:
+                new_bytes = {d["_id"] for d in docs if d["_id"] in existing and "hash" in d
+                             and d["hash"] != old_hash[d["_id"]]}
+                written = {d["_id"]: set(d) if keys is None or mode == "replace" else set(keys) for d in docs}
+                if mode == "merge" and existing:
                     old = {d["_id"]: d for d in self._docs_where("s._id IN (SELECT unnest($1))", [list(existing)])}
                     docs = [documents.merge(old[d["_id"]], d, keys) if d["_id"] in old else d for d in docs]
+                    # new bytes make every label and vector of the old ones stale: forget which models
+                    # made them, so that the label and embed stages redo the sample
+                    docs = [{k: v for k, v in d.items() if k != "models"} if d["_id"] in new_bytes else d for d in docs]
                 if existing and mode in ("replace", "merge"):
-                    self._delete_seqs(list(existing.values()))
+                    self._delete_seqs(list(existing.values()), vectors=False)
+                    self._drop_stale_vectors(existing, new_bytes, written, replace=mode == "replace")
                 next_seq = self.con.execute("SELECT coalesce(max(_seq), -1) + 1 FROM samples").fetchall()[0][0]
                 seqs = []
                 for d in docs:
@@ -316,12 +325,35 @@ class Catalog:
         updated = sum(1 for d in docs if d["_id"] in existing)
         return {"inserted": len(docs) - updated, "updated": updated, "skipped": len(ids) - len(docs)}
 
+    def _drop_stale_vectors(self, existing: dict[str, int], new_bytes: set[str], written: dict[str, set],
+                            replace: bool) -> None:
+        """A rewritten sample keeps its vectors, except the ones its rewrite makes stale: all of them when
+        its bytes changed, and those of every box list the rewrite replaced (box i may be another box)."""
+        box_fields = [s.path for s in self.fields.values() if s.kind == "objects"]
+        every, by_field = [], []
+        for sid, seq in existing.items():
+            if sid not in written:
+                continue
+            if sid in new_bytes:
+                every.append(seq)
+                continue
+            for f in box_fields:
+                top = f.split(".")[0]
+                if replace or f in written[sid] or top in written[sid]:
+                    by_field.append((seq, f))
+        if every:
+            self.con.execute("DELETE FROM vectors WHERE sample_seq IN (SELECT unnest(?))", [every])
+        if by_field:
+            self.con.execute("DELETE FROM vectors WHERE (sample_seq, field) IN (SELECT unnest(?), unnest(?))",
+                             [[s for s, _ in by_field], [f for _, f in by_field]])
+
     def _require_write(self) -> None:
         if not self.write_mode:
             raise RuntimeError("this catalog was opened for reading")
 
-    def _delete_seqs(self, seqs: list[int]) -> None:
-        self.con.execute("DELETE FROM vectors WHERE sample_seq IN (SELECT unnest(?))", [seqs])
+    def _delete_seqs(self, seqs: list[int], vectors: bool = True) -> None:
+        if vectors:
+            self.con.execute("DELETE FROM vectors WHERE sample_seq IN (SELECT unnest(?))", [seqs])
         self.con.execute("DELETE FROM objects WHERE sample_seq IN (SELECT unnest(?))", [seqs])
         self.con.execute("DELETE FROM samples WHERE _seq IN (SELECT unnest(?))", [seqs])
 
@@ -428,7 +460,7 @@ class Catalog:
                         new_docs = [_apply_update(d, ops) for d in docs]
                         changed = [(nd, d["_seq_"]) for nd, d in zip(new_docs, docs) if nd is not None]
                         if changed:
-                            self._delete_seqs([s for _, s in changed])
+                            self._delete_seqs([s for _, s in changed], vectors=False)
                             self._insert([nd for nd, _ in changed], [s for _, s in changed])
                         n += len(changed)
                 self.con.execute("COMMIT")
