@@ -118,6 +118,15 @@ def list_models(role: str | None = None) -> list[ModelSpec]:
     return specs
 
 
+def runtime_factory(key: str) -> Factory | None:
+    """The factory of a model registered at run time (bring-your-own), for building it in another
+    process whose registry does not know it; None for the built-in models and unknown keys."""
+    entry = _entries.get(key)
+    if entry is None or entry.builtin:
+        return None
+    return entry.factory
+
+
 def get_spec(name_or_key: str) -> ModelSpec:
     """The spec of a model by ``name``, ``name@version`` or role name (the role's default)."""
     with _lock:

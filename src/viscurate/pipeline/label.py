@@ -206,10 +206,7 @@ def _model_ref(spec: "ModelSpec") -> tuple["ModelSpec", Any]:
     """What a worker needs to build a model: its spec, and its factory when the worker's own registry
     will not know it (a model registered at run time, e.g. a bring-your-own ONNX file)."""
     from ..models import registry
-    entry = getattr(registry, "_entries", {}).get(spec.key)
-    if entry is None or getattr(entry, "builtin", False):
-        return spec, None
-    return spec, entry.factory
+    return spec, registry.runtime_factory(spec.key)
 
 
 def _picklable(obj: Any) -> bool:
