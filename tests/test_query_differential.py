@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from viscurate.errors import QueryError, UnsupportedOperator
 from viscurate.store.catalog import Catalog

@@ -7,7 +7,6 @@ and the server never diverge.
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any, List, Optional

@@ -154,12 +154,6 @@ class NeverNull(str):
     DuckDB can plan as a semi-join."""
 
 
-def _coalesce(sql: str) -> str:
-    """Predicates may be NULL where a value is missing; NULL is "no match" in AND, OR and WHERE, and
-    ``_not`` coalesces before negating, so no other place needs to."""
-    return sql
-
-
 # --------------------------------------------------------------------------------------------
 # Value helpers
 
@@ -276,13 +270,13 @@ class Eq(Pred):
         v = self.value
         if v is None:
             return f"({c} IS NULL OR json_type({c}) = 'NULL')"
-        return _coalesce(json_equals(ctx, c, v))
+        return json_equals(ctx, c, v)
 
     def typed(self, ctx, c, t):
         v = self.value
         if v is None:
             return f"({c} IS NULL)"
-        return _coalesce(typed_equals(ctx, c, t, v))
+        return typed_equals(ctx, c, t, v)
 
     def typed_list(self, ctx, c, t):
         v = self.value
@@ -295,7 +289,7 @@ class Eq(Pred):
         if t in _SQL_NUMERIC and all(_is_number(x) for x in v):
             parts = [f"(len({c}) = {len(v)})"]
             for i, x in enumerate(v):
-                parts.append(_coalesce(typed_equals(ctx, f"{c}[{i + 1}]", t, x)))
+                parts.append(typed_equals(ctx, f"{c}[{i + 1}]", t, x))
             return _and(*parts)
         if t == "BOOLEAN" and all(isinstance(x, bool) for x in v):
             return f"({c} = {ctx.p(v, 'BOOLEAN[]')})"
@@ -338,24 +332,21 @@ class Cmp(Pred):
     def on_missing(self) -> bool:
         return self.value is None and self.op in ("$gte", "$lte")
 
-    def _null(self):
-        return self.value is None
-
     def json(self, ctx, c):
         v = self.value
         if v is None:
             return Eq(None).json(ctx, c) if self.op in ("$gte", "$lte") else FALSE
         if _is_number(v):
-            return _coalesce(_or(
+            return _or(
                 _and(f"json_type({c}) IN {JSON_INT_TYPES}", _num_compare(ctx, f"TRY_CAST({c} AS HUGEINT)", "int", self.sql, v)),
                 _and(f"json_type({c}) = 'DOUBLE'", _num_compare(ctx, f"TRY_CAST({c} AS DOUBLE)", "double", self.sql, v)),
-            ))
+            )
         if isinstance(v, str):
-            return _coalesce(f"(json_type({c}) = 'VARCHAR' AND ({c} ->> '$') {self.sql} {ctx.p(v)})")
+            return f"(json_type({c}) = 'VARCHAR' AND ({c} ->> '$') {self.sql} {ctx.p(v)})"
         if isinstance(v, bool):
-            return _coalesce(f"(json_type({c}) = 'BOOLEAN' AND (CAST({c} AS VARCHAR) = 'true') {self.sql} {ctx.p(v)})")
+            return f"(json_type({c}) = 'BOOLEAN' AND (CAST({c} AS VARCHAR) = 'true') {self.sql} {ctx.p(v)})"
         bracket = "'ARRAY'" if isinstance(v, list) else "'OBJECT'"
-        return _coalesce(f"(json_type({c}) = {bracket} AND vc_order_key(CAST({c} AS VARCHAR)) {self.sql} {ctx.p(order_key(v), 'BLOB')})")
+        return f"(json_type({c}) = {bracket} AND vc_order_key(CAST({c} AS VARCHAR)) {self.sql} {ctx.p(order_key(v), 'BLOB')})"
 
     def typed(self, ctx, c, t):
         v = self.value
@@ -364,16 +355,16 @@ class Cmp(Pred):
         if t in _SQL_NUMERIC and _is_number(v):
             return _num_compare(ctx, c, "bigint" if t == "BIGINT" else "double", self.sql, v)
         if t == "VARCHAR" and isinstance(v, str):
-            return _coalesce(f"({c} {self.sql} {ctx.p(v)})")
+            return f"({c} {self.sql} {ctx.p(v)})"
         if t == "BOOLEAN" and isinstance(v, bool):
-            return _coalesce(f"({c} {self.sql} {ctx.p(v)})")
+            return f"({c} {self.sql} {ctx.p(v)})"
         return FALSE
 
     def typed_list(self, ctx, c, t):
         v = self.value
         if not isinstance(v, list):
             return FALSE
-        return _coalesce(f"(vc_order_key(CAST(to_json({c}) AS VARCHAR)) {self.sql} {ctx.p(order_key(v), 'BLOB')})")
+        return f"(vc_order_key(CAST(to_json({c}) AS VARCHAR)) {self.sql} {ctx.p(order_key(v), 'BLOB')})"
 
     def group(self, ctx, present, path, fields):
         v = self.value
@@ -408,7 +399,7 @@ class In(Pred):
         rest = [e for e in self.eqs if not isinstance(e.value, str)]
         parts = []
         if strings:
-            parts.append(_coalesce(f"(json_type({c}) = 'VARCHAR' AND list_contains({ctx.p(strings, 'VARCHAR[]')}, {c} ->> '$'))"))
+            parts.append(f"(json_type({c}) = 'VARCHAR' AND list_contains({ctx.p(strings, 'VARCHAR[]')}, {c} ->> '$'))")
         parts += [e.json(ctx, c) for e in rest]
         return _or(*parts)
 
@@ -417,7 +408,7 @@ class In(Pred):
         if t == "VARCHAR":
             strings = [v for v in self.values if isinstance(v, str)]
             if strings:
-                parts.append(_coalesce(f"list_contains({ctx.p(strings, 'VARCHAR[]')}, {c})"))
+                parts.append(f"list_contains({ctx.p(strings, 'VARCHAR[]')}, {c})")
             rest = [e for e in self.eqs if not isinstance(e.value, str)]
         else:
             rest = self.eqs
@@ -481,7 +472,7 @@ class TypeIs(Pred):
             parts.append(f"(json_type({c}) IN {JSON_INT_TYPES} AND {int_range})")
         if "long" in self.names:
             parts.append(f"(json_type({c}) IN {JSON_INT_TYPES} AND NOT ({int_range}))")
-        return _coalesce(_or(*parts))
+        return _or(*parts)
 
     def typed(self, ctx, c, t):
         names = self.names
@@ -497,7 +488,7 @@ class TypeIs(Pred):
                 parts.append(f"({c} BETWEEN {INT32[0]} AND {INT32[1]})")
             if "long" in names:
                 parts.append(f"({c} NOT BETWEEN {INT32[0]} AND {INT32[1]})")
-            return _coalesce(_or(*parts))
+            return _or(*parts)
         return FALSE
 
     def typed_list(self, ctx, c, t):
@@ -537,12 +528,12 @@ class Regex(Pred):
         return False
 
     def json(self, ctx, c):
-        return _coalesce(f"(json_type({c}) = 'VARCHAR' AND regexp_matches({c} ->> '$', {ctx.p(self.pattern)}))")
+        return f"(json_type({c}) = 'VARCHAR' AND regexp_matches({c} ->> '$', {ctx.p(self.pattern)}))"
 
     def typed(self, ctx, c, t):
         if t != "VARCHAR":
             return FALSE
-        return _coalesce(f"regexp_matches({c}, {ctx.p(self.pattern)})")
+        return f"regexp_matches({c}, {ctx.p(self.pattern)})"
 
     def typed_list(self, ctx, c, t):
         return FALSE
@@ -567,7 +558,7 @@ class Size(Pred):
         return False
 
     def json(self, ctx, c):
-        return _coalesce(f"(json_type({c}) = 'ARRAY' AND json_array_length({c}) = {ctx.p(self.n)})")
+        return f"(json_type({c}) = 'ARRAY' AND json_array_length({c}) = {ctx.p(self.n)})"
 
     def typed(self, ctx, c, t):
         return FALSE
@@ -579,7 +570,7 @@ class Size(Pred):
         return FALSE
 
     def objects_array(self, ctx, n, objects):
-        return _coalesce(f"({n} = {ctx.p(self.n)})")
+        return f"({n} = {ctx.p(self.n)})"
 
     def object_doc(self, ctx, objects, row):
         return FALSE
@@ -624,7 +615,7 @@ class ElemMatch(Pred):
                 _and(f"json_type({e}) = 'OBJECT'", self.compiler.compile_doc(self.spec, root_obj, ctx)),
                 _and(f"json_type({e}) = 'ARRAY'", self.compiler.compile_doc(self.spec, root_arr, ctx)),
             )
-        return _coalesce(f"(json_type({c}) = 'ARRAY' AND list_bool_or(list_transform(json_extract({c}, '$[*]'), lambda {e}: {_coalesce(body)})))")
+        return f"(json_type({c}) = 'ARRAY' AND list_bool_or(list_transform(json_extract({c}, '$[*]'), lambda {e}: {body})))"
 
     def typed(self, ctx, c, t):
         return FALSE
@@ -634,7 +625,7 @@ class ElemMatch(Pred):
             return FALSE
         e = ctx.var("e")
         body = self._value_form(ctx, lambda pred: pred.typed(ctx, e, t))
-        return _coalesce(f"list_bool_or(list_transform({c}, lambda {e}: {_coalesce(body)}))")
+        return f"list_bool_or(list_transform({c}, lambda {e}: {body}))"
 
     def group(self, ctx, present, path, fields):
         return FALSE
@@ -664,7 +655,7 @@ def on_candidate(items: list[tuple[bool, Pred]], fn: Callable[[Pred], str]) -> s
     parts = []
     for negated, pred in items:
         sql = on_candidate(pred.items, fn) if isinstance(pred, _Group) else fn(pred)
-        parts.append(_not(_coalesce(sql)) if negated else sql)
+        parts.append(_not(sql) if negated else sql)
     return _and(*parts)
 
 
@@ -942,7 +933,7 @@ class Compiler:
                         elem_any = f"list_bool_or(list_transform({col}, lambda {e}: {elem}))"
                 else:
                     elem_any = f"list_bool_or(list_transform({col}, lambda {e}: {elem}))"
-                whole = _or(whole, _coalesce(elem_any))
+                whole = _or(whole, elem_any)
         return self._missing_or(col, pred, whole)
 
     @staticmethod
@@ -996,8 +987,8 @@ class Compiler:
                 e = ctx.var("e")
                 elem = pred.json(ctx, e)
                 if elem != FALSE:
-                    here = _or(here, _coalesce(
-                        f"(json_type({v}) = 'ARRAY' AND list_bool_or(list_transform(json_extract({v}, '$[*]'), lambda {e}: {elem})))"))
+                    here = _or(here,
+                        f"(json_type({v}) = 'ARRAY' AND list_bool_or(list_transform(json_extract({v}, '$[*]'), lambda {e}: {elem})))")
             return here
         head, rest = path[0], path[1:]
         ptr = ctx.p(json_pointer(head))
@@ -1007,16 +998,15 @@ class Compiler:
         elem = self.json_any(f"json_extract({e}, {ptr2})", rest, pred, ctx)
         in_array = FALSE
         if elem != FALSE:
-            in_array = _coalesce(
-                f"list_bool_or(list_transform(json_extract({v}, '$[*]'), lambda {e}: json_type({e}) = 'OBJECT' AND {_coalesce(elem)}))")
+            in_array = (f"list_bool_or(list_transform(json_extract({v}, '$[*]'), lambda {e}: json_type({e}) = 'OBJECT' AND {elem}))")
         if is_index(head):
             # a position past the end yields no candidate at all (not a missing one)
             pos = f"json_extract({v}, {ctx.p(json_pointer(head))})"
             by_pos = self.json_any(pos, rest, pred, ctx, positional=True)
-            in_array = _or(in_array, _and(f"json_array_length({v}) > {int(head)}", _coalesce(by_pos)))
+            in_array = _or(in_array, _and(f"json_array_length({v}) > {int(head)}", by_pos))
         missing = FALSE if positional else _const(pred.on_missing())
-        return (f"(CASE json_type({v}) WHEN 'OBJECT' THEN {_coalesce(in_object)} "
-                f"WHEN 'ARRAY' THEN {_coalesce(in_array)} ELSE {missing} END)")
+        return (f"(CASE json_type({v}) WHEN 'OBJECT' THEN {in_object} "
+                f"WHEN 'ARRAY' THEN {in_array} ELSE {missing} END)")
 
 
 class _Never(Pred):
@@ -1051,7 +1041,7 @@ def _with_text_prefilter(column: str, pred: Pred, sql: str, ctx: Ctx) -> str:
         return sql
     text = f"CAST({column} AS VARCHAR)"
     found = _or(*[f"contains({text}, {ctx.p(orjson.dumps(v).decode())})" for v in needles])
-    return _and(_coalesce(found), sql)
+    return _and(found, sql)
 
 
 def _truthy(v: Any) -> bool:
@@ -1156,7 +1146,7 @@ def group_equals(ctx: Ctx, path: str, fields: dict, v: dict, alias: str = "s") -
                 parts.append(f"({alias}.{schema.column_name(kid.path + '#n')} = 0)")
             else:
                 raise _unsupported(f"comparing the sub-document '{path}' that holds the list '{kid.path}'")
-    return _coalesce(_and(*parts))
+    return _and(*parts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1173,9 +1163,6 @@ def compile_query(query: dict | None, fields: dict | None = None, ctx: Ctx | Non
     sql = compiler.compile_doc(query, SampleRoot(), ctx)
     # no outer coalesce: WHERE treats NULL as false, and a bare conjunction lets DuckDB filter in steps
     return sql, ctx.params
-
-
-_SORT_SPEC = re.compile(r"^[^$].*$")
 
 
 def compile_sort(sort: Any, fields: dict | None = None, ctx: Ctx | None = None) -> tuple[list[str], list]:
