@@ -9,7 +9,8 @@ own confidence?
 The default models run as the label stage runs them (src/viscurate/pipeline/label.py): the image decoded
 upright with its longest side <= 1024; the detector on the image and on the two views of
 ``quality.tta_images`` (horizontal flip; shrunk to 0.75 on a padded canvas), the augmented boxes kept
-down to confidence 0.1 and mapped back to original pixels; the top-5 ImageNet tags of the image;
+down to confidence 0.1 and mapped back to original pixels (both views are run and cached; ``--tta``
+picks the ones the signals use, by default ``quality.TTA_PASSES`` as the label stage); the top-5 ImageNet tags of the image;
 BlazeFace faces (>= 0.5); MoveNet poses in the person boxes; every box crop classified and embedded
 (crop tags for the "crop" model, embeddings for the neighbour pass).
 
@@ -247,8 +248,9 @@ def match(dets: Sequence[Detection], gts, ignores) -> list[int]:
 
 
 def collect(recs: list[ImageRec], min_confidence: float, threads: int, cache: Path | None,
-            verbose: bool = True) -> list[dict]:
-    """One row per scored detection: dataset, image, label, signals (incl. crop tag agreement), embedding."""
+            verbose: bool = True, tta: Sequence[str] = ("flip", "scale")) -> list[dict]:
+    """One row per scored detection: dataset, image, label, signals (incl. crop tag agreement), embedding.
+    ``tta``: the augmented passes the signals use (a pass left out counts as not run)."""
     store: dict[str, Any] = {}
     if cache and cache.exists():
         store = pickle.loads(cache.read_bytes())
@@ -264,7 +266,8 @@ def collect(recs: list[ImageRec], min_confidence: float, threads: int, cache: Pa
         keep = [i for i, d in enumerate(out["dets"]) if d.confidence >= min_confidence]
         dets = [out["dets"][i] for i in keep]
         labels = match(dets, rec.gts, rec.ignores)
-        lq = quality.label_quality(dets, out["flip"], out["scale"], out["tags"], out["faces"], out["poses"],
+        lq = quality.label_quality(dets, out["flip"] if "flip" in tta else None,
+                                   out["scale"] if "scale" in tta else None, out["tags"], out["faces"], out["poses"],
                                    crop_tags=[out["crop_tags"][i] for i in keep])
         for i, d, lab, (lqe, sig) in zip(keep, dets, labels, lq):
             if lab < 0:
@@ -589,6 +592,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--neighbours", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="first N images of each dataset (development)")
+    ap.add_argument("--tta", default=",".join(quality.TTA_PASSES),
+                    help="augmented detector passes the signals use: scale (the label stage, default), flip, "
+                         "or flip,scale")
     ap.add_argument("--fit", action="store_true", help="print the constants to paste into models/quality.py")
     ap.add_argument("--cache", type=Path, default=None, help="pickle of model outputs, reused when present")
     ap.add_argument("--out", type=Path, default=None, help="results JSON (default bench/results/lqe-<date>.json)")
@@ -605,7 +611,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kept.append(r)
         recs = kept
     t0 = time.perf_counter()
-    rows = collect(recs, args.fit_min_confidence, args.threads, args.cache)
+    tta = tuple(v.strip() for v in args.tta.split(",") if v.strip())
+    rows = collect(recs, args.fit_min_confidence, args.threads, args.cache, tta=tta)
     seconds = time.perf_counter() - t0
     report = [float(v) for v in args.report.split(",") if v.strip()]
     res = evaluate(rows, args.folds, args.repeats, args.neighbours, report, names)
@@ -621,7 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or BENCH / "results" / f"lqe-{dt.date.today().isoformat()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     keep = {k: v for k, v in res.items() if not k.startswith("_")}
-    keep.update({"fit_min_confidence": args.fit_min_confidence, "datasets": names, "images": len(recs),
+    keep.update({"tta": list(tta), "fit_min_confidence": args.fit_min_confidence, "datasets": names, "images": len(recs),
                  "gt_boxes": gt_counts(recs), "model_seconds": round(seconds, 1), "fitted": fitted,
                  "lqe_version": quality.VERSION, "date": dt.date.today().isoformat()})
     out.write_text(json.dumps(keep, indent=1))

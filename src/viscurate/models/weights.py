@@ -20,7 +20,8 @@ import os
 
 from ..errors import ViscurateError
 
-__all__ = ["WeightsNotFound", "package_dir", "package_version", "weight_path", "bundled_path", "source_of"]
+__all__ = ["WeightsNotFound", "package_dir", "package_version", "weight_path", "bundled_path", "source_of",
+           "model_cache_dir"]
 
 BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
@@ -86,3 +87,17 @@ def package_version(pip_name: str) -> str | None:
 def source_of(pip_name: str) -> str:
     """``"PyPI <name> <version>"`` for a spec's ``source`` field (``(not installed)`` when missing)."""
     return f"PyPI {pip_name} {package_version(pip_name) or '(not installed)'}"
+
+
+def model_cache_dir() -> "Path | None":
+    """Where models derived from installed weights are kept (today: the default detector rebuilt as ONNX):
+    ``$VISCURATE_MODEL_CACHE`` if set (``off`` or empty: no cache, convert at every load), else the user's
+    cache directory (``~/.cache/viscurate/models`` on Linux). Everything there can be deleted at any time;
+    it is rebuilt, offline, from the installed packages."""
+    from pathlib import Path
+
+    env = os.environ.get("VISCURATE_MODEL_CACHE")
+    if env is not None:
+        return None if env.strip().lower() in ("", "0", "off", "none", "false") else Path(env).expanduser()
+    from platformdirs import user_cache_dir
+    return Path(user_cache_dir("viscurate", appauthor=False)) / "models"

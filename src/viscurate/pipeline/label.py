@@ -10,9 +10,9 @@ model versions, a worker process decodes the upright RGB image (EXIF orientation
 capped at ``max_side``, default 1024, for speed; boxes are reported in pixels of the *original* upright
 image) and runs what that sample still needs:
 
-- **detector** on the image, on its horizontal flip and on a 0.75x shrunk copy padded back to the
-  image's size (test-time augmentation, :func:`viscurate.models.quality.tta_images`; the augmented boxes
-  are mapped back): ``object_analysis`` = the detections of the plain image, each with
+- **detector** on the image and, when it found a box to write, on the test-time augmentation views the
+  quality model was fitted with (:data:`viscurate.models.quality.TTA_PASSES`: a 0.75x shrunk copy padded
+  back to the image's size; the augmented boxes are mapped back): ``object_analysis`` = the detections of the plain image, each with
   ``label_quality_estimation`` (LQE), the ``signals`` it was computed from and the ``model`` key; the
   sample's ``label_quality_estimation`` summarizes its boxes. The classifier also tags each box's crop,
   as evidence for the LQE;
@@ -397,14 +397,18 @@ def _label_sample(sid: str, path: str | None, tasks: frozenset, stored: dict) ->
         det = _model("detector")
         key = refs["detector"][0].key
         t0 = time.perf_counter()
-        flipped, shrunk, transform = quality.tta_images(img)
-        # one call, one batch shape (OpenCV re-plans its network whenever the batch size changes)
-        main, flip_found, shrunk_found = det.detect(
-            [img, flipped, shrunk], min_confidence=min(quality.TTA_MIN_CONFIDENCE, DETECTOR_MIN_CONFIDENCE))
+        main = det.detect([img], min_confidence=DETECTOR_MIN_CONFIDENCE)[0]
+        found: dict[str, list] = {}
+        transform: tuple = (w, 0, 0, 1, 1)
+        if main:  # the augmented passes only inform the estimates of boxes we write: none, no need
+            views, transform = quality.tta_views(img)
+            found = dict(zip(views, det.detect(list(views.values()), min_confidence=quality.TTA_MIN_CONFIDENCE)))
         clock.add(key, t0)
-        orig = lambda ds: [Detection(d.name, d.confidence, to_orig(d.bbox), d.class_id) for d in ds]  # noqa: E731
-        dets = orig([d for d in main if d.confidence >= DETECTOR_MIN_CONFIDENCE])
-        flip_dets, scale_dets = (orig(x) for x in quality.tta_map_back(flip_found, shrunk_found, transform))
+        orig = lambda ds: None if ds is None else [  # noqa: E731
+            Detection(d.name, d.confidence, to_orig(d.bbox), d.class_id) for d in ds]
+        dets = orig(main)
+        flip_dets, scale_dets = (orig(x) for x in quality.tta_map_back(found.get("flip"), found.get("scale"),
+                                                                         transform))
 
     ckey = refs["classifier"][0].key if "classifier" in refs else None
     ekey = refs["embedder"][0].key if "embedder" in refs else None
@@ -867,9 +871,9 @@ def default_workers_threads(workers: int | None, threads: int | None, n_items: i
     """(worker processes, threads per model) for a run of ``n_items`` images.
 
     By default one single-threaded worker per core (at most :data:`MAX_DEFAULT_WORKERS`, never more than
-    the images), the rest of the cores going to threads. Measured on 2 cores (30 photos, every model,
-    nine and seven runs on a machine shared with other jobs): 2 workers x 1 thread 1.9-3.8 images/s,
-    median 3.2; 1 worker x 2 threads 2.0-3.8, median 2.8. Separate processes also degrade more gently
+    the images), the rest of the cores going to threads. Measured on 2 cores (120 photos, every model,
+    ``bench/models.py``): 2 workers x 1 thread 7.9-8.6 images/s, 1 worker x 2 threads 5.5-5.8 (one
+    worker decodes, crops and runs Python serially). Separate processes also degrade more gently
     when another job takes a core (a multi-threaded forward pass waits for its slowest thread), and a
     crash stalls only one of them."""
     cores = cpu_count()
