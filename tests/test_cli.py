@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from viscurate import Dataset
 
@@ -114,6 +115,13 @@ def test_demo_runs_offline(home):
     assert hamming(original["phash_flip"], mirrored["phash_flip"]) <= 4
     assert hamming(original["phash"], mirrored["phash"]) >= 16
     assert "flip-invariant distance" in text
+    # auto-labeled: the cat is found, with a label quality estimate, and drawn
+    cats = [o for o in original["object_analysis"] if o["name"] == "cat"]
+    assert cats and 0.5 <= cats[0]["label_quality_estimation"] <= 1
+    assert "auto-labeling" in text and "labels to review first" in text
+    picture = Path(home) / "demo-pictures" / "chelsea-labels.png"
+    with Image.open(picture) as im:
+        assert max(im.size) == 451 and im.mode == "RGB"
 
 
 def test_thresholds_from_the_command_line(home, photos):

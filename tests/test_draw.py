@@ -102,3 +102,17 @@ def test_colours_are_stable_per_class():
     assert class_colour("cat") == class_colour("cat")
     names = ["person", "cat", "dog", "car", "cup", "bowl", "bed", "chair"]
     assert len({class_colour(n) for n in names}) == len(names)
+
+
+def test_label_tags_of_boxes_sharing_a_corner_do_not_cover_each_other():
+    from viscurate.media.draw import place_labels
+    boxes = [((100, 50, 300, 250), False), ((102, 52, 290, 240), False), ((98, 49, 310, 260), False),
+             ((0, 0, 400, 300), False), ((100, 50, 300, 250), True)]
+    sizes = [(120, 16)] * len(boxes)
+    spots = place_labels(boxes, sizes, (400, 300))
+    rects = [(x, y, x + w, y + h) for (x, y), (w, h) in zip(spots, sizes)]
+    for i, a in enumerate(rects):
+        assert 0 <= a[0] and a[2] <= 400 and 0 <= a[1] and a[3] <= 300
+        for b in rects[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+    assert spots[-2] == (0, 0)  # the whole-image box: its tag inside its top-left corner

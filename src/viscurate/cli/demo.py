@@ -1,6 +1,7 @@
 """``viscurate demo``: a small dataset built from the photos that ship inside scikit-image and
 scikit-learn (nothing is downloaded), plus a few copies made to show what viscurate notices: a
-mirrored and a shrunken copy of one photo, a truncated file and an empty one."""
+mirrored and a shrunken copy of one photo, a truncated file and an empty one. The photos are then
+auto-labeled with the offline models, and a few of them drawn with their labels (``<home>/demo-pictures``)."""
 from __future__ import annotations
 
 import os
@@ -105,6 +106,49 @@ def run_demo(name: str, home: os.PathLike | None, console: Console) -> Dataset:
         res = ds.find(q, page_size=3)
         table.add_row(text, str(res["length"]), ", ".join(Path(d["filepath"]).name for d in res["results"]))
     console.print(table)
+
+    show_labels(ds, ws.home / "demo-pictures", console)
     console.print(f"\nTry: [bold]viscurate find {name} '{{\"issues\": \"grayscale\"}}'[/]  ·  "
-                  f"[bold]viscurate info {name}[/]  ·  [bold]viscurate get {name} <_id>[/]")
+                  f"[bold]viscurate info {name}[/]  ·  [bold]viscurate get {name} <_id>[/]  ·  "
+                  f"[bold]viscurate draw {name} <_id> -o out.png[/]")
     return ds
+
+
+#: Photos the demo draws with their labels (file name endings), when present.
+PICTURES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png")
+
+
+def show_labels(ds: Dataset, pictures: Path, console: Console) -> None:
+    """Label the demo dataset, print what was found with its quality estimate, draw a few photos."""
+    console.print("\n[bold]auto-labeling[/] with the offline models (COCO objects, faces, poses, ImageNet tags, "
+                  "embeddings, label quality)")
+    report = ds.label()
+    console.print(f"labeled {report.processed} images in {report.seconds:.1f} s ({report.images_per_s:.1f} "
+                  f"images/s): {report.objects} objects, {report.faces} faces, {report.poses} poses\n")
+    found = ds.find({"object_analysis": {"$elemMatch": {"label_quality_estimation": {"$gte": 0}}}},
+                    projection={"filepath": 1, "object_analysis": 1, "classifications": 1},
+                    sort="-label_quality_estimation", page_size=12)
+    table = Table("file", "objects (confidence, label quality)", "top ImageNet tag",
+                  title="what the models found; label quality = estimated chance that the box is right")
+    for d in found["results"]:
+        objs = sorted(d.get("object_analysis") or [], key=lambda o: -(o.get("label_quality_estimation") or 0))
+        tags = d.get("classifications") or []
+        table.add_row(Path(d["filepath"]).name,
+                      ", ".join(f"{o['name']} ({o['confidence']:.2f}, {o['label_quality_estimation']:.2f})"
+                                for o in objs[:4]) + (" ..." if len(objs) > 4 else ""),
+                      tags[0]["name"] if tags else "")
+    console.print(table)
+    doubtful = '{"object_analysis": {"$elemMatch": {"label_quality_estimation": {"$lt": 0.3}}}}'
+    console.print(f"labels to review first: [bold]viscurate find {ds.name} '{doubtful}'[/] "
+                  f"({ds.count({'object_analysis': {'$elemMatch': {'label_quality_estimation': {'$lt': 0.3}}}})} "
+                  f"images)")
+    pictures.mkdir(parents=True, exist_ok=True)
+    drawn = []
+    for ending in PICTURES:
+        hit = ds.find({"filepath": {"$regex": f"-{ending.replace('.', '[.]')}$"}}, page_size=1)["results"]
+        if hit:
+            out = pictures / f"{Path(ending).stem}-labels.png"
+            ds.draw(hit[0]["_id"], out, max_side=800)
+            drawn.append(out)
+    if drawn:
+        console.print(f"drawn with their labels: {', '.join(str(p) for p in drawn)}")

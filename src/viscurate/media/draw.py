@@ -182,15 +182,15 @@ class _Painter:
         out = out.convert("RGB")
         draw = ImageDraw.Draw(out)
         W, H = out.size
-        for (x0, y0, x1, y1), text, colour, outlined in self.labels:
+        sizes = []
+        for _, text, _, _ in self.labels:
             l, t, r, b = draw.textbbox((0, 0), text, font=self.font)
-            tw, th = r - l, b - t
-            bw, bh = tw + 2 * self.pad, th + 2 * self.pad
-            if outlined:  # ground truth: under the box's bottom edge if room, else inside it
-                ly = y1 if y1 + bh <= H else y1 - bh
-            else:  # predictions: above the box if room, else inside its top
-                ly = y0 - bh if y0 - bh >= 0 else y0
-            lx = min(max(0.0, x0), max(0.0, W - bw))
+            sizes.append(((r - l) + 2 * self.pad, (b - t) + 2 * self.pad, l, t))
+        spots = place_labels([(box, outlined) for box, _, _, outlined in self.labels],
+                             [(w, h) for w, h, _, _ in sizes], (W, H))
+        rects = {i: (x, y, w, h, l, t) for i, ((x, y), (w, h, l, t)) in enumerate(zip(spots, sizes))}
+        for i, (_, text, colour, outlined) in enumerate(self.labels):
+            lx, ly, bw, bh, l, t = rects[i]
             rect = (lx, ly, lx + bw, ly + bh)
             if outlined:
                 draw.rectangle(rect, fill=(255, 255, 255), outline=colour, width=max(1, self.lw // 2))
@@ -200,6 +200,38 @@ class _Painter:
                 fg = _text_colour(colour)
             draw.text((lx + self.pad - l, ly + self.pad - t), text, fill=fg, font=self.font)
         return out
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place_labels(boxes: Sequence[tuple[Sequence[float], bool]], sizes: Sequence[tuple[float, float]],
+                 image_size: tuple[int, int]) -> list[tuple[float, float]]:
+    """Top-left corners of the label tags of ``boxes`` (``((x0, y0, x1, y1), below)``; ``below``: a ground
+    truth tag, under the box) of ``sizes`` ``(w, h)``, in a picture of ``image_size``. Tags are placed
+    from the last box to the first (the last is drawn on top: the most confident), each at the first of
+    its candidate spots that no tag placed before covers: above the box, inside its top, further in...
+
+    >>> place_labels([((10, 30, 90, 90), False), ((10, 30, 80, 80), False)], [(40, 10), (40, 10)], (100, 100))
+    [(10, 30), (10, 20)]
+    """
+    W, H = image_size
+    placed: list[tuple[float, float, float, float]] = []
+    out: list[tuple[float, float]] = [(0.0, 0.0)] * len(boxes)
+    for i in range(len(boxes) - 1, -1, -1):
+        (x0, y0, x1, y1), below = boxes[i]
+        bw, bh = sizes[i]
+        lx = min(max(0.0, x0), max(0.0, W - bw))
+        if below:
+            spots = [y1, y1 - bh, y1 + bh, y1 - 2 * bh]
+        else:
+            spots = [y0 - bh, y0, y0 + bh, y0 + 2 * bh, y1 - bh]
+        spots = [y for y in spots if 0 <= y <= H - bh] or [min(max(0.0, spots[0]), max(0.0, H - bh))]
+        ly = next((y for y in spots if not any(_overlap((lx, y, lx + bw, y + bh), q) for q in placed)), spots[0])
+        placed.append((lx, ly, lx + bw, ly + bh))
+        out[i] = (lx, ly)
+    return out
 
 
 def _objects(doc: dict, path: str) -> list:
