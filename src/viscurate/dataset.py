@@ -336,6 +336,26 @@ class Dataset:
             return embed(cat, model, batch_size=batch_size, workers=workers, threads=threads, progress=progress,
                          query=query, force=force, boxes=boxes, **options)
 
+    def find_duplicates(self, *, model: str | bool | None = None, rules: Any = None, query: dict | None = None,
+                        write: bool = True, **thresholds: Any):
+        """Exact and near duplicates, grouped around a representative, stored on the samples
+        (``duplicates.*`` and the issues ``duplicate`` / ``near_duplicate``) unless ``write=False``.
+        Thresholds: ``rules`` (a :class:`~viscurate.brain.duplicates.DuplicateRules`) or its fields as
+        keywords (``hash_distance=6``). ``model``: the embedding model whose vectors add the embedding
+        rule (default: the default embedder when stored; ``False``: hashes only). Returns a
+        ``DuplicatesReport``.
+
+        >>> report = ds.find_duplicates()                                              # doctest: +SKIP
+        >>> ds.find({"issues": "near_duplicate"}, sort="duplicates.group")             # doctest: +SKIP
+        """
+        from .brain.duplicates import DuplicateRules, find_duplicates
+        if rules is None:
+            rules = DuplicateRules(**thresholds)
+        elif thresholds:
+            raise ViscurateError("give either rules or threshold keywords, not both")
+        with self._catalog(write=write) as cat:
+            return find_duplicates(cat, model=model, rules=rules, query=query, write=write)
+
     def draw(self, sample_id: str, out_path: str | os.PathLike | None = None, *,
              show: Sequence[str] | None = None, max_side: int | None = None, min_confidence: float = 0.0):
         """The sample's picture with its labels drawn on it (a ``PIL.Image``), saved to ``out_path`` when

@@ -303,6 +303,10 @@ def print_info(info: dict) -> None:
                   f" · {info['directory']}")
     if info["issues"]:
         console.print(_bar_table("issues", info["issues"], n))
+    dups = info.get("duplicates") or {}
+    if dups.get("groups"):
+        console.print(f"duplicates: {dups['groups']:,} groups holding {dups['in_groups']:,} samples "
+                      f"(`viscurate duplicates {info['name']}` lists them)")
     if info["formats"]:
         console.print(_bar_table("formats", info["formats"], n))
     if info["size_histogram"]:
@@ -392,6 +396,62 @@ def embed_cmd(
     report = _dataset(name).embed(model, boxes=boxes, query=q, force=force, batch_size=batch_size, workers=workers,
                                   threads=threads, progress=not no_progress and not as_json)
     _print_label_report(f"embed {name}", report, as_json, name)
+
+
+@app.command("duplicates")
+def duplicates_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    hash_distance: int = typer.Option(10, "--hash-distance", help="Perceptual-hash bits (of 64) within which two "
+                                      "images are near duplicates."),
+    flip_distance: int = typer.Option(4, "--flip-distance", help="Flip-invariant hash bits within which an image "
+                                      "is a mirrored copy."),
+    similarity: float = typer.Option(0.90, "--similarity", help="Embedding cosine similarity from which two images "
+                                     "are near duplicates (with --similarity-hash-distance)."),
+    similarity_hash_distance: int = typer.Option(20, "--similarity-hash-distance", help="...and perceptual hashes "
+                                                 "at most this many bits apart."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model for the embedding rule "
+                                        "(default: the default embedder, when `viscurate embed` stored it)."),
+    no_embeddings: bool = typer.Option(False, "--no-embeddings", help="Hashes only."),
+    query: Optional[str] = typer.Option(None, "--query", "-q", help="Only among the samples matching this query."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report only; store nothing."),
+    show: int = typer.Option(10, "--show", help="Groups to print."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report (every group) as JSON."),
+) -> None:
+    """Find exact and near duplicates, group them around a representative, flag the copies."""
+    from .. import brain  # noqa: F401 - import errors surface here, not half-way
+    q = _parse_json(query, "the query") if query else None
+    ds = _dataset(name)
+    report = ds.find_duplicates(model=False if no_embeddings else model, query=q, write=not dry_run,
+                                hash_distance=hash_distance, flip_distance=flip_distance, similarity=similarity,
+                                similarity_hash_distance=similarity_hash_distance)
+    if as_json:
+        _print_json(dict(report.as_dict(), dataset=name))
+        return
+    console.print(f"{report.samples:,} samples · {len(report.groups):,} duplicate groups · {report.exact:,} exact "
+                  f"copies · {report.near:,} near duplicates · {report.seconds:.1f} s"
+                  + (f" · embeddings: {report.model}" if report.model else ""))
+    if report.note:
+        console.print(f"[yellow]{report.note}[/]")
+    if report.groups:
+        def short(path: str) -> str:  # the file and its folder: enough to tell copies apart on screen
+            parts = Path(path).parts
+            return str(Path(*parts[-2:])) if len(parts) > 2 else path
+
+        paths = {d["_id"]: short(d.get("filepath") or d["_id"]) for d in ds.find(
+            {"_id": {"$in": [i for g in report.groups[:show] for i in g.ids]}},
+            projection={"filepath": 1}, page_size=10_000)["results"]}
+        table = Table("kept (representative)", "duplicate", "reason", "hash bits", "similarity",
+                      title=f"the {min(show, len(report.groups))} largest groups")
+        for g in report.groups[:show]:
+            for n, m in enumerate(g.members):
+                table.add_row(paths.get(g.representative, g.representative) if n == 0 else "",
+                              str(paths.get(m["_id"], m["_id"])), m["reason"],
+                              "" if m["hash_distance"] is None else str(m["hash_distance"]),
+                              "" if m["similarity"] is None else f"{m['similarity']:.3f}")
+        console.print(table)
+        if not dry_run:
+            console.print(f"copies to review: viscurate find {name} '{{\"issues\": {{\"$in\": [\"duplicate\", "
+                          f"\"near_duplicate\"]}}}}' --sort duplicates.group")
 
 
 @app.command("draw")

@@ -571,6 +571,28 @@ class Catalog:
             return [r[0] for r in self._execute(
                 f"SELECT _id FROM samples s WHERE {where} ORDER BY _seq", params).fetchall()]
 
+    def columns(self, paths: Iterable[str], query: dict | None = None) -> dict[str, list]:
+        """Declared scalar fields of every sample matching ``query``, column-wise, in catalog order:
+        ``{"_id": [...], path: [...]}`` (``None`` where missing). One scan, for whole-dataset analyses
+        that need a few fields of every sample (duplicates, statistics) without assembling documents.
+
+        >>> cat.columns(["hash", "width"], {"issues": {"$ne": "corrupt"}})          # doctest: +SKIP
+        {'_id': ['a1...', ...], 'hash': ['0a42...', ...], 'width': [128, ...]}
+        """
+        paths = [p for p in paths if p != "_id"]
+        for p in paths:
+            spec = self.fields.get(p)
+            if spec is None or spec.kind != "scalar":
+                raise QueryError(f"columns() reads declared scalar fields; {p!r} is not one")
+        where, params = self._where(query)
+        cols = ", ".join(["_id"] + [self.fields[p].column for p in paths])
+        with self._mutex:
+            rows = self._execute(f"SELECT {cols} FROM samples s WHERE {where} ORDER BY _seq", params).fetchall()
+        out: dict[str, list] = {"_id": [r[0] for r in rows]}
+        for n, p in enumerate(paths, start=1):
+            out[p] = [r[n] for r in rows]
+        return out
+
     def _execute(self, sql: str, params: list):
         sql, params = bind(sql, params)
         try:
@@ -836,6 +858,8 @@ def summarize(cat: Catalog, top: int = 20) -> dict:
         "bytes": int(n_bytes),
         "issues": counts("SELECT i, count(*) FROM (SELECT unnest(issues) AS i FROM samples) GROUP BY i ORDER BY 2 DESC, 1"),
         "samples_with_issues": q("SELECT count(*) FROM samples WHERE len(issues) > 0")[0][0],
+        "duplicates": dict(zip(("groups", "in_groups"), q(
+            'SELECT count(DISTINCT "duplicates.group"), count("duplicates.group") FROM samples')[0])),
         "formats": counts('SELECT format, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
         "modes": counts('SELECT mode, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
         "sources": counts('SELECT source, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),

@@ -111,6 +111,13 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     _f("models.classifications", "scalar", "VARCHAR"),
     _f("models.label_quality_estimation", "scalar", "VARCHAR"),
     _f("embeddings", "list", "VARCHAR"),
+    _f("duplicates", "group"),  # written by viscurate.brain.duplicates
+    _f("duplicates.group", "scalar", "VARCHAR"),
+    _f("duplicates.representative", "scalar", "BOOLEAN"),
+    _f("duplicates.size", "scalar", "BIGINT"),
+    _f("duplicates.reason", "scalar", "VARCHAR"),
+    _f("duplicates.hash_distance", "scalar", "BIGINT"),
+    _f("duplicates.similarity", "scalar", "DOUBLE"),
     _f("ground_truth", "group"),
     _f("ground_truth.label", "scalar", "VARCHAR"),
     _f("ground_truth.detections", "objects"),

@@ -1,0 +1,130 @@
+"""Near-duplicate finding on the planted-duplicate corpus: pair-level precision and recall, viscurate
+next to imagededup, fastdup and CleanVision (each in its own venv, telemetry off; bash bench/setup_peers.sh).
+
+    python bench/duplicates.py                       # every tool; a table + bench/results/duplicates-<date>.json
+    python bench/duplicates.py --tools viscurate     # only ours
+
+The corpus (tests/fixtures/planted_duplicates.py, a copy of the team's shared/corpus script): 200 images
+built deterministically from the photos inside scikit-image and scikit-learn, 40 groups holding 60 known
+duplicate pairs (exact copies, half size, JPEG quality 25, 90% crops, +30% brightness, blur 1.5,
+mirror) and tiles of the same photos as hard negatives. A tool's pairs are every pair of files it puts
+together (pairs it reports, or every pair inside a group it reports); precision = planted pairs among
+them, recall = planted pairs found.
+
+viscurate is timed per step (ingest, which computes the hashes; embed, the embeddings; duplicates) and
+runs twice: with its default rules (hashes + embeddings) and with hashes only.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT / "src"))
+GENERATOR = ROOT / "tests" / "fixtures" / "planted_duplicates.py"
+PEERS = {  # tool -> (venv, runner, extra args)
+    "imagededup-phash": ("imagededup", "dups_imagededup.py", ["--method", "phash", "--max-distance", "10"]),
+    "imagededup-dhash": ("imagededup", "dups_imagededup.py", ["--method", "dhash", "--max-distance", "10"]),
+    "fastdup": ("fastdup", "dups_fastdup.py", ["--min-similarity", "0.9"]),
+    "cleanvision": ("cleanvision", "dups_cleanvision.py", []),
+}
+
+
+def score(pairs, truth) -> dict:
+    predicted = {frozenset(p) for p in pairs if len(set(p)) == 2}
+    tp = len(predicted & truth)
+    return {"pairs": len(predicted), "true_pairs": tp,
+            "precision": round(tp / len(predicted), 3) if predicted else None,
+            "recall": round(tp / len(truth), 3)}
+
+
+def run_viscurate(images: Path, home: Path, truth) -> list[dict]:
+    import viscurate
+
+    ds = viscurate.Dataset.create("planted", home)
+    t = time.perf_counter()
+    ds.add_images(images, progress=False)
+    t_ingest = time.perf_counter() - t
+    t = time.perf_counter()
+    ds.embed(progress=False)
+    t_embed = time.perf_counter() - t
+    names = {d["_id"]: os.path.basename(d["filepath"])
+             for d in ds.find({}, projection={"filepath": 1}, page_size=10_000)["results"]}
+    rows = []
+    for label, model, steps in (("viscurate (hashes + embeddings, defaults)", None, t_ingest + t_embed),
+                                ("viscurate (hashes only)", False, t_ingest)):
+        t = time.perf_counter()
+        report = ds.find_duplicates(model=model)
+        t_dups = time.perf_counter() - t
+        pairs = [tuple(names[i] for i in p) for p in report.pairs()]
+        rows.append({"tool": label, "version": viscurate.__version__ if hasattr(viscurate, "__version__") else "",
+                     **score(pairs, truth), "seconds": round(steps + t_dups, 2),
+                     "detail": f"ingest {t_ingest:.1f} s" + (f", embed {t_embed:.1f} s" if model is None else "")
+                               + f", duplicates {t_dups:.2f} s"})
+    return rows
+
+
+def run_peer(name: str, images: Path, work: Path, truth) -> dict:
+    venv, runner, extra = PEERS[name]
+    py = BENCH / ".venvs" / venv / "bin" / "python"
+    if not py.exists():
+        return {"tool": name, "status": f"not installed: bash bench/setup_peers.sh ({venv})"}
+    proc = subprocess.run([str(py), str(BENCH / "peers" / runner), str(images), str(work / name), *extra],
+                          capture_output=True, text=True, timeout=3600)
+    try:
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"tool": name, "status": "crashed", "error": (proc.stderr or proc.stdout)[-400:]}
+    if res.get("status") != "ok":
+        return {"tool": name, "status": res.get("status"), "error": res.get("error")}
+    return {"tool": f"{name} {res.get('version')}", "mode": res.get("mode"),
+            **score([tuple(p) for p in res.get("pairs", [])], truth), "seconds": res.get("seconds"),
+            "peak_rss_mb": res.get("peak_rss_mb")}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tools", default="viscurate," + ",".join(PEERS))
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    with tempfile.TemporaryDirectory(prefix="vc-bench-dups-") as tmp:
+        tmp = Path(tmp)
+        subprocess.run([sys.executable, str(GENERATOR), str(tmp / "corpus")], check=True, capture_output=True)
+        gt = json.loads((tmp / "corpus" / "ground_truth.json").read_text())
+        truth = {frozenset(p) for p in gt["dup_pairs"]}
+        images = tmp / "corpus" / "images"
+        rows: list[dict] = []
+        for tool in tools:
+            print(f"running {tool}...", file=sys.stderr, flush=True)
+            if tool == "viscurate":
+                rows += run_viscurate(images, tmp / "home", truth)
+            elif tool in PEERS:
+                rows.append(run_peer(tool, images, tmp / "work", truth))
+            else:
+                raise SystemExit(f"unknown tool {tool!r}; choose from viscurate, {', '.join(PEERS)}")
+    keys = ["tool", "pairs", "true_pairs", "precision", "recall", "seconds"]
+    print(f"\nplanted duplicates: {gt['n_images']} images, {len(truth)} planted pairs\n")
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for r in rows:
+        print("| " + " | ".join(str(r.get(k, r.get("status", ""))) if k != "tool" else r["tool"] for k in keys) + " |")
+    out = args.out or BENCH / "results" / f"duplicates-{dt.date.today().isoformat()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+                               "images": gt["n_images"], "planted_pairs": len(truth), "rows": rows}, indent=1))
+    print(f"\nresults: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

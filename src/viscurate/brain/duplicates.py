@@ -1,0 +1,301 @@
+"""Exact and near duplicates, grouped, each group with a representative and a reason per member.
+
+>>> from viscurate.brain.duplicates import find_duplicates                        # doctest: +SKIP
+>>> with Catalog(directory, "pets", write=True) as cat:                            # doctest: +SKIP
+...     report = find_duplicates(cat)
+...     print(report.exact, report.near, [g.representative for g in report.groups][:3])
+
+Two images are duplicates when (the rules, :class:`DuplicateRules`, each a threshold you can change):
+
+- **exact**: the same bytes (``hash``, SHA-256);
+- **phash**: perceptual hashes at most ``hash_distance`` bits apart (of 64): resized, recompressed,
+  brightened or slightly blurred copies;
+- **mirrored**: flip-invariant hashes (``phash_flip``) at most ``flip_distance`` bits apart: a left-right
+  mirrored copy (the plain hashes of a mirrored pair are far apart);
+- **embedding**: image embeddings (cosine) at least ``similarity`` *and* perceptual hashes at most
+  ``similarity_hash_distance`` bits apart: crops and heavier edits that move the hash, while the
+  hash condition keeps out two different photos of the same kind of thing, which an embedding alone
+  cannot tell from a copy.
+
+Grouping guards against chaining: groups are stars, not connected components. Samples are visited
+best first (most pixels, then largest file, then path); an unassigned sample becomes a representative
+and takes every unassigned sample that is a duplicate *of it*. So a group never holds A and C only
+because A~B and B~C. Exact copies are folded first: the representative of a group of identical files
+stands for them all, and they join its group with reason ``exact``.
+
+Results are stored on every sample in scope (and cleared from samples that are no longer duplicates):
+``duplicates.group`` (the representative's id), ``duplicates.representative``, ``duplicates.size``,
+``duplicates.reason``, ``duplicates.hash_distance`` and ``duplicates.similarity`` (to the
+representative), and the issue ``duplicate`` (an exact copy) or ``near_duplicate`` on every member
+but the representative, so ``{"issues": "near_duplicate"}`` lists what could be dropped.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import ViscurateError
+from .neighbours import hamming_pairs, hex_codes, normalize, similar_pairs
+
+if TYPE_CHECKING:
+    from ..store.catalog import Catalog
+
+__all__ = ["DuplicateRules", "DuplicateGroup", "DuplicatesReport", "find_duplicates", "ISSUES", "REASONS"]
+
+#: The issues this analysis owns (it adds and removes exactly these).
+ISSUES = ("duplicate", "near_duplicate")
+#: Why a member belongs to its group, strongest evidence first.
+REASONS = ("exact", "phash", "mirrored", "embedding")
+FIELDS = ("hash", "phash", "phash_flip", "width", "height", "size_bytes", "filepath")
+WRITE_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class DuplicateRules:
+    """Thresholds of the duplicate rules (see the module doc). Defaults measured on the planted-duplicate
+    set (``bench/duplicates.py``: exact copies, half-size, JPEG quality 25, 90% crops, +30% brightness,
+    blur, mirror, against tiles of the same photos as hard negatives), where different photos were never
+    closer than 24 bits of phash, 8 bits of flip-invariant hash, or 0.87 of embedding similarity.
+
+    ``viscurate duplicates NAME --hash-distance 6`` (or ``DuplicateRules(hash_distance=6)``) is stricter.
+    """
+
+    hash_distance: int = 10
+    flip_distance: int = 4
+    similarity: float = 0.90
+    similarity_hash_distance: int = 20
+    neighbours: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("hash_distance", "flip_distance", "similarity_hash_distance"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not 0 <= v <= 64:
+                raise ViscurateError(f"{name} must be a number of bits between 0 and 64, got {v!r}")
+        if not 0.0 < float(self.similarity) <= 1.0:
+            raise ViscurateError(f"similarity must be in (0, 1], got {self.similarity!r}")
+        if not isinstance(self.neighbours, int) or self.neighbours < 1:
+            raise ViscurateError(f"neighbours must be a positive integer, got {self.neighbours!r}")
+
+
+@dataclass
+class DuplicateGroup:
+    """A representative (kept) and its duplicates: ``members`` are ``{"_id", "reason", "hash_distance",
+    "similarity"}`` relative to the representative, the representative itself not included."""
+
+    representative: str
+    members: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return 1 + len(self.members)
+
+    @property
+    def ids(self) -> list[str]:
+        return [self.representative] + [m["_id"] for m in self.members]
+
+
+@dataclass
+class DuplicatesReport:
+    """What :func:`find_duplicates` found: ``groups`` (largest first), ``exact`` / ``near``: samples flagged
+    ``duplicate`` / ``near_duplicate``; ``samples``: samples looked at; ``model``: the embedding model used
+    (``None``: hashes only); ``rules``; ``seconds``."""
+
+    samples: int = 0
+    groups: list[DuplicateGroup] = field(default_factory=list)
+    exact: int = 0
+    near: int = 0
+    model: str | None = None
+    rules: DuplicateRules = field(default_factory=DuplicateRules)
+    seconds: float = 0.0
+    note: str | None = None
+
+    def pairs(self) -> set[frozenset[str]]:
+        """Every pair of samples that share a group (how pair-level precision and recall are counted)."""
+        out: set[frozenset[str]] = set()
+        for g in self.groups:
+            ids = g.ids
+            for a in range(len(ids)):
+                for b in range(a + 1, len(ids)):
+                    out.add(frozenset((ids[a], ids[b])))
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"samples": self.samples, "groups": len(self.groups), "exact": self.exact, "near": self.near,
+                "model": self.model, "rules": asdict(self.rules), "seconds": round(self.seconds, 3),
+                "note": self.note,
+                "duplicate_groups": [{"representative": g.representative, "size": g.size, "members": g.members}
+                                     for g in self.groups]}
+
+
+def _default_model(cat: "Catalog") -> str | None:
+    """The default embedder when the catalog holds its image vectors, else the model with the most image
+    vectors, else ``None``."""
+    from ..models import registry
+
+    have = cat.sql("SELECT model, count(*) FROM vectors WHERE field IS NULL GROUP BY 1 ORDER BY 2 DESC, 1")
+    if not have:
+        return None
+    default = registry.get_spec(registry.DEFAULTS["embedder"]).key
+    names = [m for m, _ in have]
+    return default if default in names else names[0]
+
+
+def _popcount_distance(codes: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Hamming distances between rows ``i`` and ``j`` of ``(n, 8) uint8`` codes."""
+    if not len(i):
+        return np.zeros(0, np.int64)
+    return np.unpackbits(codes[i] ^ codes[j], axis=1).sum(axis=1).astype(np.int64)
+
+
+def find_duplicates(cat: "Catalog", *, model: str | None | bool = None, rules: DuplicateRules | None = None,
+                    query: dict | None = None, write: bool = True, threads: int | None = None) -> DuplicatesReport:
+    """Find exact and near duplicates among the samples matching ``query`` (corrupt ones excluded), group
+    them and (``write=True``, the catalog opened for writing) store the findings on the samples.
+
+    ``model``: the embedding model whose image vectors add the ``embedding`` rule (default: the default
+    embedder if its vectors are stored, see ``viscurate embed``; ``False``: hashes only).
+    """
+    t0 = time.monotonic()
+    rules = rules or DuplicateRules()
+    scope: dict = {"issues": {"$ne": "corrupt"}}
+    if query:
+        scope = {"$and": [query, scope]}
+    cols = cat.columns(FIELDS, scope)
+    ids: list[str] = cols["_id"]
+    n = len(ids)
+    report = DuplicatesReport(samples=n, rules=rules)
+
+    # best first: the representative of a group is its first member in this order
+    pixels = np.array([(w or 0) * (h or 0) for w, h in zip(cols["width"], cols["height"])], np.int64)
+    size = np.array([s or 0 for s in cols["size_bytes"]], np.int64)
+    paths = [p or "" for p in cols["filepath"]]
+    order = sorted(range(n), key=lambda k: (-pixels[k], -size[k], paths[k], ids[k]))
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+
+    # exact copies fold onto one node: the best of them
+    node_of = np.arange(n)
+    first_with: dict[str, int] = {}
+    for k in order:
+        h = cols["hash"][k]
+        if h:
+            node_of[k] = first_with.setdefault(h, k)
+    nodes = np.nonzero(node_of == np.arange(n))[0]
+
+    # evidence between nodes: (i, j) -> [reason, hash distance, similarity]
+    phash, phash_ok = hex_codes([cols["phash"][k] for k in nodes])
+    edges: dict[tuple[int, int], list] = {}
+
+    def add(i: np.ndarray, j: np.ndarray, reason: str) -> None:
+        for a, b in zip(nodes[i].tolist(), nodes[j].tolist()):
+            key = (a, b) if a < b else (b, a)
+            if key not in edges:
+                edges[key] = [reason, None, None]
+
+    i, j, _ = hamming_pairs([cols["phash"][k] for k in nodes], rules.hash_distance, threads=threads)
+    add(i, j, "phash")
+    i, j, _ = hamming_pairs([cols["phash_flip"][k] for k in nodes], rules.flip_distance, threads=threads)
+    add(i, j, "mirrored")
+
+    vectors: dict[int, np.ndarray] = {}
+    chosen = _default_model(cat) if model is None or model is True else (model or None)
+    if chosen:
+        vid, _, matrix = cat.read_vectors(chosen, query=scope)
+        if len(vid):
+            pos = {s: k for k, s in enumerate(ids)}
+            rows = [pos[s] for s in vid if s in pos]
+            mat = normalize(matrix[[k for k, s in enumerate(vid) if s in pos]])
+            vectors = {r: mat[m] for m, r in enumerate(rows)}
+            with_vec = np.array([k for k in nodes if k in vectors], np.int64)
+            if len(with_vec) > 1:
+                x = np.stack([vectors[k] for k in with_vec])
+                vi, vj, _ = similar_pairs(x, k=rules.neighbours, min_similarity=rules.similarity, threads=threads)
+                node_pos = {k: m for m, k in enumerate(nodes.tolist())}
+                ni = np.array([node_pos[k] for k in with_vec[vi].tolist()], np.int64)
+                nj = np.array([node_pos[k] for k in with_vec[vj].tolist()], np.int64)
+                close = _popcount_distance(phash, ni, nj) <= rules.similarity_hash_distance
+                close &= phash_ok[ni] & phash_ok[nj]
+                add(ni[close], nj[close], "embedding")
+            report.model = chosen
+        else:
+            report.note = f"no image vectors of {chosen}: hashes only (run `viscurate embed` to add the embedding rule)"
+    elif model is None:
+        report.note = "no image embeddings stored: hashes only (run `viscurate embed` to add the embedding rule)"
+
+    # star grouping over nodes, best first
+    adjacent: dict[int, list[int]] = {}
+    for a, b in edges:
+        adjacent.setdefault(a, []).append(b)
+        adjacent.setdefault(b, []).append(a)
+    copies: dict[int, list[int]] = {}
+    for k in order:
+        if node_of[k] != k:
+            copies.setdefault(int(node_of[k]), []).append(k)
+    code_all, ok_all = hex_codes(cols["phash"])
+    assigned = np.zeros(n, bool)
+    groups: list[DuplicateGroup] = []
+    for k in order:
+        if node_of[k] != k or assigned[k]:
+            continue
+        near = sorted((m for m in adjacent.get(k, ()) if not assigned[m]), key=lambda m: rank[m])
+        if not near and k not in copies:
+            continue
+        assigned[k] = True
+        group = DuplicateGroup(ids[k])
+
+        def member(m: int, reason: str) -> dict[str, Any]:
+            hd = int(_popcount_distance(code_all, np.array([k]), np.array([m]))[0]) if ok_all[k] and ok_all[m] else None
+            sim = round(float(vectors[k] @ vectors[m]), 4) if k in vectors and m in vectors else None
+            return {"_id": ids[m], "reason": reason, "hash_distance": hd, "similarity": sim}
+
+        for c in copies.get(k, ()):
+            group.members.append(member(c, "exact"))
+        for m in near:
+            assigned[m] = True
+            a, b = (k, m) if k < m else (m, k)
+            reason = edges[(a, b)][0]
+            group.members.append(member(m, reason))
+            for c in copies.get(m, ()):
+                group.members.append(member(c, reason))
+        groups.append(group)
+    groups.sort(key=lambda g: (-g.size, g.representative))
+    report.groups = groups
+    report.exact = sum(1 for g in groups for m in g.members if m["reason"] == "exact")
+    report.near = sum(1 for g in groups for m in g.members if m["reason"] != "exact")
+    if write:
+        _store(cat, report, scope)
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _store(cat: "Catalog", report: DuplicatesReport, scope: dict) -> None:
+    """Write the findings on the grouped samples; clear them from samples in scope that carried old ones."""
+    values: dict[str, dict[str, Any]] = {}
+    for g in report.groups:
+        values[g.representative] = {"group": g.representative, "representative": True, "size": g.size}
+        for m in g.members:
+            values[m["_id"]] = {"group": g.representative, "representative": False, "size": g.size,
+                                "reason": m["reason"], "hash_distance": m["hash_distance"],
+                                "similarity": m["similarity"]}
+    stale = cat.ids({"$and": [scope, {"$or": [{"duplicates": {"$exists": True}},
+                                              {"issues": {"$in": list(ISSUES)}}]}]})
+    todo = list(values) + [s for s in stale if s not in values]
+    for start in range(0, len(todo), WRITE_BATCH):
+        part = todo[start:start + WRITE_BATCH]
+        docs = cat.find({"_id": {"$in": part}}, page_size=len(part))["results"]
+        out = []
+        for d in docs:
+            issues = [i for i in d.get("issues") or [] if i not in ISSUES]
+            v = values.get(d["_id"])
+            new: dict[str, Any] = {"_id": d["_id"]}
+            if v is not None:
+                new["duplicates"] = {k: x for k, x in v.items() if x is not None}
+                if not v["representative"]:
+                    issues.append("duplicate" if v.get("reason") == "exact" else "near_duplicate")
+            if issues or "issues" in d:
+                new["issues"] = issues
+            out.append(new)
+        cat.write(out, mode="merge", merge_keys=("duplicates", "issues"))

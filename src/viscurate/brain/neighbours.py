@@ -1,0 +1,123 @@
+"""Nearest neighbours with FAISS: embeddings (cosine) and 64-bit perceptual hashes (Hamming distance).
+
+Both return *pairs* ``(i, j, value)`` with ``i < j``, as numpy arrays, so that callers combine evidence
+from several sources with vectorized joins rather than Python loops over samples.
+
+>>> import numpy as np
+>>> x = np.array([[1, 0], [0.99, 0.1], [0, 1]], np.float32)
+>>> i, j, s = similar_pairs(x, k=2, min_similarity=0.9)
+>>> list(zip(i.tolist(), j.tolist())), [round(float(v), 3) for v in s]
+([(0, 1)], [0.995])
+>>> i, j, d = hamming_pairs(["ff00ff00ff00ff00", "ff00ff00ff00ff01", "00ff00ff00ff00ff"], radius=2)
+>>> list(zip(i.tolist(), j.tolist(), d.tolist()))
+[(0, 1, 1)]
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["normalize", "similar_pairs", "hamming_pairs", "hex_codes", "hamming"]
+
+#: Rows per FAISS query block: bounds the memory of the distance matrix FAISS keeps per block.
+BLOCK = 65_536
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), float32 and C-contiguous, for cosine via dot product."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
+def _unique_pairs(i: np.ndarray, j: np.ndarray, v: np.ndarray, keep_max: bool) -> tuple[np.ndarray, ...]:
+    """Pairs with ``i < j`` once each (a pair found from both ends keeps its best value)."""
+    a, b = np.minimum(i, j), np.maximum(i, j)
+    ok = a != b
+    a, b, v = a[ok], b[ok], v[ok]
+    if not len(a):
+        return a.astype(np.int64), b.astype(np.int64), v
+    order = np.lexsort((-v if keep_max else v, b, a))
+    a, b, v = a[order], b[order], v[order]
+    first = np.ones(len(a), bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return a[first].astype(np.int64), b[first].astype(np.int64), v[first]
+
+
+def similar_pairs(vectors: np.ndarray, *, k: int = 10, min_similarity: float = 0.9,
+                  threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of rows among each row's ``k`` nearest neighbours (cosine similarity, exact search) whose
+    similarity is at least ``min_similarity``: ``(i, j, similarity)`` with ``i < j``."""
+    import faiss
+
+    x = normalize(vectors)
+    n = len(x)
+    if n < 2:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.float32)
+    if threads:
+        faiss.omp_set_num_threads(int(threads))
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    kk = min(k + 1, n)  # +1: a row finds itself
+    parts_i, parts_j, parts_s = [], [], []
+    for start in range(0, n, BLOCK):
+        sims, idx = index.search(x[start:start + BLOCK], kk)
+        rows = np.repeat(np.arange(start, start + len(sims)), kk)
+        sims, idx = sims.ravel(), idx.ravel()
+        ok = (idx >= 0) & (sims >= min_similarity)
+        parts_i.append(rows[ok])
+        parts_j.append(idx[ok])
+        parts_s.append(sims[ok])
+    return _unique_pairs(np.concatenate(parts_i), np.concatenate(parts_j), np.concatenate(parts_s), keep_max=True)
+
+
+def hex_codes(hashes: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit hex hashes as FAISS binary codes ``(n, 8) uint8`` (big-endian bytes), and a mask of the rows
+    that had a valid hash."""
+    codes = np.zeros((len(hashes), 8), np.uint8)
+    valid = np.zeros(len(hashes), bool)
+    for n, h in enumerate(hashes):
+        if isinstance(h, str) and len(h) == 16:
+            try:
+                codes[n] = np.frombuffer(bytes.fromhex(h), np.uint8)
+                valid[n] = True
+            except ValueError:
+                pass
+    return codes, valid
+
+
+def hamming(a: str, b: str) -> int:
+    """Bits that differ between two hex hashes."""
+    return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+
+def hamming_pairs(hashes: Sequence[str | None], radius: int, *, threads: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of 64-bit hex hashes at most ``radius`` bits apart: ``(i, j, distance)`` with ``i < j``
+    (rows without a valid hash are left out). Exact: FAISS binary brute force, ``n^2 / 2`` popcounts
+    (5 s for 10^5 hashes on 2 cores; quadratic, so ~8 minutes for 10^6)."""
+    import faiss
+
+    codes, valid = hex_codes(hashes)
+    rows = np.nonzero(valid)[0]
+    if len(rows) < 2:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.int32)
+    if threads:
+        faiss.omp_set_num_threads(int(threads))
+    x = np.ascontiguousarray(codes[rows])
+    index = faiss.IndexBinaryFlat(64)
+    index.add(x)
+    parts_i, parts_j, parts_d = [], [], []
+    for start in range(0, len(x), BLOCK):
+        lims, dist, idx = index.range_search(x[start:start + BLOCK], int(radius) + 1)  # strictly below
+        counts = np.diff(lims.astype(np.int64))
+        q = np.repeat(np.arange(start, start + len(counts)), counts)
+        parts_i.append(q)
+        parts_j.append(idx.astype(np.int64))
+        parts_d.append(dist.astype(np.int32))
+    i, j, d = _unique_pairs(np.concatenate(parts_i), np.concatenate(parts_j), np.concatenate(parts_d),
+                            keep_max=False)
+    return rows[i], rows[j], d

@@ -1,0 +1,124 @@
+"""Duplicates: real photos (the planted-duplicate corpus), real ingest, real embeddings, real FAISS."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from viscurate import Dataset
+from viscurate.brain.duplicates import DuplicateRules, find_duplicates
+from viscurate.errors import ViscurateError
+from viscurate.store.catalog import Catalog
+
+PLANTED = Path(__file__).parent / "fixtures" / "planted_duplicates.py"
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """The planted-duplicate corpus, ingested and embedded: (dataset, ground truth)."""
+    root = tmp_path_factory.mktemp("planted")
+    subprocess.run([sys.executable, str(PLANTED), str(root / "corpus")], check=True, capture_output=True)
+    ds = Dataset.create("planted", root / "home")
+    ds.add_images(root / "corpus" / "images", progress=False)
+    ds.embed(progress=False)
+    truth = json.loads((root / "corpus" / "ground_truth.json").read_text())
+    return ds, truth
+
+
+def test_planted_duplicates_precision_and_recall(planted):
+    ds, truth = planted
+    report = ds.find_duplicates()
+    assert report.model == "efficientnet_lite3@uint8-280" and report.samples == truth["n_images"]
+    names = {d["_id"]: os.path.basename(d["filepath"])
+             for d in ds.find({}, projection={"filepath": 1}, page_size=10_000)["results"]}
+    predicted = {frozenset(names[i] for i in pair) for pair in report.pairs()}
+    expected = {frozenset(p) for p in truth["dup_pairs"]}
+    tp = len(predicted & expected)
+    precision, recall = tp / max(1, len(predicted)), tp / len(expected)
+    assert precision >= 0.9 and recall >= 0.9, (precision, recall, sorted(map(sorted, expected - predicted)))
+
+    # every kind of planted edit is caught by the rule meant for it
+    reasons = {m["reason"] for g in report.groups for m in g.members}
+    assert {"exact", "phash", "mirrored", "embedding"} <= reasons
+
+    # the findings are fields the query language reaches
+    assert ds.count({"issues": "near_duplicate"}) == report.near
+    assert ds.count({"issues": "duplicate"}) == report.exact
+    assert ds.count({"duplicates.representative": True}) == len(report.groups)
+    assert ds.count({"duplicates.reason": "mirrored", "duplicates.hash_distance": {"$gt": 20}}) >= 1
+    biggest = report.groups[0]
+    assert ds.count({"duplicates.group": biggest.representative}) == biggest.size
+    assert ds.info()["duplicates"] == {"groups": len(report.groups), "in_groups": sum(g.size for g in report.groups)}
+
+
+def test_hashes_only_and_stale_findings_are_cleared(planted):
+    ds, truth = planted
+    with_embeddings = ds.find_duplicates()
+    hashes_only = ds.find_duplicates(model=False)
+    assert hashes_only.model is None
+    assert not any(m["reason"] == "embedding" for g in hashes_only.groups for m in g.members)
+    assert hashes_only.near < with_embeddings.near
+    assert ds.count({"duplicates.reason": "embedding"}) == 0  # the earlier run's findings were replaced
+
+    strict = ds.find_duplicates(model=False, hash_distance=0, flip_distance=0)
+    assert ds.count({"issues": "near_duplicate"}) == strict.near < hashes_only.near
+    assert ds.count({"issues": "duplicate"}) == strict.exact == with_embeddings.exact  # exact stays exact
+    # other issues are left alone
+    assert ds.count({"issues": "grayscale"}) > 0
+
+    dry = ds.find_duplicates(write=False)
+    assert dry.near == with_embeddings.near and ds.count({"issues": "near_duplicate"}) == strict.near
+    with pytest.raises(ViscurateError, match="hash_distance"):
+        ds.find_duplicates(hash_distance=65)
+
+
+def _doc(i: int, phash: str, pixels: int, hash_: str | None = None) -> dict:
+    return {"_id": f"s{i}", "filepath": f"/x/{i}.jpg", "width": pixels, "height": 1, "size_bytes": 100,
+            "hash": hash_ or f"{i:064x}", "phash": phash, "phash_flip": f"{(i * 7919) % 2**64:016x}", "issues": []}
+
+
+def test_groups_do_not_chain(tmp_path):
+    """A~B and B~C (10 bits each) but A and C 20 bits apart: B joins the best of them, C stays alone."""
+    a = 0
+    b = a ^ 0x3FF              # 10 bits from a
+    c = b ^ (0x3FF << 20)      # 10 bits from b, 20 from a
+    d = c ^ 0x1                # 1 bit from c
+    docs = [_doc(0, f"{a:016x}", 400), _doc(1, f"{b:016x}", 300), _doc(2, f"{c:016x}", 200),
+            _doc(3, f"{d:016x}", 100), _doc(4, f"{a:016x}", 50, hash_=f"{0:064x}")]  # s4: exact copy of s0
+    with Catalog(tmp_path, "t", write=True) as cat:
+        cat.write(docs)
+        report = find_duplicates(cat, model=False, rules=DuplicateRules(hash_distance=10, flip_distance=0))
+        groups = {g.representative: sorted((m["_id"], m["reason"]) for m in g.members) for g in report.groups}
+        assert groups == {"s0": [("s1", "phash"), ("s4", "exact")], "s2": [("s3", "phash")]}
+        assert cat.get("s2")["duplicates"] == {"group": "s2", "representative": True, "size": 2}
+        assert cat.get("s4")["issues"] == ["duplicate"] and cat.get("s1")["issues"] == ["near_duplicate"]
+        assert cat.get("s1")["duplicates"]["hash_distance"] == 10
+
+
+def test_samples_without_hashes_are_skipped(tmp_path):
+    docs = [_doc(0, "0" * 16, 10), _doc(1, "0" * 16, 10), {"_id": "broken", "issues": ["corrupt"]},
+            {"_id": "nohash", "filepath": "/x/n.jpg", "issues": []}]
+    with Catalog(tmp_path, "t", write=True) as cat:
+        cat.write(docs)
+        report = find_duplicates(cat, model=False)
+        assert report.samples == 3  # the corrupt one is out of scope
+        assert [g.ids for g in report.groups] == [["s0", "s1"]]
+        assert "duplicates" not in cat.get("nohash") and cat.get("broken")["issues"] == ["corrupt"]
+
+
+def test_cli_lists_groups_and_prints_json(planted):
+    from tests.test_cli import run  # the same way every CLI test runs the installed command
+
+    ds, _ = planted
+    home = ds.workspace.home
+    out = run(home, "duplicates", "planted", "--show", "3").stdout
+    assert "duplicate groups" in out and "representative" in out and "copies to review" in out
+    report = json.loads(run(home, "duplicates", "planted", "--json", "--no-embeddings", "--dry-run").stdout)
+    assert report["dataset"] == "planted" and report["model"] is None and report["groups"] >= 30
+    assert all(m["reason"] != "embedding" for g in report["duplicate_groups"] for m in g["members"])
+    bad = run(home, "duplicates", "planted", "--similarity", "1.5", check=False)
+    assert bad.returncode != 0 and "similarity" in (bad.stdout + bad.stderr)
