@@ -356,6 +356,23 @@ class Dataset:
         with self._catalog(write=write) as cat:
             return find_duplicates(cat, model=model, rules=rules, query=query, write=write)
 
+    def similar(self, target: Any, k: int = 10, *, model: str | None = None, field: str | None = None
+                ) -> list[dict]:
+        """The ``k`` samples most similar to ``target`` (a sample id, an image path / ``PIL.Image`` /
+        array, or a vector), by the cosine similarity of ``model``'s embeddings (default: the default
+        embedder; run :meth:`embed` first). ``[{"_id", "similarity", "filepath"}]``, best first. The
+        index behind it is kept next to the catalog and updated incrementally.
+
+        >>> ds.similar(ds.find({})["results"][0]["_id"], k=5)                         # doctest: +SKIP
+        """
+        from .brain.index import similar
+        with self._catalog() as cat:
+            hits = similar(cat, target, k, model=model, field=field)
+            paths = {d["_id"]: d.get("filepath") for d in cat.find(
+                {"_id": {"$in": [h["_id"] for h in hits]}}, projection={"filepath": 1},
+                page_size=max(1, len(hits)))["results"]} if hits else {}
+        return [dict(h, filepath=paths.get(h["_id"])) for h in hits]
+
     def draw(self, sample_id: str, out_path: str | os.PathLike | None = None, *,
              show: Sequence[str] | None = None, max_side: int | None = None, min_confidence: float = 0.0):
         """The sample's picture with its labels drawn on it (a ``PIL.Image``), saved to ``out_path`` when

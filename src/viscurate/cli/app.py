@@ -454,6 +454,28 @@ def duplicates_cmd(
                           f"\"near_duplicate\"]}}}}' --sort duplicates.group")
 
 
+@app.command("similar")
+def similar_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    target: str = typer.Argument(..., help="A sample id, or the path of an image file (embedded on the fly)."),
+    k: int = typer.Option(10, "-k", help="How many."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default "
+                                        "embedder, when `viscurate embed` stored it)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The samples most similar to a sample or an image (cosine similarity of embeddings)."""
+    if k < 1:
+        raise ViscurateError("-k must be at least 1")
+    hits = _dataset(name).similar(target, k, model=model)
+    if as_json:
+        _print_json(hits)
+        return
+    table = Table("#", "_id", "similarity", "filepath", title=f"most similar to {target}")
+    for n, h in enumerate(hits, 1):
+        table.add_row(str(n), h["_id"], f"{h['similarity']:.4f}", str(h.get("filepath") or ""))
+    console.print(table)
+
+
 @app.command("draw")
 def draw_cmd(
     name: str = typer.Argument(..., help="Dataset name."),

@@ -186,7 +186,10 @@ class Catalog:
         con.execute(f"CREATE TABLE IF NOT EXISTS objects ({', '.join(ocols)})")
         self._add_missing_columns(con, "objects", ocols)
         con.execute("CREATE TABLE IF NOT EXISTS vectors (model VARCHAR NOT NULL, sample_seq BIGINT NOT NULL, "
-                    "field VARCHAR, idx INTEGER, vector BLOB NOT NULL)")
+                    "field VARCHAR, idx INTEGER, vector BLOB NOT NULL, version BIGINT)")
+        # version: which write_vectors transaction stored the row (a counter in meta), so that derived
+        # indexes (viscurate.brain.index) pick up exactly what changed since they last looked
+        self._add_missing_columns(con, "vectors", ["version BIGINT"])
         con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(SCHEMA_VERSION)])
         try:
             (self.directory / SCHEMA_STAMP).write_text(self._schema_signature())
@@ -208,16 +211,18 @@ class Catalog:
         try:
             have = {r[0] for r in con.execute(
                 "SELECT column_name FROM duckdb_columns() WHERE table_name = 'samples' AND schema_name = 'main'").fetchall()}
-            tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+            vector_cols = {r[0] for r in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = 'vectors' AND schema_name = 'main'").fetchall()}
         finally:
             con.close()
         wanted = {s.path for s in self.fields.values() if s.kind in ("scalar", "list")}
         wanted |= {s.path + "#n" for s in self.fields.values() if s.kind == "objects"}
-        return bool(wanted - have) or "vectors" not in tables
+        return bool(wanted - have) or "version" not in vector_cols
 
     def _schema_signature(self) -> str:
         import hashlib
         parts = [f"{f.path}:{f.kind}:{f.sql_type}" for f in list(self.fields.values()) + list(self.object_attrs.values())]
+        parts.append("vectors.version")
         return hashlib.sha1("|".join(parts).encode()).hexdigest()
 
     @staticmethod
@@ -636,12 +641,17 @@ class Catalog:
                     raise ViscurateError(f"no sample with _id {missing[0]!r}")
                 seq_col = [seqs[i] for i in sample_ids]
                 idx_col = list(idxs) if idxs is not None else [None] * len(sample_ids)
+                version = int(self.con.execute(
+                    "SELECT coalesce(max(CAST(value AS BIGINT)), 0) + 1 FROM meta WHERE key = 'vectors_version'"
+                ).fetchall()[0][0])
+                self.con.execute("INSERT OR REPLACE INTO meta VALUES ('vectors_version', ?)", [str(version)])
                 table = pa.table({
                     "model": pa.array([model] * len(seq_col), pa.string()),
                     "sample_seq": pa.array(seq_col, pa.int64()),
                     "field": pa.array([field] * len(seq_col), pa.string()),
                     "idx": pa.array(idx_col, pa.int32()),
                     "vector": pa.array([v.astype("<f2").tobytes() for v in vectors], pa.binary()),
+                    "version": pa.array([version] * len(seq_col), pa.int64()),
                 })
                 self.con.register("_vc_vectors", table)
                 try:
@@ -673,6 +683,27 @@ class Catalog:
             return [], [], np.zeros((0, 0), dtype=np.float32)
         matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f2").reshape(len(rows), -1).astype(np.float32)
         return [r[0] for r in rows], [r[1] for r in rows], matrix
+
+    def vector_changes(self, model: str, field: str | None = None, since: int = 0):
+        """What ``model`` stored (image vectors, or the boxes of ``field``) in ``write_vectors`` transactions
+        after version ``since``: ``(ids, idxs, float32 matrix, current version, every stored key)``, the last
+        a set of ``(id, idx)`` so that a caller can also tell what was deleted. For incremental indexes."""
+        import numpy as np
+        field_cond = "v.field = ?" if field is not None else "v.field IS NULL"
+        params: list = [model] + ([field] if field is not None else [])
+        with self._mutex:
+            current = int(self.con.execute(
+                "SELECT coalesce(max(CAST(value AS BIGINT)), 0) FROM meta WHERE key = 'vectors_version'").fetchall()[0][0])
+            keys = self.con.execute(
+                f"SELECT s._id, v.idx FROM vectors v JOIN samples s ON s._seq = v.sample_seq "
+                f"WHERE v.model = ? AND {field_cond}", params).fetchall()
+            rows = self.con.execute(
+                f"SELECT s._id, v.idx, v.vector FROM vectors v JOIN samples s ON s._seq = v.sample_seq "
+                f"WHERE v.model = ? AND {field_cond} AND coalesce(v.version, 0) > ? ORDER BY v.sample_seq, v.idx",
+                params + [int(since)]).fetchall()
+        matrix = (np.frombuffer(b"".join(r[2] for r in rows), dtype="<f2").reshape(len(rows), -1).astype(np.float32)
+                  if rows else np.zeros((0, 0), np.float32))
+        return [r[0] for r in rows], [r[1] for r in rows], matrix, current, {(k[0], k[1]) for k in keys}
 
     def vector_models(self) -> dict[str, int]:
         """model -> number of stored vectors."""
