@@ -122,3 +122,38 @@ def test_cli_lists_groups_and_prints_json(planted):
     assert all(m["reason"] != "embedding" for g in report["duplicate_groups"] for m in g["members"])
     bad = run(home, "duplicates", "planted", "--similarity", "1.5", check=False)
     assert bad.returncode != 0 and "similarity" in (bad.stdout + bad.stderr)
+    leaks = json.loads(run(home, "leaks", "planted", "--field", "format", "--json", "--dry-run").stdout)
+    assert leaks["field"] == "format" and set(leaks["values"]) == {"JPEG", "PNG"} and leaks["leaking"] >= 1
+    assert "with a duplicate across format" in run(home, "leaks", "planted", "--field", "format", "--dry-run").stdout
+
+
+def test_leaks_across_splits(planted):
+    ds, truth = planted
+    ids = {d["_id"]: os.path.basename(d["filepath"])
+           for d in ds.find({}, projection={"filepath": 1}, page_size=10_000)["results"]}
+    # originals in train, planted variants in val: every variant leaks, and so does its original
+    ds.set_field([i for i, f in ids.items() if f.startswith("o")], "split", "train")
+    ds.set_field([i for i, f in ids.items() if f.startswith("d")], "split", "val")
+    report = ds.find_leaks("split")
+    assert report.values == {"train": 150, "val": 50}
+    in_groups = {m["file"] for g in truth["groups"] for m in g}
+    flagged = {ids[leak["_id"]] for leak in report.leaks}
+    assert flagged <= in_groups  # nothing outside a planted group
+    variants = {f for f in in_groups if f.startswith("d")}
+    assert len(flagged & variants) >= 0.9 * len(variants)
+    assert ds.count({"issues": "leak"}) == len(report.leaks)
+    leak = ds.find({"issues": "leak", "split": "val"})["results"][0]["leak"]
+    assert leak["field"] == "split" and leak["value"] == "val" and leak["with_value"] == "train"
+    assert ids[leak["with"]].startswith("o") or leak["reason"] != "exact"
+
+    # everything in one split: no leak left, the earlier findings are cleared
+    ds.set_field(list(ids), "split", "train")
+    assert ds.find_leaks("split").leaks == [] and ds.count({"issues": "leak"}) == 0
+    # a free-form field works the same way; samples without a value take no side
+    ds.update({}, {"$unset": {"split": ""}})
+    ds.update({"filepath": {"$regex": "/d0[0-2]"}}, {"$set": {"metadata.fold": 2}})
+    ds.update({"filepath": {"$regex": "/o"}}, {"$set": {"metadata.fold": 1}})
+    folds = ds.find_leaks("metadata.fold", model=False)
+    assert folds.values == {"1": 150, "2": ds.count({"metadata.fold": 2})}
+    assert folds.leaks and all(ids[x["_id"]][0] in "od" for x in folds.leaks)
+    assert ds.find_leaks("split").leaks == []  # no split values at all: nothing to leak across

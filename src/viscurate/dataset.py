@@ -356,6 +356,20 @@ class Dataset:
         with self._catalog(write=write) as cat:
             return find_duplicates(cat, model=model, rules=rules, query=query, write=write)
 
+    def find_leaks(self, split_field: str = "split", *, model: str | bool | None = None, query: dict | None = None,
+                   write: bool = True, **thresholds: Any):
+        """Duplicates (exact or near, as :meth:`find_duplicates` defines them; same threshold keywords) whose
+        ``split_field`` values differ: train/val leaks. Stored as the issue ``leak`` and the ``leak``
+        sub-document (``with``: the counterpart). Returns a ``LeaksReport``.
+
+        >>> ds.find_leaks("split").leaks[:3]                                            # doctest: +SKIP
+        """
+        from .brain.duplicates import DuplicateRules
+        from .brain.leaks import find_leaks
+        with self._catalog(write=write) as cat:
+            return find_leaks(cat, split_field, model=model, rules=DuplicateRules(**thresholds), query=query,
+                              write=write)
+
     def similar(self, target: Any, k: int = 10, *, model: str | None = None, field: str | None = None
                 ) -> list[dict]:
         """The ``k`` samples most similar to ``target`` (a sample id, an image path / ``PIL.Image`` /

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ViscurateError
+from .findings import store_findings
 from .neighbours import hamming_pairs, hex_codes, normalize, similar_pairs
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ ISSUES = ("duplicate", "near_duplicate")
 #: Why a member belongs to its group, strongest evidence first.
 REASONS = ("exact", "phash", "mirrored", "embedding")
 FIELDS = ("hash", "phash", "phash_flip", "width", "height", "size_bytes", "filepath")
-WRITE_BATCH = 2000
 
 
 @dataclass(frozen=True)
@@ -150,23 +150,27 @@ def _popcount_distance(codes: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.nd
     return np.unpackbits(codes[i] ^ codes[j], axis=1).sum(axis=1).astype(np.int64)
 
 
-def find_duplicates(cat: "Catalog", *, model: str | None | bool = None, rules: DuplicateRules | None = None,
-                    query: dict | None = None, write: bool = True, threads: int | None = None) -> DuplicatesReport:
-    """Find exact and near duplicates among the samples matching ``query`` (corrupt ones excluded), group
-    them and (``write=True``, the catalog opened for writing) store the findings on the samples.
+@dataclass
+class _Graph:
+    """Samples in scope and the duplicate evidence between them (exact copies folded onto nodes)."""
 
-    ``model``: the embedding model whose image vectors add the ``embedding`` rule (default: the default
-    embedder if its vectors are stored, see ``viscurate embed``; ``False``: hashes only).
-    """
-    t0 = time.monotonic()
-    rules = rules or DuplicateRules()
-    scope: dict = {"issues": {"$ne": "corrupt"}}
-    if query:
-        scope = {"$and": [query, scope]}
+    ids: list[str]
+    cols: dict[str, list]
+    order: list[int]  # best first
+    rank: np.ndarray
+    node_of: np.ndarray  # sample -> the best sample with the same bytes
+    edges: dict[tuple[int, int], list]  # (node, node) -> [reason, ...]
+    vectors: dict[int, np.ndarray]
+    model: str | None
+    note: str | None
+
+
+def _graph(cat: "Catalog", scope: dict, model: str | None | bool, rules: DuplicateRules,
+           threads: int | None) -> _Graph:
     cols = cat.columns(FIELDS, scope)
     ids: list[str] = cols["_id"]
     n = len(ids)
-    report = DuplicatesReport(samples=n, rules=rules)
+    note = None
 
     # best first: the representative of a group is its first member in this order
     pixels = np.array([(w or 0) * (h or 0) for w, h in zip(cols["width"], cols["height"])], np.int64)
@@ -185,7 +189,7 @@ def find_duplicates(cat: "Catalog", *, model: str | None | bool = None, rules: D
             node_of[k] = first_with.setdefault(h, k)
     nodes = np.nonzero(node_of == np.arange(n))[0]
 
-    # evidence between nodes: (i, j) -> [reason, hash distance, similarity]
+    # evidence between nodes: (i, j) -> [reason]
     phash, phash_ok = hex_codes([cols["phash"][k] for k in nodes])
     edges: dict[tuple[int, int], list] = {}
 
@@ -193,7 +197,7 @@ def find_duplicates(cat: "Catalog", *, model: str | None | bool = None, rules: D
         for a, b in zip(nodes[i].tolist(), nodes[j].tolist()):
             key = (a, b) if a < b else (b, a)
             if key not in edges:
-                edges[key] = [reason, None, None]
+                edges[key] = [reason]
 
     i, j, _ = hamming_pairs([cols["phash"][k] for k in nodes], rules.hash_distance, threads=threads)
     add(i, j, "phash")
@@ -202,6 +206,7 @@ def find_duplicates(cat: "Catalog", *, model: str | None | bool = None, rules: D
 
     vectors: dict[int, np.ndarray] = {}
     chosen = _default_model(cat) if model is None or model is True else (model or None)
+    used = None
     if chosen:
         vid, _, matrix = cat.read_vectors(chosen, query=scope)
         if len(vid):
@@ -219,11 +224,34 @@ def find_duplicates(cat: "Catalog", *, model: str | None | bool = None, rules: D
                 close = _popcount_distance(phash, ni, nj) <= rules.similarity_hash_distance
                 close &= phash_ok[ni] & phash_ok[nj]
                 add(ni[close], nj[close], "embedding")
-            report.model = chosen
+            used = chosen
         else:
-            report.note = f"no image vectors of {chosen}: hashes only (run `viscurate embed` to add the embedding rule)"
+            note = f"no image vectors of {chosen}: hashes only (run `viscurate embed` to add the embedding rule)"
     elif model is None:
-        report.note = "no image embeddings stored: hashes only (run `viscurate embed` to add the embedding rule)"
+        note = "no image embeddings stored: hashes only (run `viscurate embed` to add the embedding rule)"
+    return _Graph(ids, cols, order, rank, node_of, edges, vectors, used, note)
+
+
+def _scope(query: dict | None) -> dict:
+    scope: dict = {"issues": {"$ne": "corrupt"}}
+    return {"$and": [query, scope]} if query else scope
+
+
+def find_duplicates(cat: "Catalog", *, model: str | None | bool = None, rules: DuplicateRules | None = None,
+                    query: dict | None = None, write: bool = True, threads: int | None = None) -> DuplicatesReport:
+    """Find exact and near duplicates among the samples matching ``query`` (corrupt ones excluded), group
+    them and (``write=True``, the catalog opened for writing) store the findings on the samples.
+
+    ``model``: the embedding model whose image vectors add the ``embedding`` rule (default: the default
+    embedder if its vectors are stored, see ``viscurate embed``; ``False``: hashes only).
+    """
+    t0 = time.monotonic()
+    rules = rules or DuplicateRules()
+    scope = _scope(query)
+    g = _graph(cat, scope, model, rules, threads)
+    ids, order, rank, node_of, edges, vectors = g.ids, g.order, g.rank, g.node_of, g.edges, g.vectors
+    n = len(ids)
+    report = DuplicatesReport(samples=n, rules=rules, model=g.model, note=g.note)
 
     # star grouping over nodes, best first
     adjacent: dict[int, list[int]] = {}
@@ -234,7 +262,7 @@ def find_duplicates(cat: "Catalog", *, model: str | None | bool = None, rules: D
     for k in order:
         if node_of[k] != k:
             copies.setdefault(int(node_of[k]), []).append(k)
-    code_all, ok_all = hex_codes(cols["phash"])
+    code_all, ok_all = hex_codes(g.cols["phash"])
     assigned = np.zeros(n, bool)
     groups: list[DuplicateGroup] = []
     for k in order:
@@ -273,29 +301,12 @@ def find_duplicates(cat: "Catalog", *, model: str | None | bool = None, rules: D
 
 def _store(cat: "Catalog", report: DuplicatesReport, scope: dict) -> None:
     """Write the findings on the grouped samples; clear them from samples in scope that carried old ones."""
-    values: dict[str, dict[str, Any]] = {}
+    findings: dict[str, tuple[dict[str, Any], str | None]] = {}
     for g in report.groups:
-        values[g.representative] = {"group": g.representative, "representative": True, "size": g.size}
+        findings[g.representative] = ({"group": g.representative, "representative": True, "size": g.size}, None)
         for m in g.members:
-            values[m["_id"]] = {"group": g.representative, "representative": False, "size": g.size,
-                                "reason": m["reason"], "hash_distance": m["hash_distance"],
-                                "similarity": m["similarity"]}
-    stale = cat.ids({"$and": [scope, {"$or": [{"duplicates": {"$exists": True}},
-                                              {"issues": {"$in": list(ISSUES)}}]}]})
-    todo = list(values) + [s for s in stale if s not in values]
-    for start in range(0, len(todo), WRITE_BATCH):
-        part = todo[start:start + WRITE_BATCH]
-        docs = cat.find({"_id": {"$in": part}}, page_size=len(part))["results"]
-        out = []
-        for d in docs:
-            issues = [i for i in d.get("issues") or [] if i not in ISSUES]
-            v = values.get(d["_id"])
-            new: dict[str, Any] = {"_id": d["_id"]}
-            if v is not None:
-                new["duplicates"] = {k: x for k, x in v.items() if x is not None}
-                if not v["representative"]:
-                    issues.append("duplicate" if v.get("reason") == "exact" else "near_duplicate")
-            if issues or "issues" in d:
-                new["issues"] = issues
-            out.append(new)
-        cat.write(out, mode="merge", merge_keys=("duplicates", "issues"))
+            findings[m["_id"]] = ({"group": g.representative, "representative": False, "size": g.size,
+                                   "reason": m["reason"], "hash_distance": m["hash_distance"],
+                                   "similarity": m["similarity"]},
+                                  "duplicate" if m["reason"] == "exact" else "near_duplicate")
+    store_findings(cat, scope, "duplicates", ISSUES, findings)

@@ -454,6 +454,41 @@ def duplicates_cmd(
                           f"\"near_duplicate\"]}}}}' --sort duplicates.group")
 
 
+@app.command("leaks")
+def leaks_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    split_field: str = typer.Option("split", "--field", "-f", help="The field whose values must not share "
+                                    "duplicates (split, metadata.fold, ...)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model for the embedding rule."),
+    no_embeddings: bool = typer.Option(False, "--no-embeddings", help="Hashes only."),
+    query: Optional[str] = typer.Option(None, "--query", "-q", help="Only among the samples matching this query."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report only; store nothing."),
+    show: int = typer.Option(20, "--show", help="Leaks to print."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Find duplicates that cross a split (train/val leaks), with the duplicate rules' defaults."""
+    q = _parse_json(query, "the query") if query else None
+    ds = _dataset(name)
+    report = ds.find_leaks(split_field, model=False if no_embeddings else model, query=q, write=not dry_run)
+    if as_json:
+        _print_json(dict(report.as_dict(), dataset=name))
+        return
+    values = ", ".join(f"{v} {n:,}" for v, n in sorted(report.values.items())) or "no sample has one"
+    console.print(f"{report.samples:,} samples · {split_field}: {values} · {len(report.leaks):,} samples with a "
+                  f"duplicate across {split_field} · {report.seconds:.1f} s")
+    if report.note:
+        console.print(f"[yellow]{report.note}[/]")
+    if report.leaks:
+        table = Table("_id", split_field, "duplicate of", f"its {split_field}", "reason", "counterparts",
+                      title=f"leaks across {split_field}")
+        for leak in report.leaks[:show]:
+            table.add_row(leak["_id"], leak["value"], leak["with"], leak["with_value"], leak["reason"],
+                          str(leak["count"]))
+        console.print(table)
+        if not dry_run:
+            console.print(f"all of them: viscurate find {name} '{{\"issues\": \"leak\"}}'")
+
+
 @app.command("similar")
 def similar_cmd(
     name: str = typer.Argument(..., help="Dataset name."),

@@ -118,6 +118,13 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     _f("duplicates.reason", "scalar", "VARCHAR"),
     _f("duplicates.hash_distance", "scalar", "BIGINT"),
     _f("duplicates.similarity", "scalar", "DOUBLE"),
+    _f("leak", "group"),  # written by viscurate.brain.leaks
+    _f("leak.field", "scalar", "VARCHAR"),
+    _f("leak.value", "scalar", "VARCHAR"),
+    _f("leak.with", "scalar", "VARCHAR"),
+    _f("leak.with_value", "scalar", "VARCHAR"),
+    _f("leak.reason", "scalar", "VARCHAR"),
+    _f("leak.count", "scalar", "BIGINT"),
     _f("ground_truth", "group"),
     _f("ground_truth.label", "scalar", "VARCHAR"),
     _f("ground_truth.detections", "objects"),
