@@ -157,3 +157,22 @@ def test_leaks_across_splits(planted):
     assert folds.values == {"1": 150, "2": ds.count({"metadata.fold": 2})}
     assert folds.leaks and all(ids[x["_id"]][0] in "od" for x in folds.leaks)
     assert ds.find_leaks("split").leaks == []  # no split values at all: nothing to leak across
+
+
+def test_analyze_runs_what_the_data_allows(planted):
+    from tests.test_cli import run
+
+    ds, _ = planted
+    home = ds.workspace.home
+    ds.update({}, {"$unset": {"split": ""}})
+    reports = json.loads(run(home, "analyze", "planted", "--json").stdout)
+    assert set(reports) == {"duplicates", "outliers", "clusters"}  # no split values: no leak analysis
+    assert reports["duplicates"]["groups"] >= 30 and reports["clusters"]["samples"] == 200
+    assert ds.count({"scores.uniqueness": {"$exists": True}}) == 200
+    assert ds.count({"cluster.id": {"$exists": True}}) == 200
+    # exact copies are each other's nearest neighbour: uniqueness 0
+    exact = ds.find({"issues": "duplicate"})["results"][0]
+    assert exact["scores"]["uniqueness"] < 0.01
+    text = run(home, "outliers", "planted", "-k", "5").stdout + run(home, "clusters", "planted", "-n", "4").stdout
+    assert "samples scored" in text and "clusters" in text
+    assert ds.count({"cluster.id": {"$gte": 4}}) == 0

@@ -370,6 +370,45 @@ class Dataset:
             return find_leaks(cat, split_field, model=model, rules=DuplicateRules(**thresholds), query=query,
                               write=write)
 
+    def find_outliers(self, *, model: str | None = None, k: int = 10, query: dict | None = None,
+                      write: bool = True, **options: Any):
+        """Uniqueness and outlier scores from k-nearest-neighbour distances of the embeddings, stored as
+        ``scores.*`` and the issue ``outlier``. Returns an ``OutliersReport``.
+
+        >>> ds.find_outliers(); ds.find({"issues": "outlier"}, sort=[("scores.outlier", -1)])   # doctest: +SKIP
+        """
+        from .brain.outliers import find_outliers
+        with self._catalog(write=write) as cat:
+            return find_outliers(cat, model=model, k=k, query=query, write=write, **options)
+
+    def find_clusters(self, *, model: str | None = None, clusters: int | None = None, query: dict | None = None,
+                      write: bool = True, **options: Any):
+        """k-means clusters of the embeddings, stored as ``cluster.*``; members of very small clusters get the
+        issue ``edge_case``. Returns a ``ClustersReport``."""
+        from .brain.clusters import find_clusters
+        with self._catalog(write=write) as cat:
+            return find_clusters(cat, model=model, clusters=clusters, query=query, write=write, **options)
+
+    def analyze(self, *, split_field: str = "split", model: str | None = None, progress: Any = None) -> dict:
+        """Every data-quality analysis that the dataset has the data for, in one call: duplicates (always),
+        leaks (when a sample has a ``split_field`` value), outliers and clusters (when embeddings are
+        stored). Returns ``{analysis: report}``; ``progress(name)`` is called before each."""
+        from .brain.duplicates import _default_model
+        out: dict[str, Any] = {}
+        steps: list[tuple[str, Any]] = [("duplicates", lambda: self.find_duplicates(model=model))]
+        if self.count({split_field: {"$exists": True, "$ne": None}}):
+            steps.append(("leaks", lambda: self.find_leaks(split_field, model=model)))
+        with self._catalog() as cat:
+            has_vectors = bool(model or _default_model(cat))
+        if has_vectors and self.count({"issues": {"$ne": "corrupt"}}) >= 3:
+            steps.append(("outliers", lambda: self.find_outliers(model=model)))
+            steps.append(("clusters", lambda: self.find_clusters(model=model)))
+        for name, run in steps:
+            if progress is not None:
+                progress(name)
+            out[name] = run()
+        return out
+
     def similar(self, target: Any, k: int = 10, *, model: str | None = None, field: str | None = None
                 ) -> list[dict]:
         """The ``k`` samples most similar to ``target`` (a sample id, an image path / ``PIL.Image`` /

@@ -2,7 +2,7 @@
 sides of a split, so that a model is evaluated on pictures it was trained on.
 
 >>> report = find_leaks(cat, "split")                                               # doctest: +SKIP
->>> report.leaks[0]
+>>> report.leaks[0]                                                                 # doctest: +SKIP
 {'_id': 'b2...', 'value': 'val', 'with': 'a1...', 'with_value': 'train', 'reason': 'phash', 'count': 1}
 
 Any field can stand for the split (``split`` by default; ``metadata.fold``, ``ground_truth.label``

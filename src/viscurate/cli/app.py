@@ -489,6 +489,88 @@ def leaks_cmd(
             console.print(f"all of them: viscurate find {name} '{{\"issues\": \"leak\"}}'")
 
 
+@app.command("outliers")
+def outliers_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    k: int = typer.Option(10, "-k", help="Neighbours the distances are averaged over."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
+    show: int = typer.Option(15, "--show", help="Outliers to print."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Score uniqueness and isolation from nearest-neighbour distances; flag the outliers."""
+    ds = _dataset(name)
+    report = ds.find_outliers(model=model, k=k)
+    if as_json:
+        _print_json(dict(report.as_dict(), dataset=name))
+        return
+    console.print(f"{report.samples:,} samples scored ({report.model}, k={report.k}) · median distance to the "
+                  f"{report.k} nearest {report.median:.3f} · {len(report.outliers):,} outliers "
+                  f"(robust z > {report.z_threshold}) · {report.seconds:.1f} s")
+    if report.outliers:
+        paths = {d["_id"]: d.get("filepath") for d in ds.find(
+            {"_id": {"$in": [o["_id"] for o in report.outliers[:show]]}}, projection={"filepath": 1},
+            page_size=max(1, min(show, len(report.outliers))))["results"]}
+        table = Table("_id", "distance to neighbours", "z", "filepath", title="the most isolated samples")
+        for o in report.outliers[:show]:
+            table.add_row(o["_id"], f"{o['knn_distance']:.3f}", f"{o['z']:.1f}", str(paths.get(o["_id"]) or ""))
+        console.print(table)
+    console.print(f"every sample now has scores.uniqueness and scores.outlier: "
+                  f"viscurate find {name} '{{}}' --sort scores.uniqueness:-1")
+
+
+@app.command("clusters")
+def clusters_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    clusters: Optional[int] = typer.Option(None, "--clusters", "-n", help="How many (default: sqrt(samples / 2))."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Cluster the embeddings (k-means); members of very small clusters are flagged edge_case."""
+    report = _dataset(name).find_clusters(model=model, clusters=clusters)
+    if as_json:
+        _print_json(dict(report.as_dict(), dataset=name))
+        return
+    console.print(f"{report.samples:,} samples in {report.clusters:,} clusters ({report.model}) · "
+                  f"{report.edge_cases:,} edge cases in {len(report.edge_clusters):,} small clusters · "
+                  f"{report.seconds:.1f} s")
+    console.print(_bar_table("cluster sizes", {f"cluster {c}": s for c, s in enumerate(report.sizes[:20])},
+                             report.samples))
+
+
+@app.command("analyze")
+def analyze_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    split_field: str = typer.Option("split", "--split-field", help="The field leaks are looked for across."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
+    as_json: bool = typer.Option(False, "--json", help="Print every report as JSON."),
+) -> None:
+    """Every data-quality analysis the dataset has the data for: duplicates, leaks, outliers, clusters."""
+    ds = _dataset(name)
+    reports = ds.analyze(split_field=split_field, model=model,
+                         progress=None if as_json else (lambda step: console.print(f"[bold]{step}[/] ...")))
+    if as_json:
+        _print_json({k: v.as_dict() for k, v in reports.items()})
+        return
+    lines = []
+    if "duplicates" in reports:
+        r = reports["duplicates"]
+        lines.append(f"duplicates: {len(r.groups):,} groups, {r.exact:,} exact copies, {r.near:,} near duplicates"
+                     + (f" ({r.note})" if r.note else ""))
+    if "leaks" in reports:
+        lines.append(f"leaks across {split_field}: {len(reports['leaks'].leaks):,} samples")
+    else:
+        lines.append(f"leaks: no sample has a {split_field} value")
+    if "outliers" in reports:
+        lines.append(f"outliers: {len(reports['outliers'].outliers):,}")
+        lines.append(f"clusters: {reports['clusters'].clusters:,}, {reports['clusters'].edge_cases:,} edge cases")
+    else:
+        lines.append("outliers, clusters: need embeddings (viscurate embed)")
+    for line in lines:
+        console.print(line)
+    console.print(f"\nfindings are fields: viscurate info {name} · viscurate find {name} "
+                  f"'{{\"issues\": {{\"$in\": [\"near_duplicate\", \"leak\", \"outlier\", \"edge_case\"]}}}}'")
+
+
 @app.command("similar")
 def similar_cmd(
     name: str = typer.Argument(..., help="Dataset name."),

@@ -118,6 +118,14 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     _f("duplicates.reason", "scalar", "VARCHAR"),
     _f("duplicates.hash_distance", "scalar", "BIGINT"),
     _f("duplicates.similarity", "scalar", "DOUBLE"),
+    _f("scores", "group"),  # written by viscurate.brain.outliers
+    _f("scores.knn_distance", "scalar", "DOUBLE"),
+    _f("scores.uniqueness", "scalar", "DOUBLE"),
+    _f("scores.outlier", "scalar", "DOUBLE"),
+    _f("cluster", "group"),  # written by viscurate.brain.clusters
+    _f("cluster.id", "scalar", "BIGINT"),
+    _f("cluster.size", "scalar", "BIGINT"),
+    _f("cluster.similarity", "scalar", "DOUBLE"),
     _f("leak", "group"),  # written by viscurate.brain.leaks
     _f("leak.field", "scalar", "VARCHAR"),
     _f("leak.value", "scalar", "VARCHAR"),
