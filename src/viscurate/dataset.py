@@ -389,10 +389,25 @@ class Dataset:
         with self._catalog(write=write) as cat:
             return find_clusters(cat, model=model, clusters=clusters, query=query, write=write, **options)
 
+    def find_label_errors(self, *, label_field: str = "ground_truth.label", model: str | None = None,
+                          pred_probs: Any = None, classes: Sequence[str] | None = None, query: dict | None = None,
+                          write: bool = True):
+        """Probable label errors of a classification dataset (confident learning; see
+        ``docs/brain.md``), stored as ``mislabel.*`` and the issue ``mislabeled``. ``pred_probs``: your
+        model's out-of-sample probabilities (else a cross-validated logistic regression on ``model``'s
+        embeddings). Returns a ``LabelErrorsReport``.
+
+        >>> ds.find_label_errors().errors[:5]                                          # doctest: +SKIP
+        """
+        from .brain.label_errors import find_label_errors
+        with self._catalog(write=write) as cat:
+            return find_label_errors(cat, label_field=label_field, model=model, pred_probs=pred_probs,
+                                     classes=classes, query=query, write=write)
+
     def analyze(self, *, split_field: str = "split", model: str | None = None, progress: Any = None) -> dict:
         """Every data-quality analysis that the dataset has the data for, in one call: duplicates (always),
         leaks (when a sample has a ``split_field`` value), outliers and clusters (when embeddings are
-        stored). Returns ``{analysis: report}``; ``progress(name)`` is called before each."""
+        stored), label errors (embeddings and ``ground_truth.label`` values of 2 classes or more). Returns ``{analysis: report}``; ``progress(name)`` is called before each."""
         from .brain.duplicates import _default_model
         out: dict[str, Any] = {}
         steps: list[tuple[str, Any]] = [("duplicates", lambda: self.find_duplicates(model=model))]
@@ -400,9 +415,12 @@ class Dataset:
             steps.append(("leaks", lambda: self.find_leaks(split_field, model=model)))
         with self._catalog() as cat:
             has_vectors = bool(model or _default_model(cat))
+            label_classes = cat.sql('SELECT count(DISTINCT "ground_truth.label") FROM samples')[0][0]
         if has_vectors and self.count({"issues": {"$ne": "corrupt"}}) >= 3:
             steps.append(("outliers", lambda: self.find_outliers(model=model)))
             steps.append(("clusters", lambda: self.find_clusters(model=model)))
+            if label_classes >= 2:
+                steps.append(("label_errors", lambda: self.find_label_errors(model=model)))
         for name, run in steps:
             if progress is not None:
                 progress(name)

@@ -537,6 +537,32 @@ def clusters_cmd(
                              report.samples))
 
 
+@app.command("label-errors")
+def label_errors_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    label_field: str = typer.Option("ground_truth.label", "--field", "-f", help="The field holding each image's class."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
+    show: int = typer.Option(20, "--show", help="Errors to print."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Probable label errors of a classification dataset (confident learning on embeddings)."""
+    report = _dataset(name).find_label_errors(label_field=label_field, model=model)
+    if as_json:
+        _print_json(dict(report.as_dict(), dataset=name))
+        return
+    console.print(f"{report.samples:,} labeled samples, {len(report.classes):,} classes · {len(report.errors):,} "
+                  f"probable label errors · probabilities: {report.source} · {report.seconds:.1f} s")
+    if report.errors:
+        table = Table("_id", "label", "suggested", "mislabel score", "neighbours disagreeing",
+                      title="most doubtful first")
+        for e in report.errors[:show]:
+            nd = e["neighbour_disagreement"]
+            table.add_row(e["_id"], e["label"], e["suggested"], f"{e['score']:.3f}", "" if nd is None else f"{nd:.0%}")
+        console.print(table)
+        console.print(f"all of them: viscurate find {name} '{{\"issues\": \"mislabeled\"}}' "
+                      f"--sort mislabel.score:-1")
+
+
 @app.command("analyze")
 def analyze_cmd(
     name: str = typer.Argument(..., help="Dataset name."),
@@ -544,7 +570,8 @@ def analyze_cmd(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
     as_json: bool = typer.Option(False, "--json", help="Print every report as JSON."),
 ) -> None:
-    """Every data-quality analysis the dataset has the data for: duplicates, leaks, outliers, clusters."""
+    """Every data-quality analysis the dataset has the data for: duplicates, leaks, outliers, clusters,
+    label errors."""
     ds = _dataset(name)
     reports = ds.analyze(split_field=split_field, model=model,
                          progress=None if as_json else (lambda step: console.print(f"[bold]{step}[/] ...")))
@@ -560,6 +587,8 @@ def analyze_cmd(
         lines.append(f"leaks across {split_field}: {len(reports['leaks'].leaks):,} samples")
     else:
         lines.append(f"leaks: no sample has a {split_field} value")
+    if "label_errors" in reports:
+        lines.append(f"label errors: {len(reports['label_errors'].errors):,} probable")
     if "outliers" in reports:
         lines.append(f"outliers: {len(reports['outliers'].outliers):,}")
         lines.append(f"clusters: {reports['clusters'].clusters:,}, {reports['clusters'].edge_cases:,} edge cases")
@@ -568,7 +597,7 @@ def analyze_cmd(
     for line in lines:
         console.print(line)
     console.print(f"\nfindings are fields: viscurate info {name} · viscurate find {name} "
-                  f"'{{\"issues\": {{\"$in\": [\"near_duplicate\", \"leak\", \"outlier\", \"edge_case\"]}}}}'")
+                  f"'{{\"issues\": {{\"$in\": [\"near_duplicate\", \"leak\", \"outlier\", \"edge_case\", \"mislabeled\"]}}}}'")
 
 
 @app.command("similar")

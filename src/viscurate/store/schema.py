@@ -126,6 +126,10 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     _f("cluster.id", "scalar", "BIGINT"),
     _f("cluster.size", "scalar", "BIGINT"),
     _f("cluster.similarity", "scalar", "DOUBLE"),
+    _f("mislabel", "group"),  # written by viscurate.brain.label_errors
+    _f("mislabel.score", "scalar", "DOUBLE"),
+    _f("mislabel.suggested", "scalar", "VARCHAR"),
+    _f("mislabel.neighbour_disagreement", "scalar", "DOUBLE"),
     _f("leak", "group"),  # written by viscurate.brain.leaks
     _f("leak.field", "scalar", "VARCHAR"),
     _f("leak.value", "scalar", "VARCHAR"),
