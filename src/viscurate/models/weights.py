@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+from pathlib import Path
 
 from ..errors import ViscurateError
 
@@ -89,13 +90,11 @@ def source_of(pip_name: str) -> str:
     return f"PyPI {pip_name} {package_version(pip_name) or '(not installed)'}"
 
 
-def model_cache_dir() -> "Path | None":
+def model_cache_dir() -> Path | None:
     """Where models derived from installed weights are kept (today: the default detector rebuilt as ONNX):
     ``$VISCURATE_MODEL_CACHE`` if set (``off`` or empty: no cache, convert at every load), else the user's
     cache directory (``~/.cache/viscurate/models`` on Linux). Everything there can be deleted at any time;
     it is rebuilt, offline, from the installed packages."""
-    from pathlib import Path
-
     env = os.environ.get("VISCURATE_MODEL_CACHE")
     if env is not None:
         return None if env.strip().lower() in ("", "0", "off", "none", "false") else Path(env).expanduser()

@@ -39,10 +39,9 @@ After the run, a dataset-wide pass compares every box's embedding with its neare
 ``signals``, so the pass gives the same answer however often it runs (and only once the dataset has
 enough boxes for neighbours to mean something, see :data:`MIN_BOXES_PER_NEIGHBOUR`).
 
-Vectors and rewrites: ``Catalog.write(mode="merge")`` deletes the vectors of every sample it rewrites
-(it re-inserts the row), so each batch snapshots the vectors of its samples first and stores back those
-it does not replace (two transactions; if a run dies between them, the next run's plan sees the missing
-vectors and embeds those samples again).
+Vectors and rewrites: ``Catalog.write(mode="merge")`` keeps a sample's vectors unless its bytes changed
+or a box list got other boxes; each batch writes its documents, then its new vectors (two transactions;
+if a run dies between them, the next run's plan sees the missing vectors and embeds those samples again).
 
 See ``docs/labeling.md``.
 """
@@ -652,7 +651,7 @@ class _Writer:
         cat, sel, r = self.cat, self.sel, self.report
         ids = [res["id"] for res in results]
         current = {d["_id"]: d for d in cat.find({"_id": {"$in": ids}}, page_size=len(ids))["results"]}
-        docs, rewritten = [], {}  # rewritten: id -> box fields whose boxes or vectors this batch replaces
+        docs = []
         vectors: dict[tuple[str, str | None], list[tuple[str, int | None, np.ndarray]]] = {}
         for res in results:
             old = current.get(res["id"])
@@ -686,9 +685,6 @@ class _Writer:
             r.faces += len(res["fields"].get("face_analysis") or ())
             r.poses += len(res["fields"].get("pose_estimation") or ())
             doc["models"] = models
-            gone = set()
-            if "detector" in tasks:
-                gone.add("object_analysis")  # new boxes: the old box vectors (any model) are stale
             if res.get("image_vec") is not None:
                 ekey = sel.key("embedder")
                 emb = list(doc.get("embeddings") or [])
@@ -698,37 +694,18 @@ class _Writer:
                 vectors.setdefault((ekey, None), []).append((res["id"], None, res["image_vec"]))
                 r.image_vectors += 1
             for fld, vecs in (res.get("box_vecs") or {}).items():
-                gone.add(fld)
                 if vecs is not None:
                     ekey = sel.key("embedder")
                     for idx, v in enumerate(vecs):
                         vectors.setdefault((ekey, fld), []).append((res["id"], idx, v))
                     r.box_vectors += len(vecs)
-            rewritten[res["id"]] = gone
             docs.append(doc)
         if not docs:
             return
-        keep = _snapshot_vectors(cat, [d["_id"] for d in docs])
+        # the merge keeps every vector whose boxes it leaves where they were (and the image vectors); the
+        # box lists the detector replaced lose theirs, and this batch's new vectors go in after
         cat.write(docs, mode="merge", merge_keys=LABEL_KEYS)
-        # Catalog.write(merge) drops a rewritten sample's vectors: put back those this batch does not replace
-        new_image = {(m, sid) for (m, f), rows in vectors.items() if f is None for sid, _, _ in rows}
-        for (model, fld), rows in keep.items():
-            for sid, idx, v in rows:
-                if (fld is not None and fld in rewritten.get(sid, ())) or (fld is None and (model, sid) in new_image):
-                    continue
-                vectors.setdefault((model, fld), []).append((sid, idx, v))
         _write_vectors(cat, vectors)
-
-
-def _snapshot_vectors(cat: "Catalog", ids: list[str]) -> dict[tuple[str, str | None], list[tuple]]:
-    """Every stored vector of these samples: (model, field) -> [(id, idx, vector)]."""
-    out: dict[tuple[str, str | None], list[tuple]] = {}
-    pairs = cat.sql("SELECT DISTINCT v.model, v.field FROM vectors v JOIN samples s ON s._seq = v.sample_seq "
-                    "WHERE s._id IN (SELECT unnest(?))", [ids])
-    for model, fld in pairs:
-        got_ids, idxs, matrix = cat.read_vectors(model, field=fld, query={"_id": {"$in": ids}})
-        out[(model, fld)] = [(i, x, matrix[n]) for n, (i, x) in enumerate(zip(got_ids, idxs))]
-    return out
 
 
 def _write_vectors(cat: "Catalog", vectors: dict[tuple[str, str | None], list[tuple]]) -> None:
@@ -806,10 +783,7 @@ def refine(cat: "Catalog", embedder_key: str, *, k: int = NEIGHBOURS, batch_size
         out.append(doc)
     keys = ("object_analysis", "label_quality_estimation")
     for start in range(0, len(out), batch_size):
-        part = out[start:start + batch_size]
-        keep = _snapshot_vectors(cat, [d["_id"] for d in part])
-        cat.write(part, mode="merge", merge_keys=keys)
-        _write_vectors(cat, keep)  # the boxes kept their order: every vector still applies
+        cat.write(out[start:start + batch_size], mode="merge", merge_keys=keys)  # same boxes: vectors stay
     return changed
 
 

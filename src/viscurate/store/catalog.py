@@ -305,6 +305,7 @@ class Catalog:
                 new_bytes = {d["_id"] for d in docs if d["_id"] in existing and "hash" in d
                              and d["hash"] != old_hash[d["_id"]]}
                 written = {d["_id"]: set(d) if keys is None or mode == "replace" else set(keys) for d in docs}
+                old: dict[str, dict] = {}
                 if mode == "merge" and existing:
                     old = {d["_id"]: d for d in self._docs_where("s._id IN (SELECT unnest($1))", [list(existing)])}
                     docs = [documents.merge(old[d["_id"]], d, keys) if d["_id"] in old else d for d in docs]
@@ -313,7 +314,8 @@ class Catalog:
                     docs = [{k: v for k, v in d.items() if k != "models"} if d["_id"] in new_bytes else d for d in docs]
                 if existing and mode in ("replace", "merge"):
                     self._delete_seqs(list(existing.values()), vectors=False)
-                    self._drop_stale_vectors(existing, new_bytes, written, replace=mode == "replace")
+                    self._drop_stale_vectors(existing, new_bytes, written, replace=mode == "replace",
+                                             old=old, new={d["_id"]: d for d in docs})
                 next_seq = self.con.execute("SELECT coalesce(max(_seq), -1) + 1 FROM samples").fetchall()[0][0]
                 seqs = []
                 for d in docs:
@@ -331,9 +333,12 @@ class Catalog:
         return {"inserted": len(docs) - updated, "updated": updated, "skipped": len(ids) - len(docs)}
 
     def _drop_stale_vectors(self, existing: dict[str, int], new_bytes: set[str], written: dict[str, set],
-                            replace: bool) -> None:
+                            replace: bool, old: dict[str, dict] | None = None,
+                            new: dict[str, dict] | None = None) -> None:
         """A rewritten sample keeps its vectors, except the ones its rewrite makes stale: all of them when
-        its bytes changed, and those of every box list the rewrite replaced (box i may be another box)."""
+        its bytes changed, and those of every box list the rewrite replaced with other boxes (box ``i`` may
+        be another box). A merge that keeps a list's boxes where they were (new attributes, same
+        geometry, e.g. an evaluation marking them) keeps their vectors."""
         box_fields = [s.path for s in self.fields.values() if s.kind == "objects"]
         every, by_field = [], []
         for sid, seq in existing.items():
@@ -345,6 +350,9 @@ class Catalog:
             for f in box_fields:
                 top = f.split(".")[0]
                 if replace or f in written[sid] or top in written[sid]:
+                    if (not replace and old is not None and new is not None and sid in old and sid in new
+                            and _box_geometry(old[sid], f) == _box_geometry(new[sid], f)):
+                        continue
                     by_field.append((seq, f))
         if every:
             self.con.execute("DELETE FROM vectors WHERE sample_seq IN (SELECT unnest(?))", [every])
@@ -868,6 +876,16 @@ def _unset_path(doc: dict, parts: list[str]) -> None:
 
 
 # ---- summaries ----------------------------------------------------------------------------------
+
+def _box_geometry(doc: dict, path: str) -> list | None:
+    """The boxes of the list at ``path`` of a document, in order (what box vectors are made from)."""
+    cur: Any = doc
+    for part in path.split("."):
+        cur = cur.get(part) if isinstance(cur, dict) else None
+    if not isinstance(cur, list):
+        return None
+    return [o.get("bbox") if isinstance(o, dict) else None for o in cur]
+
 
 def summarize(cat: Catalog, top: int = 20) -> dict:
     """Counts and distributions of a catalog: what ``viscurate info`` shows."""
