@@ -404,6 +404,34 @@ class Dataset:
             return find_label_errors(cat, label_field=label_field, model=model, pred_probs=pred_probs,
                                      classes=classes, query=query, write=write)
 
+    def import_coco(self, path: str | os.PathLike, *, images: str | os.PathLike | None = None,
+                    predictions: str | os.PathLike | None = None, field: str = "predictions",
+                    progress: bool = True) -> dict:
+        """Ingest the images of a COCO detection file and store its boxes as ``ground_truth.detections``;
+        with ``predictions`` (a COCO results file), store those as ``field`` too. Returns counts.
+
+        >>> ds.import_coco("instances_val.json", images="val2017", predictions="results.json")  # doctest: +SKIP
+        """
+        from .formats.coco import import_coco, import_coco_predictions
+        out = {"ground_truth": import_coco(self, path, images=images, progress=progress).as_dict()}
+        if predictions is not None:
+            out[field] = import_coco_predictions(self, predictions, path, images=images, field=field,
+                                                 progress=False).as_dict()
+        return out
+
+    def evaluate(self, *, pred_field: str = "predictions", gt_field: str = "ground_truth.detections",
+                 iou: float = 0.5, query: dict | None = None, write: bool = True):
+        """Predictions against ground truth, the COCO way: mAP, AP50, AP75, per-class precision and recall,
+        and ``eval`` marks on every box and ``eval.tp/fp/fn`` on every sample. Returns an
+        ``EvaluationReport``.
+
+        >>> ds.evaluate(pred_field="object_analysis").map                                # doctest: +SKIP
+        """
+        from .brain.evaluation import evaluate_detections
+        with self._catalog(write=write) as cat:
+            return evaluate_detections(cat, pred_field=pred_field, gt_field=gt_field, iou=iou, query=query,
+                                       write=write)
+
     def analyze(self, *, split_field: str = "split", model: str | None = None, progress: Any = None) -> dict:
         """Every data-quality analysis that the dataset has the data for, in one call: duplicates (always),
         leaks (when a sample has a ``split_field`` value), outliers and clusters (when embeddings are

@@ -563,6 +563,55 @@ def label_errors_cmd(
                       f"--sort mislabel.score:-1")
 
 
+@app.command("import-coco")
+def import_coco_cmd(
+    name: str = typer.Argument(..., help="Dataset name (created if it does not exist)."),
+    coco_json: Path = typer.Argument(..., help="A COCO detection file (instances JSON)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder the file names are relative to "
+                                          "(default: the JSON's folder)."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="A COCO results file to store as "
+                                               "predicted boxes."),
+    field: str = typer.Option("predictions", "--field", help="Where the predictions go."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Ingest the images of a COCO detection file, with its boxes as ground truth (and a model's results)."""
+    from ..dataset import Dataset
+    from ..store.workspace import Workspace
+    ds = _dataset(name) if Workspace(state.home).exists(name) else Dataset.create(name, state.home)
+    counts = ds.import_coco(coco_json, images=images, predictions=predictions, field=field, progress=not as_json)
+    if as_json:
+        _print_json(counts)
+        return
+    for what, c in counts.items():
+        console.print(f"{what}: {c['boxes']:,} boxes on {c['samples']:,} images"
+                      + (f" · [yellow]{c['missing']:,} image files not found[/]" if c["missing"] else ""))
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    pred_field: str = typer.Option("predictions", "--pred", help="The predicted boxes (predictions, object_analysis, ...)."),
+    gt_field: str = typer.Option("ground_truth.detections", "--gt", help="The ground-truth boxes."),
+    iou: float = typer.Option(0.5, "--iou", help="IoU at which boxes are marked tp / fp / fn."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Predictions against ground truth, the COCO way: mAP, AP50, AP75, per class; marks on every box."""
+    report = _dataset(name).evaluate(pred_field=pred_field, gt_field=gt_field, iou=iou)
+    if as_json:
+        _print_json(dict(report.as_dict(), dataset=name))
+        return
+    f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    console.print(f"{report.samples:,} images · {pred_field} vs {gt_field} · mAP@[.5:.95] {f(report.map)} · "
+                  f"AP50 {f(report.ap50)} · AP75 {f(report.ap75)} · at IoU {report.iou}: {report.totals}")
+    table = Table("class", "ground truth", "predictions", "AP", "AP50", f"precision@{report.iou}",
+                  f"recall@{report.iou}", title="per class")
+    for cls, r in sorted(report.per_class.items(), key=lambda kv: -kv[1]["ground_truth"]):
+        table.add_row(cls, str(r["ground_truth"]), str(r["predictions"]), f(r.get("ap")), f(r.get("ap50")),
+                      f(r["precision"]), f(r["recall"]))
+    console.print(table)
+    console.print(f"worst images: viscurate find {name} '{{\"eval.fp\": {{\"$gt\": 2}}}}'")
+
+
 @app.command("analyze")
 def analyze_cmd(
     name: str = typer.Argument(..., help="Dataset name."),

@@ -140,6 +140,11 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     _f("ground_truth", "group"),
     _f("ground_truth.label", "scalar", "VARCHAR"),
     _f("ground_truth.detections", "objects"),
+    _f("predictions", "objects"),  # a model's boxes imported from elsewhere (formats.coco), to evaluate
+    _f("eval", "group"),  # written by viscurate.brain.evaluation
+    _f("eval.tp", "scalar", "BIGINT"),
+    _f("eval.fp", "scalar", "BIGINT"),
+    _f("eval.fn", "scalar", "BIGINT"),
 )
 
 # Fields added after a dataset was created are added to its catalog when it is next opened for
@@ -152,6 +157,8 @@ OBJECT_FIELDS: tuple[FieldSpec, ...] = (
     _f("confidence", "scalar", "DOUBLE"),
     _f("bbox", "list", "DOUBLE"),
     _f("label_quality_estimation", "scalar", "DOUBLE"),
+    _f("eval", "scalar", "VARCHAR"),  # tp / fp (predictions) or tp / fn (ground truth), from brain.evaluation
+    _f("eval_iou", "scalar", "DOUBLE"),
 )
 
 FIELDS: dict[str, FieldSpec] = {f.path: f for f in SAMPLE_FIELDS}
