@@ -419,6 +419,16 @@ class Dataset:
                                                  progress=False).as_dict()
         return out
 
+    def import_classification(self, root: str | os.PathLike, *, progress: bool = True):
+        """Ingest an image-classification folder tree (``ROOT/<class>/*`` or ``ROOT/<split>/<class>/*``):
+        ``ground_truth.label`` from the class folder, ``split`` from the split folder. Returns a
+        ``ClassificationImport``.
+
+        >>> ds.import_classification("data/")                                          # doctest: +SKIP
+        """
+        from .formats.classification import import_classification_folders
+        return import_classification_folders(self, root, progress=progress)
+
     def evaluate(self, *, pred_field: str = "predictions", gt_field: str = "ground_truth.detections",
                  iou: float = 0.5, query: dict | None = None, write: bool = True):
         """Predictions against ground truth, the COCO way: mAP, AP50, AP75, per-class precision and recall,

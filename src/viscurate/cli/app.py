@@ -587,6 +587,27 @@ def import_coco_cmd(
                       + (f" · [yellow]{c['missing']:,} image files not found[/]" if c["missing"] else ""))
 
 
+@app.command("import-folders")
+def import_folders_cmd(
+    name: str = typer.Argument(..., help="Dataset name (created if it does not exist)."),
+    root: Path = typer.Argument(..., help="ROOT/<class>/images, or ROOT/<split>/<class>/images."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Ingest an image-classification folder tree: the class from each image's folder, the split above it."""
+    from ..dataset import Dataset
+    from ..store.workspace import Workspace
+    ds = _dataset(name) if Workspace(state.home).exists(name) else Dataset.create(name, state.home)
+    report = ds.import_classification(root, progress=not as_json)
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    splits = ", ".join(f"{k} {v:,}" for k, v in sorted(report.splits.items()))
+    console.print(f"{report.images:,} labeled images, {report.classes:,} classes"
+                  + (f" · splits: {splits}" if splits else "")
+                  + (f" · {report.unlabeled:,} outside any class folder" if report.unlabeled else "")
+                  + (f" · [yellow]{report.failed:,} could not be decoded (kept, flagged corrupt)[/]" if report.failed else ""))
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     name: str = typer.Argument(..., help="Dataset name."),
