@@ -47,30 +47,19 @@ def _unique_pairs(i: np.ndarray, j: np.ndarray, v: np.ndarray, keep_max: bool) -
 
 def similar_pairs(vectors: np.ndarray, *, k: int = 10, min_similarity: float = 0.9,
                   threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs of rows among each row's ``k`` nearest neighbours (cosine similarity, exact search) whose
-    similarity is at least ``min_similarity``: ``(i, j, similarity)`` with ``i < j``."""
-    import faiss
+    """Pairs of rows among each row's ``k`` nearest neighbours (cosine similarity; exact up to 50,000 rows,
+    approximate above, see :mod:`viscurate.brain.knn_graph`) whose similarity is at least
+    ``min_similarity``: ``(i, j, similarity)`` with ``i < j``."""
+    from .knn_graph import knn_graph
 
-    x = normalize(vectors)
-    n = len(x)
+    n = len(vectors)
     if n < 2:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.float32)
-    if threads:
-        faiss.omp_set_num_threads(int(threads))
-    index = faiss.IndexFlatIP(x.shape[1])
-    index.add(x)
-    kk = min(k + 1, n)  # +1: a row finds itself
-    parts_i, parts_j, parts_s = [], [], []
-    for start in range(0, n, BLOCK):
-        sims, idx = index.search(x[start:start + BLOCK], kk)
-        rows = np.repeat(np.arange(start, start + len(sims)), kk)
-        sims, idx = sims.ravel(), idx.ravel()
-        ok = (idx >= 0) & (sims >= min_similarity)
-        parts_i.append(rows[ok])
-        parts_j.append(idx[ok])
-        parts_s.append(sims[ok])
-    return _unique_pairs(np.concatenate(parts_i), np.concatenate(parts_j), np.concatenate(parts_s), keep_max=True)
+    sims, idx = knn_graph(vectors, k, threads=threads)
+    ok = (idx >= 0) & (sims >= min_similarity)
+    rows = np.broadcast_to(np.arange(n)[:, None], idx.shape)
+    return _unique_pairs(rows[ok], idx[ok], sims[ok], keep_max=True)
 
 
 def hex_codes(hashes: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:

@@ -3,9 +3,10 @@
 >>> report = find_outliers(cat)                                                   # doctest: +SKIP
 >>> cat.find({"issues": "outlier"}, sort=[("scores.outlier", -1)])                  # doctest: +SKIP
 
-For every sample with an image vector of the model (exact kNN, cosine, FAISS):
+For every sample with an image vector of the model (kNN, cosine, FAISS):
 
-- ``scores.knn_distance``: the mean cosine distance (1 - similarity) to its ``k`` nearest other samples;
+- ``scores.knn_distance``: the mean cosine distance (1 - similarity) to its ``k`` nearest other samples
+  (exact search up to 50,000 samples, an approximate index above: :mod:`viscurate.brain.knn_graph`);
 - ``scores.uniqueness``: 1 - the similarity to its single nearest other sample, in [0, 1]: 0 for an
   image with an exact twin, high for one unlike anything else (what to keep when thinning a dataset);
 - ``scores.outlier``: the fraction of the dataset that is *less* isolated (a percentile rank of
@@ -26,7 +27,6 @@ import numpy as np
 from ..errors import ViscurateError
 from .duplicates import _default_model, _scope
 from .findings import store_findings
-from .neighbours import normalize
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
@@ -58,28 +58,11 @@ class OutliersReport:
 
 
 def knn(vectors: np.ndarray, k: int, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's ``k`` nearest *other* rows by cosine similarity (exact): ``(similarities, indexes)``,
-    ``(n, k)`` each, best first; -1 / -inf pad rows of a dataset smaller than ``k + 1``."""
-    import faiss
-
-    x = normalize(vectors)
-    n = len(x)
-    if threads:
-        faiss.omp_set_num_threads(int(threads))
-    index = faiss.IndexFlatIP(x.shape[1])
-    index.add(x)
-    sims, idx = index.search(x, min(k + 1, n))
-    # drop each row's own entry (usually first; with exact twins, wherever it landed)
-    own = idx == np.arange(n)[:, None]
-    keep = ~own
-    keep[own.sum(axis=1) == 0, -1] = False  # the row's own entry fell off the end: drop the last instead
-    sims = sims[keep].reshape(n, -1)[:, :k]
-    idx = idx[keep].reshape(n, -1)[:, :k]
-    if sims.shape[1] < k:
-        pad = k - sims.shape[1]
-        sims = np.hstack([sims, np.full((n, pad), -np.inf, np.float32)])
-        idx = np.hstack([idx, np.full((n, pad), -1, idx.dtype)])
-    return sims, idx
+    """Each row's ``k`` nearest *other* rows by cosine similarity: ``(similarities, indexes)``, ``(n, k)``
+    each, best first; -1 / -inf pad rows of a dataset smaller than ``k + 1``. Exact up to 50,000 rows,
+    approximate (IVF) above (:func:`viscurate.brain.knn_graph.knn_graph`)."""
+    from .knn_graph import knn_graph
+    return knn_graph(vectors, k, threads=threads)
 
 
 def find_outliers(cat: "Catalog", *, model: str | None = None, k: int = 10, z_threshold: float = Z_THRESHOLD,
