@@ -176,3 +176,16 @@ def test_analyze_runs_what_the_data_allows(planted):
     text = run(home, "outliers", "planted", "-k", "5").stdout + run(home, "clusters", "planted", "-n", "4").stdout
     assert "samples scored" in text and "clusters" in text
     assert ds.count({"cluster.id": {"$gte": 4}}) == 0
+    assert ds.info()["clusters"] == 4 and "clusters: 4" in run(home, "info", "planted").stdout
+
+
+def test_calibration_page(planted, tmp_path):
+    ds, truth = planted
+    report = ds.calibrate(tmp_path / "cal.html")
+    page = (tmp_path / "cal.html").read_text()
+    assert report.model == "efficientnet_lite3@uint8-280" and set(report.bands) == {"phash", "embedding"}
+    # identical bytes are 0 bits apart: the first hash band holds the exact copies
+    assert report.bands["phash"][0]["band"] == [0, 0] and report.bands["phash"][0]["pairs_in_band"] >= 5
+    assert len(report.nearest["phash"]) >= 150 and len(report.nearest["embedding"]) == 200
+    assert page.count("data:image/jpeg;base64,") >= 20 and "current threshold 10" in page
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page

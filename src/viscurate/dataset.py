@@ -356,6 +356,17 @@ class Dataset:
         with self._catalog(write=write) as cat:
             return find_duplicates(cat, model=model, rules=rules, query=query, write=write)
 
+    def calibrate(self, out_path: str | os.PathLike, *, model: str | None = None, query: dict | None = None):
+        """Write an HTML page with the distribution of nearest-neighbour distances (perceptual hash, and
+        embedding when stored) and example pairs per band of distances, to choose duplicate thresholds
+        from. Returns a ``CalibrationReport``.
+
+        >>> ds.calibrate("thresholds.html")                                            # doctest: +SKIP
+        """
+        from .brain.calibrate import calibrate
+        with self._catalog() as cat:
+            return calibrate(cat, out_path, model=model, query=query)
+
     def find_leaks(self, split_field: str = "split", *, model: str | bool | None = None, query: dict | None = None,
                    write: bool = True, **thresholds: Any):
         """Duplicates (exact or near, as :meth:`find_duplicates` defines them; same threshold keywords) whose

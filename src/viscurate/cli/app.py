@@ -307,6 +307,12 @@ def print_info(info: dict) -> None:
     if dups.get("groups"):
         console.print(f"duplicates: {dups['groups']:,} groups holding {dups['in_groups']:,} samples "
                       f"(`viscurate duplicates {info['name']}` lists them)")
+    if info.get("clusters"):
+        console.print(f"clusters: {info['clusters']:,} (`viscurate find {info['name']} '{{\"cluster.id\": 0}}'`)")
+    ev = info.get("evaluation") or {}
+    if ev.get("samples"):
+        console.print(f"evaluation (last `viscurate evaluate`, {ev['samples']:,} images): {ev['tp']:,} true positives, "
+                      f"{ev['fp']:,} false positives, {ev['fn']:,} missed")
     if info["formats"]:
         console.print(_bar_table("formats", info["formats"], n))
     if info["size_histogram"]:
@@ -452,6 +458,22 @@ def duplicates_cmd(
         if not dry_run:
             console.print(f"copies to review: viscurate find {name} '{{\"issues\": {{\"$in\": [\"duplicate\", "
                           f"\"near_duplicate\"]}}}}' --sort duplicates.group")
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    out: Path = typer.Option(Path("calibrate.html"), "--out", "-o", help="The HTML page to write."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
+    query: Optional[str] = typer.Option(None, "--query", "-q", help="Only the samples matching this query."),
+) -> None:
+    """A page of nearest-neighbour distances and example pairs per band, to choose duplicate thresholds."""
+    q = _parse_json(query, "the query") if query else None
+    report = _dataset(name).calibrate(out, model=model, query=q)
+    for measure, bands in report.bands.items():
+        console.print(f"{measure}: " + " · ".join(f"{b['band'][0]:g}-{b['band'][1]:g}: {b['pairs_in_band']}"
+                                                   for b in bands))
+    console.print(f"wrote {report.path} (open it in a browser; images are embedded, nothing is fetched)")
 
 
 @app.command("leaks")

@@ -909,6 +909,10 @@ def summarize(cat: Catalog, top: int = 20) -> dict:
         "samples_with_issues": q("SELECT count(*) FROM samples WHERE len(issues) > 0")[0][0],
         "duplicates": dict(zip(("groups", "in_groups"), q(
             'SELECT count(DISTINCT "duplicates.group"), count("duplicates.group") FROM samples')[0])),
+        "clusters": q('SELECT count(DISTINCT "cluster.id") FROM samples')[0][0],
+        "evaluation": dict(zip(("samples", "tp", "fp", "fn"), q(
+            'SELECT count("eval.tp"), coalesce(sum("eval.tp"), 0), coalesce(sum("eval.fp"), 0), '
+            'coalesce(sum("eval.fn"), 0) FROM samples')[0])),
         "formats": counts('SELECT format, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
         "modes": counts('SELECT mode, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
         "sources": counts('SELECT source, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),

@@ -1,0 +1,181 @@
+"""Threshold calibration: the distribution of nearest-neighbour distances of a dataset, and example pairs
+at several cut-offs, as one self-contained HTML page, so that a duplicate threshold is chosen from
+evidence rather than taken on faith.
+
+>>> report = calibrate(cat, "report.html")                                          # doctest: +SKIP
+
+For each sample, its nearest other sample by perceptual hash (Hamming bits, of 64) and, when image
+embeddings are stored, by embedding (cosine similarity). The page shows, per measure, a histogram of
+those nearest distances with the current duplicate threshold marked, and for each band of distances a
+few pairs side by side (thumbnails embedded in the page: it works offline and can be mailed). Where the
+pairs stop looking like copies is where the threshold belongs; ``viscurate duplicates --hash-distance N
+--similarity S`` takes it.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from ..errors import ViscurateError
+from .duplicates import DuplicateRules, _default_model, _scope
+from .neighbours import hamming_pairs
+
+if TYPE_CHECKING:
+    from ..store.catalog import Catalog
+
+__all__ = ["CalibrationReport", "calibrate", "HASH_BANDS", "SIMILARITY_BANDS"]
+
+HASH_BANDS: tuple[tuple[int, int], ...] = ((0, 0), (1, 4), (5, 8), (9, 12), (13, 16), (17, 24))
+SIMILARITY_BANDS: tuple[tuple[float, float], ...] = ((0.98, 1.01), (0.95, 0.98), (0.92, 0.95), (0.90, 0.92),
+                                                   (0.85, 0.90), (0.80, 0.85))
+PAIRS_PER_BAND = 4
+THUMB = 160
+
+
+@dataclass
+class CalibrationReport:
+    """Per measure (``phash``, ``embedding``): the nearest distance of every sample, and per band the pairs
+    shown; ``path``: the page written."""
+
+    samples: int = 0
+    nearest: dict[str, list[float]] = field(default_factory=dict)
+    bands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    model: str | None = None
+    path: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"samples": self.samples, "model": self.model, "path": self.path,
+                "bands": {k: [{x: y for x, y in b.items() if x != "pairs"} | {"pairs": len(b["pairs"])}
+                              for b in v] for k, v in self.bands.items()}}
+
+
+def _nearest_hash(hashes: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the nearest other row within 24 bits and its distance (-1 / 65 where none)."""
+    i, j, d = hamming_pairs(hashes, 24)
+    n = len(hashes)
+    best_d = np.full(n, 65, np.int64)
+    best_j = np.full(n, -1, np.int64)
+    for a, b, dist in zip(np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([d, d])):
+        if dist < best_d[a]:
+            best_d[a], best_j[a] = dist, b
+    return best_j, best_d
+
+
+def _thumb(path: str | None) -> str:
+    from ..media.draw import load_upright
+
+    try:
+        im = load_upright(path)
+        im.thumbnail((THUMB, THUMB))
+        buf = io.BytesIO()
+        im.convert("RGB").save(buf, "JPEG", quality=80)
+        return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+    except Exception:  # noqa: BLE001 - a vanished or unreadable file: an empty frame, not a failed page
+        return ""
+
+
+def _histogram_svg(values: Sequence[float], edges: np.ndarray, mark: float, label: str) -> str:
+    counts, _ = np.histogram(values, bins=edges)
+    w, h, pad = 640, 180, 30
+    top = max(1, int(counts.max()) if len(counts) else 1)
+    bw = (w - 2 * pad) / max(1, len(counts))
+    bars = []
+    for k, c in enumerate(counts):
+        bh = (h - 2 * pad) * c / top
+        bars.append(f'<rect x="{pad + k * bw:.1f}" y="{h - pad - bh:.1f}" width="{max(1, bw - 1):.1f}" '
+                    f'height="{bh:.1f}" fill="#4a7bd0"><title>{edges[k]:.3g}-{edges[k + 1]:.3g}: {c}</title></rect>')
+    mx = pad + (mark - edges[0]) / (edges[-1] - edges[0]) * (w - 2 * pad)
+    return (f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="11">'
+            + "".join(bars)
+            + f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{pad - 10}" y2="{h - pad}" stroke="#d04a4a" stroke-width="2"/>'
+            + f'<text x="{mx + 4:.1f}" y="{pad - 2}" fill="#d04a4a">current threshold {mark:g}</text>'
+            + f'<text x="{pad}" y="{h - 8}">{html.escape(label)}: {edges[0]:g}</text>'
+            + f'<text x="{w - pad}" y="{h - 8}" text-anchor="end">{edges[-1]:g}</text></svg>')
+
+
+def calibrate(cat: "Catalog", out_path: str | Path, *, model: str | None = None, query: dict | None = None,
+              rules: DuplicateRules | None = None, seed: int = 0) -> CalibrationReport:
+    """Write the calibration page for the samples matching ``query`` to ``out_path``; see the module doc."""
+    from .knn_graph import knn_graph
+
+    rules = rules or DuplicateRules()
+    scope = _scope(query)
+    cols = cat.columns(["phash", "filepath"], scope)
+    ids, paths = cols["_id"], cols["filepath"]
+    if len(ids) < 2:
+        raise ViscurateError("calibration needs at least 2 samples")
+    rng = np.random.default_rng(seed)
+    report = CalibrationReport(samples=len(ids))
+    sections = []
+
+    def examples(pairs: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+        if len(pairs) <= PAIRS_PER_BAND:
+            return pairs
+        return [pairs[k] for k in sorted(rng.choice(len(pairs), PAIRS_PER_BAND, replace=False))]
+
+    def section(title: str, measure: str, nearest_j: np.ndarray, nearest_v: np.ndarray, bands, edges, mark, fmt):
+        ok = nearest_j >= 0
+        report.nearest[measure] = [float(v) for v in nearest_v[ok]]
+        seen: set[tuple[int, int]] = set()
+        rows, band_out = [], []
+        for lo, hi in bands:
+            pairs = []
+            for a in np.nonzero(ok)[0]:
+                b, v = int(nearest_j[a]), float(nearest_v[a])
+                key = (min(a, b), max(a, b))
+                if lo <= v <= hi if measure == "phash" else lo <= v < hi:
+                    if key not in seen:
+                        seen.add(key)
+                        pairs.append((int(a), b, v))
+            shown = examples(pairs)
+            band_out.append({"band": [lo, min(hi, 1.0) if measure != "phash" else hi], "pairs_in_band": len(pairs),
+                             "pairs": [{"a": ids[a], "b": ids[b], "value": v} for a, b, v in shown]})
+            cells = "".join(
+                f'<figure><img src="{_thumb(paths[a])}"><img src="{_thumb(paths[b])}">'
+                f'<figcaption>{fmt(v)}<br>{html.escape(Path(paths[a] or ids[a]).name)}<br>'
+                f'{html.escape(Path(paths[b] or ids[b]).name)}</figcaption></figure>' for a, b, v in shown)
+            rows.append(f"<h3>{fmt(lo)} to {fmt(min(hi, 1.0) if measure != 'phash' else hi)}: {len(pairs)} pairs</h3>"
+                        f'<div class="pairs">{cells or "<p>none</p>"}</div>')
+        report.bands[measure] = band_out
+        sections.append(f"<h2>{html.escape(title)}</h2>"
+                        + _histogram_svg(nearest_v[ok], edges, mark, measure) + "".join(rows))
+
+    hj, hd = _nearest_hash(cols["phash"])
+    section("Perceptual hash: bits between each image and its nearest (of 64; fewer = more alike)", "phash",
+            hj, hd.astype(float), HASH_BANDS, np.arange(0, 26) - 0.5, rules.hash_distance, lambda v: f"{v:g} bits")
+
+    chosen = model or _default_model(cat)
+    if chosen:
+        vid, _, matrix = cat.read_vectors(chosen, query=scope)
+        pos = {s: k for k, s in enumerate(ids)}
+        rows = [pos[s] for s in vid if s in pos]
+        if len(rows) >= 2:
+            sims, idx = knn_graph(matrix[[k for k, s in enumerate(vid) if s in pos]], 1)
+            ej = np.full(len(ids), -1, np.int64)
+            ev = np.full(len(ids), -1.0)
+            for r, (j, s) in enumerate(zip(idx[:, 0], sims[:, 0])):
+                if j >= 0:
+                    ej[rows[r]], ev[rows[r]] = rows[int(j)], float(s)
+            report.model = chosen
+            section(f"Embedding ({chosen}): cosine similarity of each image and its nearest (higher = more alike)",
+                    "embedding", ej, ev, SIMILARITY_BANDS, np.linspace(0.5, 1.0, 51), rules.similarity,
+                    lambda v: f"{v:.2f}")
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>viscurate calibrate</title><style>
+body{{font-family:sans-serif;margin:2em;color:#222}} .pairs{{display:flex;flex-wrap:wrap;gap:12px}}
+figure{{margin:0;padding:6px;border:1px solid #ddd;border-radius:4px}} figure img{{height:{THUMB // 2}px;margin:2px}}
+figcaption{{font-size:11px;max-width:{THUMB * 2}px;overflow-wrap:anywhere}}</style></head><body>
+<h1>Duplicate thresholds: {report.samples:,} images</h1>
+<p>Each image against its nearest other image. Look down the bands for where pairs stop being copies of each
+other; set the threshold there: <code>viscurate duplicates NAME --hash-distance N --similarity S</code>.</p>
+{"".join(sections)}</body></html>"""
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    report.path = str(out)
+    return report
