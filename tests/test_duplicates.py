@@ -189,3 +189,23 @@ def test_calibration_page(planted, tmp_path):
     assert len(report.nearest["phash"]) >= 150 and len(report.nearest["embedding"]) == 200
     assert page.count("data:image/jpeg;base64,") >= 20 and "current threshold 10" in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
+
+
+def test_label_conflicts_in_duplicate_groups_and_clusters(planted):
+    ds, truth = planted
+    ds.find_duplicates()
+    ds.find_clusters(clusters=4)
+    groups = ds.find({"duplicates.representative": True}, page_size=100)["results"]
+    # every duplicate group gets its own label, except one member of one group
+    for n, g in enumerate(groups):
+        ds.update({"duplicates.group": g["_id"]}, {"$set": {"ground_truth.label": f"class{n}"}})
+    odd = ds.find({"duplicates.group": groups[0]["_id"], "duplicates.representative": False})["results"][0]
+    ds.set_field([odd["_id"]], "ground_truth.label", "other")
+    report = ds.find_label_conflicts()
+    dup = [c for c in report.conflicts if c["source"] == "duplicates"]
+    assert [c["_id"] for c in dup] == [odd["_id"]] and dup[0]["majority"] == "class0"
+    assert ds.find({"issues": "label_conflict", "label_conflict.source": "duplicates"})["results"][0]["_id"] == odd["_id"]
+    # unlabeled images take no side; the clusters here mix many labels, so none is nearly pure
+    assert all(c["source"] == "duplicates" for c in report.conflicts)
+    ds.update({}, {"$unset": {"ground_truth": ""}})
+    assert ds.find_label_conflicts().conflicts == [] and ds.count({"issues": "label_conflict"}) == 0

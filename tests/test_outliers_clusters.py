@@ -99,3 +99,23 @@ def test_no_embeddings_is_a_clear_error(tmp_path):
             find_outliers(cat)
         with pytest.raises(ViscurateError, match="viscurate embed"):
             find_clusters(cat)
+
+
+def test_a_dissenter_in_a_pure_cluster_is_a_label_conflict(tmp_path):
+    from viscurate.brain.conflicts import find_label_conflicts
+
+    x, labels = _blobs(1)
+    keep = [i for i, lab in enumerate(labels) if lab < 4]
+    x, labels = x[keep], [labels[i] for i in keep]
+    cat, ids = _catalog(tmp_path, x)
+    with cat:
+        find_clusters(cat, model=MODEL, clusters=4)
+        names = [f"class{lab}" for lab in labels]
+        names[3] = "class9"  # one image of blob 0 labeled otherwise
+        names[70], names[71], names[72], names[73], names[74], names[75], names[76], names[77], names[78], \
+            names[79], names[80], names[81], names[82] = ["mixed"] * 13  # blob 1: 13 of 60 differ: not pure
+        for sid, name in zip(ids, names):
+            cat.update({"_id": sid}, {"$set": {"ground_truth.label": name}})
+        report = find_label_conflicts(cat)
+        assert [(c["_id"], c["majority"], c["source"]) for c in report.conflicts] == [(ids[3], "class0", "cluster")]
+        assert cat.get(ids[3])["label_conflict"]["share"] == pytest.approx(59 / 60, abs=1e-3)

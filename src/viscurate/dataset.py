@@ -453,10 +453,20 @@ class Dataset:
             return evaluate_detections(cat, pred_field=pred_field, gt_field=gt_field, iou=iou, query=query,
                                        write=write)
 
+    def find_label_conflicts(self, *, label_field: str = "ground_truth.label", query: dict | None = None,
+                             write: bool = True):
+        """Duplicates with different labels, and dissenters in nearly pure clusters (run
+        :meth:`find_duplicates` / :meth:`find_clusters` first); the issue ``label_conflict`` with the
+        majority label as the suggestion. Returns a ``ConflictsReport``."""
+        from .brain.conflicts import find_label_conflicts
+        with self._catalog(write=write) as cat:
+            return find_label_conflicts(cat, label_field=label_field, query=query, write=write)
+
     def analyze(self, *, split_field: str = "split", model: str | None = None, progress: Any = None) -> dict:
         """Every data-quality analysis that the dataset has the data for, in one call: duplicates (always),
         leaks (when a sample has a ``split_field`` value), outliers and clusters (when embeddings are
-        stored), label errors (embeddings and ``ground_truth.label`` values of 2 classes or more). Returns ``{analysis: report}``; ``progress(name)`` is called before each."""
+        stored), label errors and label conflicts (``ground_truth.label`` values of 2 classes or more; label
+        errors also need embeddings). Returns ``{analysis: report}``; ``progress(name)`` is called before each."""
         from .brain.duplicates import _default_model
         out: dict[str, Any] = {}
         steps: list[tuple[str, Any]] = [("duplicates", lambda: self.find_duplicates(model=model))]
@@ -470,6 +480,8 @@ class Dataset:
             steps.append(("clusters", lambda: self.find_clusters(model=model)))
             if label_classes >= 2:
                 steps.append(("label_errors", lambda: self.find_label_errors(model=model)))
+        if label_classes >= 2:
+            steps.append(("label_conflicts", lambda: self.find_label_conflicts()))
         for name, run in steps:
             if progress is not None:
                 progress(name)

@@ -681,6 +681,9 @@ def analyze_cmd(
         lines.append(f"leaks: no sample has a {split_field} value")
     if "label_errors" in reports:
         lines.append(f"label errors: {len(reports['label_errors'].errors):,} probable")
+    if "label_conflicts" in reports:
+        lines.append(f"label conflicts (duplicates or clusters that disagree): "
+                     f"{len(reports['label_conflicts'].conflicts):,}")
     if "outliers" in reports:
         lines.append(f"outliers: {len(reports['outliers'].outliers):,}")
         lines.append(f"clusters: {reports['clusters'].clusters:,}, {reports['clusters'].edge_cases:,} edge cases")
@@ -689,7 +692,7 @@ def analyze_cmd(
     for line in lines:
         console.print(line)
     console.print(f"\nfindings are fields: viscurate info {name} · viscurate find {name} "
-                  f"'{{\"issues\": {{\"$in\": [\"near_duplicate\", \"leak\", \"outlier\", \"edge_case\", \"mislabeled\"]}}}}'")
+                  f"'{{\"issues\": {{\"$in\": [\"near_duplicate\", \"leak\", \"outlier\", \"edge_case\", \"mislabeled\", \"label_conflict\"]}}}}'")
 
 
 @app.command("similar")

@@ -130,6 +130,11 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     _f("mislabel.score", "scalar", "DOUBLE"),
     _f("mislabel.suggested", "scalar", "VARCHAR"),
     _f("mislabel.neighbour_disagreement", "scalar", "DOUBLE"),
+    _f("label_conflict", "group"),  # written by viscurate.brain.conflicts
+    _f("label_conflict.source", "scalar", "VARCHAR"),
+    _f("label_conflict.group", "scalar", "VARCHAR"),
+    _f("label_conflict.majority", "scalar", "VARCHAR"),
+    _f("label_conflict.share", "scalar", "DOUBLE"),
     _f("leak", "group"),  # written by viscurate.brain.leaks
     _f("leak.field", "scalar", "VARCHAR"),
     _f("leak.value", "scalar", "VARCHAR"),
