@@ -114,10 +114,33 @@ def make_vectors(n: int, path: Path, kind: str) -> None:
     del x
 
 
+def run_fastdup(path: Path, n: int, tmp: Path, timeout: float) -> dict:
+    """fastdup 2.54 on the same vectors (bench/peers/knn_fastdup.py in its venv): its whole run, which
+    builds the graph and the similarity outputs."""
+    py = BENCH / ".venvs" / "fastdup" / "bin" / "python"
+    if not py.exists():
+        return {"tool": "fastdup", "error": "not installed: bash bench/setup_peers.sh"}
+    try:
+        proc = subprocess.run([str(py), str(BENCH / "peers" / "knn_fastdup.py"), str(path), str(tmp / "fd"),
+                               "--rows", str(n), "--dim", str(DIM), "--timeout", str(timeout)],
+                              capture_output=True, text=True, timeout=timeout + 120)
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        return {"tool": "fastdup", "error": f"no result within {timeout:.0f} s"}
+    if res.get("status") != "ok":
+        return {"tool": f"fastdup {res.get('version', '')}".strip(),
+                "error": f"{res.get('status')}: {str(res.get('error', ''))[:200]}", "total_s": res.get("seconds")}
+    return {"tool": f"fastdup {res['version']}", "kind": "fastdup run(embeddings=...)",
+            "total_s": round(res["seconds"], 1), "peak_rss_mb": res.get("peak_rss_mb")}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--kinds", default="random,clustered", help="random (the spec), clustered (closer to real data)")
+    ap.add_argument("--peers", default="fastdup", help="peers to run on the same vectors (fastdup), or ''")
+    ap.add_argument("--peer-timeout", type=float, default=900.0, help="seconds before a peer run is stopped")
+    ap.add_argument("--skip-viscurate", action="store_true", help="only the peers")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -132,15 +155,19 @@ def main() -> int:
             print(f"{n:,} {kind} vectors: writing them ({n * DIM * 2 / 1e9:.1f} GB float16)...", file=sys.stderr,
                   flush=True)
             make_vectors(n, path, kind)
-            proc = subprocess.run([sys.executable, __file__, "--child", str(n), str(path)], capture_output=True,
-                                  text=True, timeout=3600)
-            if proc.returncode != 0:
-                rows.append({"vectors": n, "data": kind, "error": proc.stderr[-500:]})
-            else:
-                rows.append({**json.loads(proc.stdout.strip().splitlines()[-1]), "data": kind})
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            if not args.skip_viscurate:
+                proc = subprocess.run([sys.executable, __file__, "--child", str(n), str(path)], capture_output=True,
+                                      text=True, timeout=3600)
+                if proc.returncode != 0:
+                    rows.append({"vectors": n, "data": kind, "tool": "viscurate", "error": proc.stderr[-500:]})
+                else:
+                    rows.append({**json.loads(proc.stdout.strip().splitlines()[-1]), "data": kind, "tool": "viscurate"})
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            if "fastdup" in args.peers.split(","):
+                rows.append({"vectors": n, "data": kind, **run_fastdup(path, n, Path(tmp), args.peer_timeout)})
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
             path.unlink()
-    keys = ["vectors", "data", "kind", "build_s", "graph_s", "total_s", "recall_at_10", "pairs_at_0.9", "duplicate_pairs_s",
+    keys = ["vectors", "data", "tool", "kind", "build_s", "graph_s", "total_s", "recall_at_10", "pairs_at_0.9", "duplicate_pairs_s",
             "peak_anon_mb", "peak_rss_mb"]
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
