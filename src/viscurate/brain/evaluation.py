@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ViscurateError
+from ..store.documents import get_path
 from .duplicates import _scope
 
 if TYPE_CHECKING:
@@ -140,13 +141,6 @@ class EvaluationReport:
                 "per_class": self.per_class, "seconds": round(self.seconds, 3)}
 
 
-def _get(doc: dict, path: str) -> Any:
-    cur: Any = doc
-    for part in path.split("."):
-        cur = cur.get(part) if isinstance(cur, dict) else None
-    return cur
-
-
 def _boxes(objs: list) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     names, boxes, scores, crowd = [], [], [], []
     for o in objs:
@@ -182,8 +176,8 @@ def evaluate_detections(cat: "Catalog", *, pred_field: str = "predictions",
     marks: dict[str, tuple[dict[int, tuple[str, float | None]], dict[int, str]]] = {}
     for doc in cat.iter_docs(scope):
         report.samples += 1
-        p_names, p_boxes, p_scores, _ = _boxes(_get(doc, pred_field) or [])
-        g_names, g_boxes, _, g_crowd = _boxes(_get(doc, gt_field) or [])
+        p_names, p_boxes, p_scores, _ = _boxes(get_path(doc, pred_field) or [])
+        g_names, g_boxes, _, g_crowd = _boxes(get_path(doc, gt_field) or [])
         p_marks: dict[int, tuple[str, float | None]] = {}
         g_marks: dict[int, str] = {}
         for name in sorted(set(p_names) | set(g_names)):
@@ -244,7 +238,7 @@ def _store(cat: "Catalog", pred_field: str, gt_field: str, marks: dict) -> None:
         for doc in cat.find({"_id": {"$in": part}}, page_size=len(part))["results"]:
             p_marks, g_marks = marks[doc["_id"]]
             for path, mk in ((pred_field, p_marks), (gt_field, g_marks)):
-                objs = _get(doc, path)
+                objs = get_path(doc, path)
                 if not isinstance(objs, list):
                     continue
                 for i, o in enumerate(objs):

@@ -25,13 +25,13 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from ..errors import ViscurateError
+from ..files import write_atomic
 from .neighbours import normalize
 
 if TYPE_CHECKING:
@@ -47,20 +47,6 @@ def index_dir(dataset_dir: Path, model: str, field: str | None = None) -> Path:
     """Where the index of ``model`` (image vectors, or the boxes of ``field``) lives for a dataset."""
     name = re.sub(r"[^A-Za-z0-9_.@-]+", "_", model) + (f"__{re.sub(r'[^A-Za-z0-9_.-]+', '_', field)}" if field else "")
     return Path(dataset_dir) / "indexes" / name
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class SimilarityIndex:
@@ -147,15 +133,15 @@ class SimilarityIndex:
         live = [n for n, k in enumerate(self.keys) if k is not None]
         x = self._matrix()
         data = np.ascontiguousarray(x[live]).astype("<f2").tobytes() if live else b""
-        _atomic_write(self._vectors_path(), data)
+        write_atomic(self._vectors_path(), data)
         self.keys = [self.keys[n] for n in live]
         self._row_of = {(k[0], k[1]): n for n, k in enumerate(self.keys)}
 
     def _save_keys(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.meta["rows"] = len(self.keys)
-        _atomic_write(self.directory / "keys.json", json.dumps(self.keys).encode())
-        _atomic_write(self.directory / "meta.json", json.dumps(self.meta, indent=1).encode())
+        write_atomic(self.directory / "keys.json", json.dumps(self.keys).encode())
+        write_atomic(self.directory / "meta.json", json.dumps(self.meta, indent=1).encode())
 
     # ---- reading ----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ViscurateError
+from ..store.documents import get_path
 from .duplicates import DuplicateRules, _graph, _scope
 from .findings import store_findings
 
@@ -56,10 +57,7 @@ def _values(cat: "Catalog", path: str, ids: list[str], scope: dict) -> list[Any]
     else:  # a free-form field: walk the documents
         by_id = {}
         for doc in cat.iter_docs(scope):
-            cur: Any = doc
-            for part in path.split("."):
-                cur = cur.get(part) if isinstance(cur, dict) else None
-            by_id[doc["_id"]] = cur
+            by_id[doc["_id"]] = get_path(doc, path)
     out = []
     for i in ids:
         v = by_id.get(i)

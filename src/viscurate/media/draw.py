@@ -235,11 +235,8 @@ def place_labels(boxes: Sequence[tuple[Sequence[float], bool]], sizes: Sequence[
 
 
 def _objects(doc: dict, path: str) -> list:
-    cur: Any = doc
-    for part in path.split("."):
-        if not isinstance(cur, dict):
-            return []
-        cur = cur.get(part)
+    from ..store.documents import get_path
+    cur = get_path(doc, path)
     return cur if isinstance(cur, list) else []
 
 

@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -33,6 +32,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from ..errors import ViscurateError
+from ..files import write_atomic
 from .base import Detection, ModelSpec
 from .coco import coco_name
 from .litert import ModelClosed, as_rgb, resolve_threads
@@ -360,15 +360,7 @@ def _store(path: Path, data: bytes) -> None:
     drop the stale versions of the same model. A cache that cannot be written is skipped, not an error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomic(path, data)
         for old in path.parent.glob(f"{SPEC.name}-*.onnx"):
             if old != path:
                 with contextlib.suppress(OSError):

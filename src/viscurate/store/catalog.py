@@ -879,9 +879,7 @@ def _unset_path(doc: dict, parts: list[str]) -> None:
 
 def _box_geometry(doc: dict, path: str) -> list | None:
     """The boxes of the list at ``path`` of a document, in order (what box vectors are made from)."""
-    cur: Any = doc
-    for part in path.split("."):
-        cur = cur.get(part) if isinstance(cur, dict) else None
+    cur = documents.get_path(doc, path)
     if not isinstance(cur, list):
         return None
     return [o.get("bbox") if isinstance(o, dict) else None for o in cur]

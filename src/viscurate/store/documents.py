@@ -227,6 +227,18 @@ def assemble_object(obj: dict, object_attrs: dict | None = None) -> dict:
     return out
 
 
+def get_path(doc: Any, path: str) -> Any:
+    """The value at a dotted ``path`` of a document, ``None`` where the path leaves sub-documents.
+
+    >>> get_path({"a": {"b": [1]}}, "a.b"), get_path({"a": 3}, "a.b")
+    ([1], None)
+    """
+    cur = doc
+    for part in path.split("."):
+        cur = cur.get(part) if isinstance(cur, dict) else None
+    return cur
+
+
 def merge(old: dict, new: dict, keys: Iterable[str] | None = None) -> dict:
     """``old`` with the top-level fields of ``new`` (or only ``keys`` of it) replacing its own."""
     out = dict(old)
