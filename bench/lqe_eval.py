@@ -174,10 +174,12 @@ def crop(img: np.ndarray, box: Sequence[float]) -> np.ndarray:
 
 
 class Models:
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, object_input: int | None = None):
         from viscurate.models import get_model
         self.det = get_model("ssd_mobilenet_v2_coco", threads=threads)
         self.cls = get_model("efficientnet_lite3", threads=threads)
+        if object_input:  # crops at another side than the shipped one (to compare; changes the crop tags)
+            self.cls.object_input = int(object_input)
         self.face = get_model("blazeface", threads=threads)
         self.pose = get_model("movenet_lightning", threads=threads)
         self.keys = {k: m.spec.key for k, m in (("detector", self.det), ("classifier", self.cls),
@@ -202,7 +204,7 @@ def run_image(models: Models, path: Path, min_confidence: float = COLLECT_MIN_CO
     poses = models.pose.poses(img, person) if person else []
     pieces = [crop(img, d.bbox) for d in dets] if crops else []
     if pieces:
-        crop_tags, emb = models.cls.classify_and_embed(pieces, top_k=TOP_K_TAGS)
+        crop_tags, emb = models.cls.classify_and_embed(pieces, top_k=TOP_K_TAGS, objects=True)
     else:
         crop_tags, emb = [None] * len(dets), np.zeros((len(dets), 1280), np.float32)
     from viscurate.models.base import Face, Pose
@@ -248,9 +250,13 @@ def match(dets: Sequence[Detection], gts, ignores) -> list[int]:
 
 
 def collect(recs: list[ImageRec], min_confidence: float, threads: int, cache: Path | None,
-            verbose: bool = True, tta: Sequence[str] = ("flip", "scale")) -> list[dict]:
+            verbose: bool = True, tta: Sequence[str] = ("flip", "scale"), object_input: int | None = None,
+            tta_gate: float | None = None) -> list[dict]:
     """One row per scored detection: dataset, image, label, signals (incl. crop tag agreement), embedding.
-    ``tta``: the augmented passes the signals use (a pass left out counts as not run)."""
+    ``tta``: the augmented passes the signals use (a pass left out counts as not run); ``object_input``:
+    the side box crops are classified at (default: the shipped ``efficientnet.OBJECT_INPUT``)."""
+    from viscurate.models.efficientnet import OBJECT_INPUT
+    object_input = int(object_input or OBJECT_INPUT)
     store: dict[str, Any] = {}
     if cache and cache.exists():
         store = pickle.loads(cache.read_bytes())
@@ -258,16 +264,21 @@ def collect(recs: list[ImageRec], min_confidence: float, threads: int, cache: Pa
     rows = []
     t0 = time.perf_counter()
     for n, rec in enumerate(recs):
-        ck = f"{rec.key}|{hashlib.sha256(rec.path.read_bytes()).hexdigest()[:16]}"
+        ck = f"{rec.key}|{hashlib.sha256(rec.path.read_bytes()).hexdigest()[:16]}|obj{object_input}|evidence"
         out = store.get(ck)
         if out is None:
-            models = models or Models(threads)
+            models = models or Models(threads, object_input)
             out = store[ck] = run_image(models, rec.path, min(min_confidence, COLLECT_MIN_CONFIDENCE))
         keep = [i for i, d in enumerate(out["dets"]) if d.confidence >= min_confidence]
         dets = [out["dets"][i] for i in keep]
         labels = match(dets, rec.gts, rec.ignores)
-        lq = quality.label_quality(dets, out["flip"] if "flip" in tta else None,
-                                   out["scale"] if "scale" in tta else None, out["tags"], out["faces"], out["poses"],
+        # as the label stage: the augmented pass only where a box it writes is unsure (quality.needs_tta)
+        from viscurate.pipeline.label import DETECTOR_MIN_CONFIDENCE
+        gated = tta_gate is not None and not quality.needs_tta(
+            [d for d in dets if d.confidence >= DETECTOR_MIN_CONFIDENCE], tta_gate)
+        lq = quality.label_quality(dets, out["flip"] if "flip" in tta and not gated else None,
+                                   out["scale"] if "scale" in tta and not gated else None, out["tags"], out["faces"],
+                                   out["poses"],
                                    crop_tags=[out["crop_tags"][i] for i in keep])
         for i, d, lab, (lqe, sig) in zip(keep, dets, labels, lq):
             if lab < 0:
@@ -595,6 +606,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tta", default=",".join(quality.TTA_PASSES),
                     help="augmented detector passes the signals use: scale (the label stage, default), flip, "
                          "or flip,scale")
+    ap.add_argument("--drop", default="",
+                    help="features left out of both models, comma-separated (e.g. the detector's evidence: "
+                         "log_votes,vote_iou,log_vote_score,class_margin)")
+    ap.add_argument("--tta-gate", type=float, default=quality.TTA_GATE,
+                    help="use the augmented passes only on images with a written box under this confidence, "
+                         "the others count as not run (default %(default)s as the label stage; 2: every image)")
+    ap.add_argument("--object-input", type=int, default=None,
+                    help="side box crops are classified at (default: the shipped one; 280 = the image's)")
     ap.add_argument("--fit", action="store_true", help="print the constants to paste into models/quality.py")
     ap.add_argument("--cache", type=Path, default=None, help="pickle of model outputs, reused when present")
     ap.add_argument("--out", type=Path, default=None, help="results JSON (default bench/results/lqe-<date>.json)")
@@ -612,7 +631,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         recs = kept
     t0 = time.perf_counter()
     tta = tuple(v.strip() for v in args.tta.split(",") if v.strip())
-    rows = collect(recs, args.fit_min_confidence, args.threads, args.cache, tta=tta)
+    drop = {v.strip() for v in args.drop.split(",") if v.strip()}
+    unknown = drop - set(quality.FEATURES)
+    if unknown:
+        ap.error(f"unknown features in --drop: {', '.join(sorted(unknown))}")
+    for m in MODEL_FEATURES:
+        MODEL_FEATURES[m] = tuple(f for f in MODEL_FEATURES[m] if f not in drop)
+    rows = collect(recs, args.fit_min_confidence, args.threads, args.cache, tta=tta, object_input=args.object_input,
+                   tta_gate=args.tta_gate)
     seconds = time.perf_counter() - t0
     report = [float(v) for v in args.report.split(",") if v.strip()]
     res = evaluate(rows, args.folds, args.repeats, args.neighbours, report, names)

@@ -32,7 +32,7 @@ def planted(tmp_path_factory):
 def test_planted_duplicates_precision_and_recall(planted):
     ds, truth = planted
     report = ds.find_duplicates()
-    assert report.model == "efficientnet_lite3@uint8-280" and report.samples == truth["n_images"]
+    assert report.model == "efficientnet_lite3@uint8-280-obj224" and report.samples == truth["n_images"]
     names = {d["_id"]: os.path.basename(d["filepath"])
              for d in ds.find({}, projection={"filepath": 1}, page_size=10_000)["results"]}
     predicted = {frozenset(names[i] for i in pair) for pair in report.pairs()}
@@ -183,7 +183,7 @@ def test_calibration_page(planted, tmp_path):
     ds, truth = planted
     report = ds.calibrate(tmp_path / "cal.html")
     page = (tmp_path / "cal.html").read_text()
-    assert report.model == "efficientnet_lite3@uint8-280" and set(report.bands) == {"phash", "embedding"}
+    assert report.model == "efficientnet_lite3@uint8-280-obj224" and set(report.bands) == {"phash", "embedding"}
     # identical bytes are 0 bits apart: the first hash band holds the exact copies
     assert report.bands["phash"][0]["band"] == [0, 0] and report.bands["phash"][0]["pairs_in_band"] >= 5
     assert len(report.nearest["phash"]) >= 150 and len(report.nearest["embedding"]) == 200

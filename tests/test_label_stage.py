@@ -20,7 +20,7 @@ from viscurate.pipeline.label import LABEL_KEYS, select_models
 from viscurate.store.catalog import Catalog
 
 VISCURATE = shutil.which("viscurate") or str(Path(sys.executable).parent / "viscurate")
-EMBEDDER = "efficientnet_lite3@uint8-280"
+EMBEDDER = "efficientnet_lite3@uint8-280-obj224"
 CAT_QUERY = {"object_analysis": {"$elemMatch": {"name": "cat", "label_quality_estimation": {"$gte": 0.5}}}}
 
 

@@ -117,7 +117,7 @@ def test_unknown_model_is_a_clear_error():
         get_model("yolo_v99")
     assert isinstance(err.value, ViscurateError)
     assert "yolo_v99" in str(err.value) and "ssd_mobilenet_v2_coco" in str(err.value)
-    with pytest.raises(ModelNotFound, match="registered: efficientnet_lite3@uint8-280"):
+    with pytest.raises(ModelNotFound, match="registered: efficientnet_lite3@uint8-280-obj224"):
         get_model("efficientnet_lite3@0")
     with pytest.raises(ModelNotFound, match="did you mean 'blazeface'"):
         get_spec("blazefase")
@@ -133,7 +133,7 @@ def test_missing_weights_name_the_pip_package():
 def test_get_model_caches_per_threads_and_rebuilds_after_close(classifier):
     assert get_model("efficientnet_lite3", threads=2) is classifier
     assert get_model("classifier", threads=2) is classifier  # a role resolves to its default
-    other = get_model("efficientnet_lite3@uint8-280", threads=1)
+    other = get_model("efficientnet_lite3@uint8-280-obj224", threads=1)
     assert other is not classifier and other.threads == 1
     other.close()
     with pytest.raises(ModelClosed):
@@ -225,6 +225,28 @@ def test_efficientnet_embeddings(classifier, photos):
     assert np.array_equal(again[0], vectors[0])  # deterministic
     tags, both = classifier.classify_and_embed([cat])
     assert np.array_equal(both[0], vectors[0]) and tags[0][0].name == classifier.classify([cat])[0][0].name
+
+
+def test_efficientnet_box_crops_run_at_the_object_input(classifier, detections, photos):
+    from viscurate.models.efficientnet import OBJECT_INPUT
+
+    assert classifier.object_input == OBJECT_INPUT < classifier.input_width
+    cat_box = _best(detections["chelsea"], "cat").bbox
+    x, y, w, h = (int(round(v)) for v in cat_box)
+    cat = np.ascontiguousarray(photos["chelsea"][y:y + h, x:x + w])
+    cup_box = _best(detections["coffee"], "cup").bbox
+    x, y, w, h = (int(round(v)) for v in cup_box)
+    cup = np.ascontiguousarray(photos["coffee"][y:y + h, x:x + w])
+    tags, vectors = classifier.classify_and_embed([cat, cup], objects=True)
+    assert {"tabby", "tiger cat", "Egyptian cat"} & {t.name for t in tags[0]}
+    assert {"espresso", "cup", "coffee mug"} & {t.name for t in tags[1]}
+    full = classifier.embed([cat, cup])
+    # the smaller input is another view of the same crop: close to the 280 pass, not equal to it
+    assert not np.array_equal(full, vectors)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert float(full[0] @ vectors[0]) > 0.8 and float(full[1] @ vectors[1]) > 0.8
+    assert float(vectors[0] @ vectors[1]) < float(full[0] @ vectors[0]) - 0.3
+    assert np.array_equal(classifier.embed([cat], objects=True)[0], vectors[0])
 
 
 # --- BlazeFace ------------------------------------------------------------------------------------------

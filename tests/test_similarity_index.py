@@ -112,7 +112,7 @@ def test_similar_on_real_photos(tmp_path):
     assert os.path.basename(by_image[0]["filepath"]) == "coffee.png" and by_image[0]["similarity"] > 0.99
     # by vector
     with Catalog(ds.directory, "sim") as cat:
-        vec = SimilarityIndex.sync(cat, "efficientnet_lite3@uint8-280").vector_of(cat_id)
+        vec = SimilarityIndex.sync(cat, "efficientnet_lite3@uint8-280-obj224").vector_of(cat_id)
         assert similar(cat, vec, k=1)[0]["_id"] == cat_id
         with pytest.raises(ViscurateError, match="dimensions"):
             similar(cat, np.ones(3, np.float32))

@@ -1,7 +1,7 @@
 """A persisted, incremental similarity index per dataset and embedding model.
 
 >>> with Catalog(directory, "pets") as cat:                                        # doctest: +SKIP
-...     index = SimilarityIndex.sync(cat, "efficientnet_lite3@uint8-280")
+...     index = SimilarityIndex.sync(cat, "efficientnet_lite3@uint8-280-obj224")
 ...     ids, sims = index.search(index.vector_of("a1b2..."), k=10)
 
 The catalog's ``vectors`` table stays the source of truth; the index is derived from it and lives next to

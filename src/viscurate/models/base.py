@@ -53,6 +53,9 @@ class Detection:
     confidence: float
     bbox: list[float]  # [x, y, w, h] pixels
     class_id: int | None = None
+    #: what the detector knows beyond the score (the default detector: its anchors' votes, see
+    #: ``viscurate.models.ssd.EVIDENCE``); label quality estimation reads it, ``None`` when a model has none
+    evidence: dict[str, float] | None = None
 
 
 @dataclass

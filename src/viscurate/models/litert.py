@@ -153,18 +153,22 @@ def _find_tensor(subgraph: Any, ref: int | str) -> int:
 
 
 def load_interpreter(path: str, threads: int,
-                     extra_outputs: Sequence[int | str] | Callable[[Any], Sequence[int]] = ()) -> Any:
+                     extra_outputs: Sequence[int | str] | Callable[[Any], Sequence[int]] = (),
+                     edit: Callable[[Any], None] | None = None,
+                     input_shape: Sequence[int] | None = None) -> Any:
     """A LiteRT ``Interpreter`` for the model at ``path`` with ``num_threads=threads``, tensors allocated.
 
     ``extra_outputs`` (tensor indices or names, or a function that takes the parsed ``ModelT`` and returns
     tensor indices) are added to the graph's outputs by rewriting the model
     flatbuffer in memory, so that intermediate activations (e.g. an embedding layer) can be read after
     ``invoke()`` without ``experimental_preserve_all_tensors`` (a debug mode that keeps every buffer alive
-    and can disable delegates). The file on disk is never modified.
+    and can disable delegates). ``edit`` may change the parsed ``ModelT`` further before it is packed (e.g.
+    an operator's options), and ``input_shape`` resizes the first input before the tensors are allocated.
+    The file on disk is never modified.
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    if not extra_outputs:
+    if not extra_outputs and edit is None:
         interp = Interpreter(model_path=path, num_threads=int(threads))
     else:
         import flatbuffers
@@ -176,6 +180,8 @@ def load_interpreter(path: str, threads: int,
         sg = model.subgraphs[0]
         outputs = [int(i) for i in np.asarray(sg.outputs).ravel()]
         refs = extra_outputs(model) if callable(extra_outputs) else extra_outputs
+        if edit is not None:
+            edit(model)
         for ref in refs:
             index = _find_tensor(sg, ref)
             if index not in outputs:
@@ -184,6 +190,8 @@ def load_interpreter(path: str, threads: int,
         builder = flatbuffers.Builder(len(raw) + 4096)
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
         interp = Interpreter(model_content=bytes(builder.Output()), num_threads=int(threads))
+    if input_shape is not None:
+        interp.resize_tensor_input(int(interp.get_input_details()[0]["index"]), [int(v) for v in input_shape])
     interp.allocate_tensors()
     return interp
 
@@ -216,10 +224,15 @@ class LiteRTModel:
                               f"viscurate.models.get_model({self.spec.name!r})")
         return self._interp
 
-    def _run(self, tensor: np.ndarray, outputs: Sequence[int]) -> list[np.ndarray]:
-        """Set the input (batch of one), invoke, copy the requested output tensors."""
+    def _run(self, tensor: np.ndarray, outputs: Sequence[int], variant: Callable[[], Any] | None = None
+             ) -> list[np.ndarray]:
+        """Set the input (batch of one), invoke, copy the requested output tensors. ``variant`` returns
+        another interpreter of the same model to run instead (called under the lock, after the closed
+        check, so it may build the interpreter lazily)."""
         with self._lock:
             interp = self._interpreter()
+            if variant is not None:
+                interp = variant()
             interp.set_tensor(self._input_index, tensor)
             interp.invoke()
             return [interp.get_tensor(int(i)).copy() for i in outputs]

@@ -48,6 +48,8 @@ INPUT_SIZE = 300
 BOXES = "BoxEncodingPredictor/concat"
 SCORES = "ClassPredictor/concat/sigmoid"
 RUNTIMES = ("onnxruntime", "opencv")
+#: Anchors scoring at least this count as votes for a kept box (:data:`EVIDENCE`).
+EVIDENCE_MIN_CONFIDENCE = 0.05
 
 log = logging.getLogger("viscurate.models")
 
@@ -109,30 +111,67 @@ def _nms(boxes: np.ndarray, threshold: float) -> list[int]:
     return keep
 
 
+#: Evidence columns :func:`detection_output` appends when asked (``evidence_min_confidence``), in order.
+EVIDENCE = ("votes", "vote_iou", "vote_score", "class_margin")
+
+
+def _decode_boxes(codes: np.ndarray, anchor_boxes: np.ndarray, variance: Sequence[float]) -> np.ndarray:
+    """``[x1, y1, x2, y2]`` (normalized) of box ``codes`` ``[ty, tx, th, tw]`` on their anchors."""
+    ax, ay, aw, ah = anchor_boxes.T
+    cy = codes[:, 0] * variance[0] * ah + ay
+    cx = codes[:, 1] * variance[1] * aw + ax
+    h = np.exp(codes[:, 2] * variance[2]) * ah
+    w = np.exp(codes[:, 3] * variance[3]) * aw
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+
+
+def _iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    iw = np.maximum(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0)
+    ih = np.maximum(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0)
+    inter = iw * ih
+    union = (max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
+             + np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0) - inter)
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def _evidence(box: np.ndarray, anchor: int, class_col: int, scores: np.ndarray, codes: np.ndarray,
+              anchor_boxes: np.ndarray, variance: Sequence[float], min_confidence: float) -> list[float]:
+    """What non-maximum suppression threw away about one kept box (MetaDetect's idea: Schubert et al.,
+    "MetaDetect: Uncertainty Quantification and Prediction Quality Estimates for Object Detection", 2021):
+    how many anchors voted for the same class on about the same box (score >= ``min_confidence``, IoU >= 0.5
+    with the kept box, the kept one included), how tightly (mean IoU of the voters), how strongly (their
+    summed scores), and the margin of the class over the runner-up class on the kept box's own anchor.
+    A real object is seen by many neighbouring anchors and scales; a spurious box often by one."""
+    column = scores[:, class_col]
+    cand = np.nonzero(column >= min_confidence)[0]
+    iou = _iou_one(box, _decode_boxes(codes[cand], anchor_boxes[cand], variance))
+    voters = iou >= 0.5
+    others = np.delete(scores[anchor], class_col)
+    return [float(voters.sum()), float(iou[voters].mean()) if voters.any() else 0.0,
+            float(column[cand][voters].sum()), float(scores[anchor, class_col] - (others.max() if others.size else 0.0))]
+
+
 def detection_output(box_codes: np.ndarray, scores: np.ndarray, anchor_boxes: np.ndarray, *,
                      min_confidence: float = 0.01, nms_threshold: float = 0.6, top_k: int = 100,
-                     keep_top_k: int = 100, variance: Sequence[float] = (0.1, 0.1, 0.2, 0.2)) -> np.ndarray:
+                     keep_top_k: int = 100, variance: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
+                     evidence_min_confidence: float | None = None) -> np.ndarray:
     """Decode SSD outputs into detection rows ``[image, class_id, score, x1, y1, x2, y2]`` (normalized corners,
     not clipped), as Caffe's and OpenCV's ``DetectionOutput`` layer does: per class (class 0 is the
     background), the boxes scoring above ``min_confidence``, at most ``top_k`` of them, greedy NMS at IoU
-    ``nms_threshold``; then the ``keep_top_k`` best over all classes.
+    ``nms_threshold``; then the ``keep_top_k`` best over all classes. With ``evidence_min_confidence``, each
+    row also carries the :data:`EVIDENCE` columns (see :func:`_evidence`), counting anchors down to that score.
 
     ``box_codes``: ``(images, anchors, 4)`` in TensorFlow's order ``[ty, tx, th, tw]``; ``scores``:
     ``(images, anchors, classes)`` after the sigmoid; ``anchor_boxes``: :func:`anchors`.
     """
+    width = 7 + (len(EVIDENCE) if evidence_min_confidence is not None else 0)
     rows = []
-    ax, ay, aw, ah = anchor_boxes.T
     for image in range(box_codes.shape[0]):
         s = scores[image, :, 1:]
         anchor_idx, class_idx = np.nonzero(s > min_confidence)
         if anchor_idx.size == 0:
             continue
-        codes = box_codes[image, anchor_idx]
-        cy = codes[:, 0] * variance[0] * ah[anchor_idx] + ay[anchor_idx]
-        cx = codes[:, 1] * variance[1] * aw[anchor_idx] + ax[anchor_idx]
-        h = np.exp(codes[:, 2] * variance[2]) * ah[anchor_idx]
-        w = np.exp(codes[:, 3] * variance[3]) * aw[anchor_idx]
-        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        boxes = _decode_boxes(box_codes[image, anchor_idx], anchor_boxes[anchor_idx], variance)
         conf = s[anchor_idx, class_idx]
         found = []
         for c in np.unique(class_idx):
@@ -140,11 +179,13 @@ def detection_output(box_codes: np.ndarray, scores: np.ndarray, anchor_boxes: np
             members = members[np.argsort(-conf[members], kind="stable")][:top_k]
             for k in _nms(boxes[members], nms_threshold):
                 m = members[k]
-                found.append((float(conf[m]), int(c) + 1, boxes[m]))
+                found.append((float(conf[m]), int(c) + 1, boxes[m], int(anchor_idx[m])))
         found.sort(key=lambda f: -f[0])
-        for score, class_id, box in found[:keep_top_k]:
-            rows.append([image, class_id, score, *box.tolist()])
-    return np.asarray(rows, np.float32).reshape(-1, 7)
+        for score, class_id, box, anchor in found[:keep_top_k]:
+            extra = [] if evidence_min_confidence is None else _evidence(
+                box, anchor, class_id - 1, s, box_codes[image], anchor_boxes, variance, evidence_min_confidence)
+            rows.append([image, class_id, score, *box.tolist(), *extra])
+    return np.asarray(rows, np.float32).reshape(-1, width)
 
 
 # ---- the detector -------------------------------------------------------------------------------
@@ -220,13 +261,14 @@ class SSDMobileNetV2COCO:
         params = dict(self._params)
         params["min_confidence"] = max(params["min_confidence"], float(np.nextafter(np.float32(min_confidence), 0)))
         return detection_output(codes.reshape(n, -1, 4), scores.reshape(n, len(self._anchors), -1), self._anchors,
-                                **params)
+                                evidence_min_confidence=EVIDENCE_MIN_CONFIDENCE, **params)
 
     @staticmethod
     def _decode(rows: np.ndarray, shape: tuple[int, ...], min_confidence: float) -> list[Detection]:
         h, w = shape[:2]
         found = []
-        for _, class_id, score, x1, y1, x2, y2 in rows:
+        for row in rows:
+            _, class_id, score, x1, y1, x2, y2 = row[:7]
             if not score >= min_confidence:
                 continue
             x1, x2 = float(np.clip(x1, 0, 1)) * w, float(np.clip(x2, 0, 1)) * w
@@ -234,9 +276,10 @@ class SSDMobileNetV2COCO:
             if x2 <= x1 or y2 <= y1:
                 continue
             cid = int(round(float(class_id)))
+            evidence = ({k: round(float(v), 4) for k, v in zip(EVIDENCE, row[7:])} if len(row) > 7 else None)
             found.append(Detection(name=coco_name(cid), confidence=round(float(score), 4),
                                    bbox=[round(x1, 1), round(y1, 1), round(x2 - x1, 1), round(y2 - y1, 1)],
-                                   class_id=cid))
+                                   class_id=cid, evidence=evidence))
         found.sort(key=lambda d: (-d.confidence, d.class_id or 0, d.bbox))
         return found
 

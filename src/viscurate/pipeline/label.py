@@ -48,6 +48,8 @@ See ``docs/labeling.md``.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 import math
 import os
@@ -315,6 +317,16 @@ def _decode(path: str, max_side: int) -> tuple[np.ndarray, int, int]:
     return np.asarray(small), int(dec.width), int(dec.height)
 
 
+def _on_objects(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` told that its images are box crops, where it takes ``objects=`` (the default classifier
+    runs crops at a smaller input); other models see crops as images."""
+    try:
+        takes = "objects" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        takes = False
+    return functools.partial(method, objects=True) if takes else method
+
+
 def _crop(img: np.ndarray, box: Sequence[float]) -> np.ndarray:
     """The pixels of ``box`` (image coordinates), at least 1x1, clamped to the image."""
     h, w = img.shape[:2]
@@ -399,12 +411,12 @@ def _label_sample(sid: str, path: str | None, tasks: frozenset, stored: dict) ->
         main = det.detect([img], min_confidence=DETECTOR_MIN_CONFIDENCE)[0]
         found: dict[str, list] = {}
         transform: tuple = (w, 0, 0, 1, 1)
-        if main:  # the augmented passes only inform the estimates of boxes we write: none, no need
+        if quality.needs_tta(main):
             views, transform = quality.tta_views(img)
             found = dict(zip(views, det.detect(list(views.values()), min_confidence=quality.TTA_MIN_CONFIDENCE)))
         clock.add(key, t0)
         orig = lambda ds: None if ds is None else [  # noqa: E731
-            Detection(d.name, d.confidence, to_orig(d.bbox), d.class_id) for d in ds]
+            Detection(d.name, d.confidence, to_orig(d.bbox), d.class_id, d.evidence) for d in ds]
         dets = orig(main)
         flip_dets, scale_dets = (orig(x) for x in quality.tta_map_back(found.get("flip"), found.get("scale"),
                                                                          transform))
@@ -419,10 +431,10 @@ def _label_sample(sid: str, path: str | None, tasks: frozenset, stored: dict) ->
         clf = _model("classifier")
         t0 = time.perf_counter()
         if "crops" in tasks and ckey == ekey and hasattr(clf, "classify_and_embed"):
-            crop_tags, vecs = clf.classify_and_embed(crops, top_k=TOP_K_TAGS)
+            crop_tags, vecs = _on_objects(clf.classify_and_embed)(crops, top_k=TOP_K_TAGS)
             box_vecs = np.asarray(vecs, np.float32).astype(np.float16)
         else:
-            crop_tags = clf.classify(crops, top_k=TOP_K_TAGS)
+            crop_tags = _on_objects(clf.classify)(crops, top_k=TOP_K_TAGS)
         clock.add(ckey, t0)
 
     tags = None
@@ -520,7 +532,7 @@ def _label_sample(sid: str, path: str | None, tasks: frozenset, stored: dict) ->
                 crops.append(_crop(img, [b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy]))
             if crops:
                 t0 = time.perf_counter()
-                vecs = np.asarray(_model("embedder").embed(crops), np.float32)
+                vecs = np.asarray(_on_objects(_model("embedder").embed)(crops), np.float32)
                 clock.add(ekey, t0)
                 out["box_vecs"][fname] = vecs.astype(np.float16)
             else:

@@ -191,14 +191,16 @@ def assemble(row: dict, objects: dict[str, list[dict]], extra: dict | None,
     fields = fields if fields is not None else schema.FIELDS
     object_attrs = object_attrs if object_attrs is not None else schema.OBJECT_ATTRS
     doc: dict[str, Any] = {}
+    kids = schema.child_index(fields)
     for spec in schema.top_level(fields):
-        _assemble_into(doc, spec, row, objects, fields, object_attrs)
+        _assemble_into(doc, spec, row, objects, kids, object_attrs)
     if extra:
         doc.update(extra)
     return doc
 
 
-def _assemble_into(target: dict, spec: FieldSpec, row: dict, objects: dict, fields: dict, object_attrs: dict) -> None:
+def _assemble_into(target: dict, spec: FieldSpec, row: dict, objects: dict, kids: dict[str, list[FieldSpec]],
+                   object_attrs: dict) -> None:
     name = spec.path.rsplit(".", 1)[-1]
     if spec.kind in ("scalar", "list"):
         value = row.get(spec.path)
@@ -206,8 +208,8 @@ def _assemble_into(target: dict, spec: FieldSpec, row: dict, objects: dict, fiel
             target[name] = value
     elif spec.kind == "group":
         sub: dict[str, Any] = {}
-        for child in schema.children(spec.path, fields):
-            _assemble_into(sub, child, row, objects, fields, object_attrs)
+        for child in kids.get(spec.path, ()):
+            _assemble_into(sub, child, row, objects, kids, object_attrs)
         if sub:
             target[name] = sub
     else:

@@ -130,6 +130,9 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     _f("mislabel.score", "scalar", "DOUBLE"),
     _f("mislabel.suggested", "scalar", "VARCHAR"),
     _f("mislabel.neighbour_disagreement", "scalar", "DOUBLE"),
+    _f("object_duplicates", "group"),  # written by viscurate.brain.object_duplicates
+    _f("object_duplicates.count", "scalar", "BIGINT"),
+    _f("object_duplicates.best", "scalar", "DOUBLE"),
     _f("label_conflict", "group"),  # written by viscurate.brain.conflicts
     _f("label_conflict.source", "scalar", "VARCHAR"),
     _f("label_conflict.group", "scalar", "VARCHAR"),
@@ -164,6 +167,8 @@ OBJECT_FIELDS: tuple[FieldSpec, ...] = (
     _f("label_quality_estimation", "scalar", "DOUBLE"),
     _f("eval", "scalar", "VARCHAR"),  # tp / fp (predictions) or tp / fn (ground truth), from brain.evaluation
     _f("eval_iou", "scalar", "DOUBLE"),
+    _f("object_duplicate", "scalar", "VARCHAR"),  # "<sample id>#<box index>", from brain.object_duplicates
+    _f("object_duplicate_similarity", "scalar", "DOUBLE"),
 )
 
 FIELDS: dict[str, FieldSpec] = {f.path: f for f in SAMPLE_FIELDS}
@@ -180,6 +185,19 @@ def children(path: str, fields: dict[str, FieldSpec] = FIELDS) -> list[FieldSpec
     """Direct children of a group, in declaration order."""
     prefix = path + "."
     return [f for p, f in fields.items() if p.startswith(prefix) and "." not in p[len(prefix):]]
+
+
+def child_index(fields: dict[str, FieldSpec] = FIELDS) -> dict[str, list[FieldSpec]]:
+    """Every group's direct children at once (``""``: the top level), in declaration order: one pass over
+    the fields for code that walks every group of many documents.
+
+    >>> [f.path for f in child_index()["quality"]][:2]
+    ['quality.blur', 'quality.brightness']
+    """
+    out: dict[str, list[FieldSpec]] = {}
+    for p, f in fields.items():
+        out.setdefault(p.rpartition(".")[0], []).append(f)
+    return out
 
 
 def leaves_under(path: str, fields: dict[str, FieldSpec] = FIELDS) -> list[FieldSpec]:
