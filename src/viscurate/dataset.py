@@ -392,6 +392,22 @@ class Dataset:
         with self._catalog(write=write) as cat:
             return find_outliers(cat, model=model, k=k, query=query, write=write, **options)
 
+    def find_object_duplicates(self, *, field: str = "object_analysis", model: str | None = None,
+                               min_similarity: float | None = None, query: dict | None = None,
+                               write: bool = True, **options: Any):
+        """Boxes whose crop embeddings nearly match a box in another image, marked on the boxes
+        (``object_duplicate``, ``object_duplicate_similarity``) and counted on the samples
+        (``object_duplicates.*``, the issue ``object_duplicate``). Returns an ``ObjectDuplicatesReport``.
+
+        >>> ds.find_object_duplicates(min_similarity=0.97)                              # doctest: +SKIP
+        >>> ds.find({"issues": "object_duplicate"}, sort=[("object_duplicates.best", -1)])  # doctest: +SKIP
+        """
+        from .brain.object_duplicates import MIN_SIMILARITY, find_object_duplicates
+        with self._catalog(write=write) as cat:
+            return find_object_duplicates(cat, field=field, model=model, query=query, write=write,
+                                          min_similarity=MIN_SIMILARITY if min_similarity is None else min_similarity,
+                                          **options)
+
     def find_clusters(self, *, model: str | None = None, clusters: int | None = None, query: dict | None = None,
                       write: bool = True, **options: Any):
         """k-means clusters of the embeddings, stored as ``cluster.*``; members of very small clusters get the
@@ -465,8 +481,8 @@ class Dataset:
     def analyze(self, *, split_field: str = "split", model: str | None = None, progress: Any = None) -> dict:
         """Every data-quality analysis that the dataset has the data for, in one call: duplicates (always),
         leaks (when a sample has a ``split_field`` value), outliers and clusters (when embeddings are
-        stored), label errors and label conflicts (``ground_truth.label`` values of 2 classes or more; label
-        errors also need embeddings). Returns ``{analysis: report}``; ``progress(name)`` is called before each."""
+        stored), object duplicates (when box embeddings are), label errors and label conflicts
+        (``ground_truth.label`` values of 2 classes or more; label errors also need embeddings). Returns ``{analysis: report}``; ``progress(name)`` is called before each."""
         from .brain.duplicates import _default_model
         out: dict[str, Any] = {}
         steps: list[tuple[str, Any]] = [("duplicates", lambda: self.find_duplicates(model=model))]
@@ -475,11 +491,14 @@ class Dataset:
         with self._catalog() as cat:
             has_vectors = bool(model or _default_model(cat))
             label_classes = cat.sql('SELECT count(DISTINCT "ground_truth.label") FROM samples')[0][0]
+            box_vectors = cat.sql("SELECT count(DISTINCT sample_seq) FROM vectors WHERE field = 'object_analysis'")[0][0]
         if has_vectors and self.count({"issues": {"$ne": "corrupt"}}) >= 3:
             steps.append(("outliers", lambda: self.find_outliers(model=model)))
             steps.append(("clusters", lambda: self.find_clusters(model=model)))
             if label_classes >= 2:
                 steps.append(("label_errors", lambda: self.find_label_errors(model=model)))
+        if box_vectors >= 2:
+            steps.append(("object_duplicates", lambda: self.find_object_duplicates(model=model)))
         if label_classes >= 2:
             steps.append(("label_conflicts", lambda: self.find_label_conflicts()))
         for name, run in steps:

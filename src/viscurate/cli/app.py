@@ -540,6 +540,31 @@ def outliers_cmd(
                   f"viscurate find {name} '{{}}' --sort scores.uniqueness:-1")
 
 
+@app.command("object-duplicates")
+def object_duplicates_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    field: str = typer.Option("object_analysis", "--field", help="Box list: object_analysis or ground_truth.detections."),
+    min_similarity: float = typer.Option(0.92, "--min-similarity", help="Cosine similarity of two boxes' embeddings."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
+    show: int = typer.Option(15, "--show", help="Pairs to print."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Find boxes whose objects appear again in another image (box-embedding near duplicates)."""
+    report = _dataset(name).find_object_duplicates(field=field, model=model, min_similarity=min_similarity)
+    if as_json:
+        _print_json(dict(report.as_dict(), dataset=name))
+        return
+    console.print(f"{report.boxes:,} boxes of {report.field} searched ({report.model}) · {report.duplicate_boxes:,} "
+                  f"with a twin in another image (similarity >= {report.min_similarity}) in {report.samples:,} "
+                  f"samples · {report.seconds:.1f} s")
+    if report.examples:
+        table = Table("sample", "box", "sample", "box", "similarity", title="the closest pairs")
+        for a, i, b, j, sim in report.examples[:show]:
+            table.add_row(a, str(i), b, str(j), f"{sim:.3f}")
+        console.print(table)
+        console.print(f"find them: viscurate find {name} '{{\"issues\": \"object_duplicate\"}}'")
+
+
 @app.command("clusters")
 def clusters_cmd(
     name: str = typer.Argument(..., help="Dataset name."),
@@ -681,6 +706,9 @@ def analyze_cmd(
         lines.append(f"leaks: no sample has a {split_field} value")
     if "label_errors" in reports:
         lines.append(f"label errors: {len(reports['label_errors'].errors):,} probable")
+    if "object_duplicates" in reports:
+        r = reports["object_duplicates"]
+        lines.append(f"object duplicates: {r.duplicate_boxes:,} boxes with a twin in another image, in {r.samples:,} samples")
     if "label_conflicts" in reports:
         lines.append(f"label conflicts (duplicates or clusters that disagree): "
                      f"{len(reports['label_conflicts'].conflicts):,}")
