@@ -179,15 +179,23 @@ def test_unknown_runtime_is_a_clear_error():
 def test_converted_model_is_cached_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch, real_photos):
     monkeypatch.setenv("VISCURATE_MODEL_CACHE", str(tmp_path / "cache"))
     first = ssd.SSDMobileNetV2COCO(threads=1)
-    files = list((tmp_path / "cache").glob("ssd_mobilenet_v2_coco-*.onnx"))
-    assert len(files) == 1 and files[0].stat().st_size > 60e6
+    converted = [p for p in (tmp_path / "cache").glob("ssd_mobilenet_v2_coco-*.onnx") if ".optimized." not in p.name]
+    optimized = list((tmp_path / "cache").glob("ssd_mobilenet_v2_coco-*.optimized.onnx"))
+    assert len(converted) == 1 and converted[0].stat().st_size > 60e6
+    assert len(optimized) == 1 and optimized[0].stat().st_size > 60e6  # onnxruntime's own graph, kept too
+    assert not list((tmp_path / "cache").glob(".*.tmp"))
     want = first.detect(real_photos[:2])
     assert [d.name for d in want[1]][:1] == ["cat"]
-    assert ssd.SSDMobileNetV2COCO(threads=1).detect(real_photos[:2]) == want  # loaded from the cache
+    assert ssd.SSDMobileNetV2COCO(threads=1).detect(real_photos[:2]) == want  # loaded from the optimized graph
 
-    files[0].write_bytes(b"not an onnx model")  # damaged: rebuilt, not an error
+    optimized[0].write_bytes(b"not an onnx model")  # damaged: the converted model is used, the graph rewritten
     assert ssd.SSDMobileNetV2COCO(threads=1).detect(real_photos[:2]) == want
-    assert files[0].stat().st_size > 60e6
+    assert optimized[0].stat().st_size > 60e6
+    for f in converted + optimized:
+        f.write_bytes(b"not an onnx model")  # both damaged: converted again, not an error
+    assert ssd.SSDMobileNetV2COCO(threads=1).detect(real_photos[:2]) == want
+    assert converted[0].stat().st_size > 60e6 and optimized[0].stat().st_size > 60e6
+    files = converted
 
     monkeypatch.setenv("VISCURATE_MODEL_CACHE", "off")  # no cache at all: converts in memory
     assert ssd.SSDMobileNetV2COCO(threads=1).detect(real_photos[:2]) == want
