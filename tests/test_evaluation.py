@@ -146,3 +146,39 @@ def test_cli(tmp_path):
     assert "mAP@[.5:.95]" in text and "per class" in text
     bad = run(home, "evaluate", "val", "--pred", "nope", check=False)
     assert bad.returncode == 2 and "not a box list" in bad.stdout + bad.stderr
+
+
+def test_false_positives_say_what_kind_of_mistake_they_are(tmp_path):
+    root = tmp_path / "coco"
+    (root / "images").mkdir(parents=True)
+    Image.fromarray(np.full((400, 400, 3), 90, np.uint8)).save(root / "images" / "one.png")
+    cats = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 100, 100], "area": 1e4, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [200, 10, 100, 100], "area": 1e4, "iscrowd": 0}]
+    (root / "instances.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "one.png", "width": 400, "height": 400}], "annotations": anns,
+        "categories": cats}))
+    preds = [([10, 10, 100, 100], 1, 0.9),   # the cat: tp
+             ([12, 12, 100, 100], 1, 0.5),   # the cat again: duplicate
+             ([10, 10, 100, 100], 2, 0.6),   # the cat called a dog: wrong_class
+             ([60, 10, 100, 100], 1, 0.4),   # half on the cat (IoU 0.33): badly_placed
+             ([300, 300, 30, 30], 1, 0.3)]   # nothing there: spurious
+    (root / "results.json").write_text(json.dumps(
+        [{"image_id": 1, "category_id": c, "bbox": b, "score": s} for b, c, s in preds]))
+    ds = Dataset.create("kinds", tmp_path / "home")
+    ds.import_coco(root / "instances.json", images=root / "images", predictions=root / "results.json", progress=False)
+    report = ds.evaluate()
+    assert report.totals == {"tp": 1, "fp": 4, "fn": 1}  # the dog was missed
+    assert report.errors == {"duplicate": 1, "wrong_class": 1, "badly_placed": 1, "spurious": 1}
+    doc = ds.find({})["results"][0]
+    by_score = {p["confidence"]: (p["eval"], p.get("eval_error")) for p in doc["predictions"]}
+    assert by_score == {0.9: ("tp", None), 0.5: ("fp", "duplicate"), 0.6: ("fp", "wrong_class"),
+                        0.4: ("fp", "badly_placed"), 0.3: ("fp", "spurious")}
+    assert {k: doc["eval"][k] for k in ("duplicate", "wrong_class", "badly_placed", "spurious", "fn")} == \
+        {"duplicate": 1, "wrong_class": 1, "badly_placed": 1, "spurious": 1, "fn": 1}
+    assert ds.count({"predictions": {"$elemMatch": {"eval_error": "badly_placed"}}}) == 1
+    assert ds.count({"eval.badly_placed": {"$gt": 0}}) == 1
+    # a looser IoU turns the badly placed box into a duplicate of the matched cat: the marks follow
+    loose = ds.evaluate(iou=0.3)
+    assert loose.errors["badly_placed"] == 0 and loose.errors["duplicate"] == 2
+    assert ds.count({"predictions": {"$elemMatch": {"eval_error": "badly_placed"}}}) == 0

@@ -16,6 +16,14 @@ Stored, at the IoU ``iou`` (0.5 by default): on each predicted box ``eval`` = ``
 ``eval_iou`` for a match), on each ground-truth box ``eval`` = ``tp`` or ``fn``, on each sample
 ``eval.tp``, ``eval.fp``, ``eval.fn``: ``{"eval.fn": {"$gt": 0}}`` finds images with missed objects,
 ``{"predictions": {"$elemMatch": {"eval": "fp", "confidence": {"$gt": 0.8}}}}`` confident mistakes.
+
+Each false positive also says what kind of mistake it is (``eval_error``, after TIDE: Bolya et al.,
+"TIDE: A General Toolbox for Identifying Object Detection Errors", ECCV 2020), from its best IoU with the
+image's ground truth: ``duplicate`` (a box of its class it overlaps at ``iou`` was already matched by a
+more confident prediction), ``wrong_class`` (it overlaps a box of another class at ``iou``),
+``badly_placed`` (its class is there but it overlaps it only between ``BACKGROUND_IOU`` and ``iou``) or
+``spurious`` (nothing there). Missed objects are the ground-truth boxes marked ``fn``. Each sample counts
+them: ``eval.duplicate``, ``eval.wrong_class``, ``eval.badly_placed``, ``eval.spurious``.
 """
 from __future__ import annotations
 
@@ -32,12 +40,32 @@ from .duplicates import _scope
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
 
-__all__ = ["EvaluationReport", "evaluate_detections", "box_iou", "IOU_THRESHOLDS"]
+__all__ = ["EvaluationReport", "evaluate_detections", "box_iou", "error_kind", "IOU_THRESHOLDS", "ERROR_KINDS",
+           "BACKGROUND_IOU"]
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 MAX_DETECTIONS = 100
 WRITE_BATCH = 1000
+#: Below this IoU with every ground-truth box of its class a false positive is ``spurious``, not badly placed.
+BACKGROUND_IOU = 0.1
+ERROR_KINDS = ("duplicate", "wrong_class", "badly_placed", "spurious")
+
+
+def error_kind(same_class_iou: float, other_class_iou: float, iou: float = 0.5) -> str:
+    """What kind of false positive a prediction is, from its best IoU with a ground-truth box of its own
+    class and of another class (see the module doc; the order of the checks is TIDE's).
+
+    >>> error_kind(0.7, 0.0), error_kind(0.0, 0.8), error_kind(0.3, 0.2), error_kind(0.05, 0.3)
+    ('duplicate', 'wrong_class', 'badly_placed', 'spurious')
+    """
+    if same_class_iou >= iou:
+        return "duplicate"
+    if other_class_iou >= iou:
+        return "wrong_class"
+    if same_class_iou >= BACKGROUND_IOU:
+        return "badly_placed"
+    return "spurious"
 
 
 def box_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
@@ -132,12 +160,14 @@ class EvaluationReport:
     ap75: float | None = None
     per_class: dict[str, dict[str, Any]] = field(default_factory=dict)
     totals: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)  # false positives by kind (ERROR_KINDS)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         r = lambda v: None if v is None else round(v, 4)  # noqa: E731
         return {"pred_field": self.pred_field, "gt_field": self.gt_field, "iou": self.iou, "samples": self.samples,
                 "map": r(self.map), "ap50": r(self.ap50), "ap75": r(self.ap75), "totals": self.totals,
+                "errors": self.errors,
                 "per_class": self.per_class, "seconds": round(self.seconds, 3)}
 
 
@@ -173,7 +203,8 @@ def evaluate_detections(cat: "Catalog", *, pred_field: str = "predictions",
     coco_t = [int(np.nonzero(np.isclose(thresholds, t))[0][0]) for t in IOU_THRESHOLDS]
     report = EvaluationReport(pred_field=pred_field, gt_field=gt_field, iou=float(iou))
     pooled: dict[str, dict[str, list]] = {}  # class -> scores, tp/fp per threshold, positives
-    marks: dict[str, tuple[dict[int, tuple[str, float | None]], dict[int, str]]] = {}
+    marks: dict[str, tuple[dict[int, tuple], dict[int, str]]] = {}
+    errors = dict.fromkeys(ERROR_KINDS, 0)
     for doc in cat.iter_docs(scope):
         report.samples += 1
         p_names, p_boxes, p_scores, _ = _boxes(get_path(doc, pred_field) or [])
@@ -202,6 +233,16 @@ def evaluate_detections(cat: "Catalog", *, pred_field: str = "predictions",
             for g, src in enumerate(m.gt_index):
                 if not m.gt_crowd[g]:
                     g_marks[int(gi[src])] = "tp" if m.gt_matched[at, g] else "fn"
+        fps = [i for i, mk in p_marks.items() if mk[0] == "fp"]
+        if fps:
+            real = np.nonzero(~g_crowd)[0]
+            ious = box_iou(p_boxes[fps], g_boxes[real], np.zeros(len(real), bool))
+            same = np.array([[g_names[j] == p_names[i] for j in real] for i in fps], bool).reshape(ious.shape)
+            for row, i in enumerate(fps):
+                kind = error_kind(float(ious[row][same[row]].max(initial=0.0)),
+                                  float(ious[row][~same[row]].max(initial=0.0)), iou)
+                p_marks[i] = ("fp", None, kind)
+                errors[kind] += 1
         marks[doc["_id"]] = (p_marks, g_marks)
 
     aps = []
@@ -223,6 +264,7 @@ def evaluate_detections(cat: "Catalog", *, pred_field: str = "predictions",
         a = np.asarray(aps)
         report.map, report.ap50, report.ap75 = float(a.mean()), float(a[:, 0].mean()), float(a[:, 5].mean())
     report.totals = {k: int(sum(r[k] for r in report.per_class.values())) for k in ("tp", "fp", "fn")}
+    report.errors = errors
     if write:
         _store(cat, pred_field, gt_field, marks)
     report.seconds = time.monotonic() - t0
@@ -246,17 +288,21 @@ def _store(cat: "Catalog", pred_field: str, gt_field: str, marks: dict) -> None:
                         continue
                     o.pop("eval", None)
                     o.pop("eval_iou", None)
+                    o.pop("eval_error", None)
                     got = mk.get(i)
                     if isinstance(got, tuple):
                         o["eval"] = got[0]
                         if got[1] is not None:
                             o["eval_iou"] = got[1]
+                        if len(got) > 2:
+                            o["eval_error"] = got[2]
                     elif got:
                         o["eval"] = got
             new = {k: doc[k] for k in keys if k in doc and k != "eval"}
             new["_id"] = doc["_id"]
             new["eval"] = {"tp": sum(1 for v in p_marks.values() if v[0] == "tp"),
                            "fp": sum(1 for v in p_marks.values() if v[0] == "fp"),
-                           "fn": sum(1 for v in g_marks.values() if v == "fn")}
+                           "fn": sum(1 for v in g_marks.values() if v == "fn"),
+                           **{k: sum(1 for v in p_marks.values() if len(v) > 2 and v[2] == k) for k in ERROR_KINDS}}
             out.append(new)
         cat.write(out, mode="merge", merge_keys=keys)

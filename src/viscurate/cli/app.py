@@ -677,7 +677,12 @@ def evaluate_cmd(
         table.add_row(cls, str(r["ground_truth"]), str(r["predictions"]), f(r.get("ap")), f(r.get("ap50")),
                       f(r["precision"]), f(r["recall"]))
     console.print(table)
+    if report.errors:
+        console.print("false positives by kind: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in report.errors.items())
+                      + f" · missed (fn) {report.totals.get('fn', 0):,}")
     console.print(f"worst images: viscurate find {name} '{{\"eval.fp\": {{\"$gt\": 2}}}}'")
+    console.print(f"badly placed boxes: viscurate find {name} "
+                  f"'{{\"{pred_field}\": {{\"$elemMatch\": {{\"eval_error\": \"badly_placed\"}}}}}}'")
 
 
 @app.command("analyze")

@@ -153,6 +153,10 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     _f("eval.tp", "scalar", "BIGINT"),
     _f("eval.fp", "scalar", "BIGINT"),
     _f("eval.fn", "scalar", "BIGINT"),
+    _f("eval.duplicate", "scalar", "BIGINT"),  # false positives by kind (brain.evaluation.ERROR_KINDS)
+    _f("eval.wrong_class", "scalar", "BIGINT"),
+    _f("eval.badly_placed", "scalar", "BIGINT"),
+    _f("eval.spurious", "scalar", "BIGINT"),
 )
 
 # Fields added after a dataset was created are added to its catalog when it is next opened for
@@ -167,6 +171,7 @@ OBJECT_FIELDS: tuple[FieldSpec, ...] = (
     _f("label_quality_estimation", "scalar", "DOUBLE"),
     _f("eval", "scalar", "VARCHAR"),  # tp / fp (predictions) or tp / fn (ground truth), from brain.evaluation
     _f("eval_iou", "scalar", "DOUBLE"),
+    _f("eval_error", "scalar", "VARCHAR"),  # a false positive's kind: duplicate, wrong_class, badly_placed, spurious
     _f("object_duplicate", "scalar", "VARCHAR"),  # "<sample id>#<box index>", from brain.object_duplicates
     _f("object_duplicate_similarity", "scalar", "DOUBLE"),
 )
