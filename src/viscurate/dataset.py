@@ -408,6 +408,21 @@ class Dataset:
                                           min_similarity=MIN_SIMILARITY if min_similarity is None else min_similarity,
                                           **options)
 
+    def find_box_label_errors(self, *, field: str = "ground_truth.detections", model: str | None = None, k: int = 10,
+                              min_score: float | None = None, query: dict | None = None, write: bool = True,
+                              **options: Any):
+        """Boxes whose nearest boxes in other images (crop embeddings) carry another class: per box
+        ``mislabel_score`` and ``mislabel_suggested``, per sample ``box_mislabel.*`` and the issue
+        ``mislabeled_box``. Returns a ``BoxLabelErrorsReport``.
+
+        >>> ds.embed(boxes=True); ds.find_box_label_errors()                             # doctest: +SKIP
+        >>> ds.find({"ground_truth.detections": {"$elemMatch": {"mislabel_score": {"$gte": 0.8}}}})  # doctest: +SKIP
+        """
+        from .brain.box_label_errors import MIN_SCORE, find_box_label_errors
+        with self._catalog(write=write) as cat:
+            return find_box_label_errors(cat, field=field, model=model, k=k, query=query, write=write,
+                                         min_score=MIN_SCORE if min_score is None else min_score, **options)
+
     def find_clusters(self, *, model: str | None = None, clusters: int | None = None, query: dict | None = None,
                       write: bool = True, **options: Any):
         """k-means clusters of the embeddings, stored as ``cluster.*``; members of very small clusters get the
@@ -481,7 +496,8 @@ class Dataset:
     def analyze(self, *, split_field: str = "split", model: str | None = None, progress: Any = None) -> dict:
         """Every data-quality analysis that the dataset has the data for, in one call: duplicates (always),
         leaks (when a sample has a ``split_field`` value), outliers and clusters (when embeddings are
-        stored), object duplicates (when box embeddings are), label errors and label conflicts
+        stored), object duplicates (when box embeddings are), detection label errors (ground-truth boxes
+        with embeddings, 30 or more), label errors and label conflicts
         (``ground_truth.label`` values of 2 classes or more; label errors also need embeddings). Returns ``{analysis: report}``; ``progress(name)`` is called before each."""
         from .brain.duplicates import _default_model
         out: dict[str, Any] = {}
@@ -492,6 +508,8 @@ class Dataset:
             has_vectors = bool(model or _default_model(cat))
             label_classes = cat.sql('SELECT count(DISTINCT "ground_truth.label") FROM samples')[0][0]
             box_vectors = cat.sql("SELECT count(DISTINCT sample_seq) FROM vectors WHERE field = 'object_analysis'")[0][0]
+            gt_box_vectors = cat.sql(
+                "SELECT count(*) FROM vectors WHERE field = 'ground_truth.detections'")[0][0]
         if has_vectors and self.count({"issues": {"$ne": "corrupt"}}) >= 3:
             steps.append(("outliers", lambda: self.find_outliers(model=model)))
             steps.append(("clusters", lambda: self.find_clusters(model=model)))
@@ -499,6 +517,9 @@ class Dataset:
                 steps.append(("label_errors", lambda: self.find_label_errors(model=model)))
         if box_vectors >= 2:
             steps.append(("object_duplicates", lambda: self.find_object_duplicates(model=model)))
+        from .brain.box_label_errors import MIN_BOXES_PER_NEIGHBOUR
+        if gt_box_vectors >= MIN_BOXES_PER_NEIGHBOUR * 10:
+            steps.append(("box_label_errors", lambda: self.find_box_label_errors(model=model)))
         if label_classes >= 2:
             steps.append(("label_conflicts", lambda: self.find_label_conflicts()))
         for name, run in steps:

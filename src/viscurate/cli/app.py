@@ -565,6 +565,31 @@ def object_duplicates_cmd(
         console.print(f"find them: viscurate find {name} '{{\"issues\": \"object_duplicate\"}}'")
 
 
+@app.command("box-label-errors")
+def box_label_errors_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    field: str = typer.Option("ground_truth.detections", "--field", help="Box list to check."),
+    k: int = typer.Option(10, "-k", help="Neighbours (boxes in other images) that vote."),
+    min_score: float = typer.Option(0.7, "--min-score", help="Share of neighbours with another class to flag a box."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
+    show: int = typer.Option(15, "--show", help="Boxes to print."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Find boxes whose most similar boxes in other images carry another class (detection label errors)."""
+    report = _dataset(name).find_box_label_errors(field=field, model=model, k=k, min_score=min_score)
+    if as_json:
+        _print_json(dict(report.as_dict(), dataset=name))
+        return
+    console.print(f"{report.boxes:,} boxes of {report.field} in {report.classes:,} classes ({report.model}, k={report.k}) · "
+                  f"{len(report.flagged):,} probably mislabeled (score >= {report.min_score}) · {report.seconds:.1f} s")
+    if report.flagged:
+        table = Table("sample", "box", "labeled", "neighbours say", "score", title="the most doubtful boxes")
+        for sid, idx, label, suggested, score in report.flagged[:show]:
+            table.add_row(sid, str(idx), label, suggested, f"{score:.2f}")
+        console.print(table)
+        console.print(f"find them: viscurate find {name} '{{\"issues\": \"mislabeled_box\"}}'")
+
+
 @app.command("clusters")
 def clusters_cmd(
     name: str = typer.Argument(..., help="Dataset name."),
@@ -714,6 +739,8 @@ def analyze_cmd(
     if "object_duplicates" in reports:
         r = reports["object_duplicates"]
         lines.append(f"object duplicates: {r.duplicate_boxes:,} boxes with a twin in another image, in {r.samples:,} samples")
+    if "box_label_errors" in reports:
+        lines.append(f"boxes probably mislabeled (neighbours disagree): {len(reports['box_label_errors'].flagged):,}")
     if "label_conflicts" in reports:
         lines.append(f"label conflicts (duplicates or clusters that disagree): "
                      f"{len(reports['label_conflicts'].conflicts):,}")

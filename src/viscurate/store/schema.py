@@ -130,6 +130,9 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     _f("mislabel.score", "scalar", "DOUBLE"),
     _f("mislabel.suggested", "scalar", "VARCHAR"),
     _f("mislabel.neighbour_disagreement", "scalar", "DOUBLE"),
+    _f("box_mislabel", "group"),  # written by viscurate.brain.box_label_errors
+    _f("box_mislabel.count", "scalar", "BIGINT"),
+    _f("box_mislabel.worst", "scalar", "DOUBLE"),
     _f("object_duplicates", "group"),  # written by viscurate.brain.object_duplicates
     _f("object_duplicates.count", "scalar", "BIGINT"),
     _f("object_duplicates.best", "scalar", "DOUBLE"),
@@ -174,6 +177,8 @@ OBJECT_FIELDS: tuple[FieldSpec, ...] = (
     _f("eval_error", "scalar", "VARCHAR"),  # a false positive's kind: duplicate, wrong_class, badly_placed, spurious
     _f("object_duplicate", "scalar", "VARCHAR"),  # "<sample id>#<box index>", from brain.object_duplicates
     _f("object_duplicate_similarity", "scalar", "DOUBLE"),
+    _f("mislabel_score", "scalar", "DOUBLE"),  # share of the box's neighbours with another class (brain.box_label_errors)
+    _f("mislabel_suggested", "scalar", "VARCHAR"),
 )
 
 FIELDS: dict[str, FieldSpec] = {f.path: f for f in SAMPLE_FIELDS}
