@@ -80,3 +80,24 @@ def test_a_stricter_threshold_clears_earlier_marks(labelled):
 def test_analyze_runs_it_when_boxes_have_vectors(labelled):
     reports = labelled.analyze()
     assert "object_duplicates" in reports and reports["object_duplicates"].duplicate_boxes == 2
+
+
+def test_the_commands_print_and_store_the_same(labelled):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, VISCURATE_HOME=str(labelled.workspace.home), COLUMNS="200", NO_COLOR="1")
+    exe = shutil.which("viscurate") or str(Path(sys.executable).with_name("viscurate"))
+    out = subprocess.run([exe, "object-duplicates", labelled.name, "--json"], capture_output=True, text=True,
+                         env=env, timeout=300, check=True)
+    report = json.loads(out.stdout)
+    assert report["duplicate_boxes"] == 2 and report["samples"] == 2
+    text = subprocess.run([exe, "object-duplicates", labelled.name], capture_output=True, text=True, env=env,
+                          timeout=300, check=True).stdout
+    assert "with a twin in another image" in text and "the closest pairs" in text
+    refused = subprocess.run([exe, "box-label-errors", labelled.name, "--field", "object_analysis"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert refused.returncode != 0 and "needs at least" in (refused.stdout + refused.stderr)
+    assert "Traceback" not in refused.stderr

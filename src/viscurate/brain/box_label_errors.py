@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ViscurateError
 from ..store.documents import get_path
-from .duplicates import _default_model, _scope
+from .findings import box_vectors, store_box_findings
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
@@ -36,7 +36,6 @@ MIN_SCORE = 0.7
 MIN_SUGGESTION_SHARE = 0.5
 MIN_BOXES_PER_NEIGHBOUR = 3
 ISSUE = "mislabeled_box"
-WRITE_BATCH = 2000
 
 
 @dataclass
@@ -95,12 +94,7 @@ def find_box_label_errors(cat: "Catalog", *, field: str = "ground_truth.detectio
     t0 = time.monotonic()
     if not 0.0 < float(min_score) <= 1.0:
         raise ViscurateError(f"min_score must be in (0, 1], not {min_score}")
-    model = model or _default_model(cat)
-    if model is None:
-        raise ViscurateError("box label errors need box embeddings: run `viscurate embed NAME --boxes` "
-                             "(or `viscurate label`) first")
-    scope = _scope(query)
-    ids, idxs, matrix = cat.read_vectors(model, field=field, query=scope)
+    model, scope, ids, idxs, matrix = box_vectors(cat, field, model, query, "box label errors")
     report = BoxLabelErrorsReport(field=field, model=model, k=int(k), min_score=float(min_score))
     names: dict[tuple[str, int], str] = {}
     wanted = set(ids)
@@ -112,7 +106,7 @@ def find_box_label_errors(cat: "Catalog", *, field: str = "ground_truth.detectio
                 names[(doc["_id"], i)] = str(o["name"])
     keep = [r for r, key in enumerate(zip(ids, idxs)) if key in names]
     ids = [ids[r] for r in keep]
-    idxs = [int(idxs[r]) for r in keep]
+    idxs = [idxs[r] for r in keep]
     matrix = matrix[keep] if keep else matrix[:0]
     report.boxes = len(ids)
     if report.boxes < MIN_BOXES_PER_NEIGHBOUR * k:
@@ -129,52 +123,18 @@ def find_box_label_errors(cat: "Catalog", *, field: str = "ground_truth.detectio
     rank = np.cumsum(foreign, axis=1)
     chosen = foreign & (rank <= int(k))
     score, best, share = neighbour_votes(labels, sims, np.where(chosen, nbrs, -1))
-    marks: dict[str, dict[int, tuple[float, str | None]]] = {}
+    marks: dict[str, dict[int, dict[str, Any]]] = {}
+    worst: dict[str, list[float]] = {}
     for r in range(report.boxes):
         suggested = str(class_names[best[r]]) if best[r] >= 0 and share[r] >= MIN_SUGGESTION_SHARE else None
-        marks.setdefault(ids[r], {})[idxs[r]] = (round(float(score[r]), 4), suggested)
+        s = round(float(score[r]), 4)
+        marks.setdefault(ids[r], {})[idxs[r]] = {"mislabel_score": s, "mislabel_suggested": suggested}
         if suggested is not None and score[r] >= min_score:
-            report.flagged.append((ids[r], idxs[r], str(class_names[labels[r]]), suggested, round(float(score[r]), 4)))
+            report.flagged.append((ids[r], idxs[r], str(class_names[labels[r]]), suggested, s))
+            worst.setdefault(ids[r], []).append(s)
     report.flagged.sort(key=lambda f: (-f[4], f[0], f[1]))
     if write:
-        _store(cat, scope, field, marks, float(min_score))
+        store_box_findings(cat, scope, field, "box_mislabel", ISSUE, ("mislabel_score", "mislabel_suggested"),
+                           marks, {sid: {"count": len(v), "worst": max(v)} for sid, v in worst.items()})
     report.seconds = round(time.monotonic() - t0, 3)
     return report
-
-
-def _store(cat: "Catalog", scope: dict, field: str, marks: dict[str, dict[int, tuple[float, str | None]]],
-           min_score: float) -> None:
-    top = field.split(".")[0]
-    stale = cat.ids({"$and": [scope, {"$or": [{"box_mislabel": {"$exists": True}}, {"issues": ISSUE}]}]})
-    todo = list(marks) + [s for s in stale if s not in marks]
-    for start in range(0, len(todo), WRITE_BATCH):
-        part = todo[start:start + WRITE_BATCH]
-        out = []
-        for doc in cat.find({"_id": {"$in": part}}, page_size=len(part))["results"]:
-            found = marks.get(doc["_id"], {})
-            flagged = []
-            objs = get_path(doc, field)
-            if isinstance(objs, list):
-                for i, o in enumerate(objs):
-                    if not isinstance(o, dict):
-                        continue
-                    o.pop("mislabel_score", None)
-                    o.pop("mislabel_suggested", None)
-                    if i in found:
-                        score, suggested = found[i]
-                        o["mislabel_score"] = score
-                        if suggested is not None:
-                            o["mislabel_suggested"] = suggested
-                            if score >= min_score:
-                                flagged.append(score)
-            issues = [x for x in doc.get("issues") or [] if x != ISSUE]
-            new: dict[str, Any] = {"_id": doc["_id"]}
-            if top in doc:
-                new[top] = doc[top]
-            if flagged:
-                issues.append(ISSUE)
-                new["box_mislabel"] = {"count": len(flagged), "worst": max(flagged)}
-            if issues or "issues" in doc:
-                new["issues"] = issues
-            out.append(new)
-        cat.write(out, mode="merge", merge_keys=(top, "box_mislabel", "issues"))

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ViscurateError
-from ..store.documents import get_path
-from .duplicates import _default_model, _scope
+from .findings import box_vectors, store_box_findings
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
@@ -34,7 +33,6 @@ __all__ = ["find_object_duplicates", "ObjectDuplicatesReport", "MIN_SIMILARITY",
 #: not a law: print the pairs with ``--min-similarity 0.8 --json`` and choose on your data.
 MIN_SIMILARITY = 0.92
 ISSUE = "object_duplicate"
-WRITE_BATCH = 2000
 
 
 @dataclass
@@ -67,12 +65,7 @@ def find_object_duplicates(cat: "Catalog", *, field: str = "object_analysis", mo
     t0 = time.monotonic()
     if not 0.0 < float(min_similarity) <= 1.0:
         raise ViscurateError(f"min_similarity must be in (0, 1], not {min_similarity}")
-    model = model or _default_model(cat)
-    if model is None:
-        raise ViscurateError("object duplicates need box embeddings: run `viscurate label` (or "
-                             "`viscurate embed --boxes`) first")
-    scope = _scope(query)
-    ids, idxs, matrix = cat.read_vectors(model, field=field, query=scope)
+    model, scope, ids, idxs, matrix = box_vectors(cat, field, model, query, "object duplicates")
     report = ObjectDuplicatesReport(field=field, model=model, boxes=len(ids), min_similarity=float(min_similarity))
     twins: dict[str, dict[int, tuple[str, int, float]]] = {}
     if len(ids) >= 2:
@@ -90,40 +83,11 @@ def find_object_duplicates(cat: "Catalog", *, field: str = "object_analysis", mo
                     for a, boxes in twins.items() for i, (b, j, s) in boxes.items()}, key=lambda p: -p[4])
     report.examples = pairs[:20]
     if write:
-        _store(cat, scope, field, twins)
+        store_box_findings(
+            cat, scope, field, "object_duplicates", ISSUE, ("object_duplicate", "object_duplicate_similarity"),
+            {sid: {i: {"object_duplicate": f"{other}#{j}", "object_duplicate_similarity": sim}
+                   for i, (other, j, sim) in boxes.items()} for sid, boxes in twins.items()},
+            {sid: {"count": len(boxes), "best": max(sim for _, _, sim in boxes.values())}
+             for sid, boxes in twins.items()})
     report.seconds = round(time.monotonic() - t0, 3)
     return report
-
-
-def _store(cat: "Catalog", scope: dict, field: str, twins: dict[str, dict[int, tuple[str, int, float]]]) -> None:
-    """Box marks and per-sample counts; earlier marks in ``field`` are cleared where nothing is found now."""
-    top = field.split(".")[0]
-    stale = cat.ids({"$and": [scope, {"$or": [{"object_duplicates": {"$exists": True}}, {"issues": ISSUE}]}]})
-    todo = list(twins) + [s for s in stale if s not in twins]
-    for start in range(0, len(todo), WRITE_BATCH):
-        part = todo[start:start + WRITE_BATCH]
-        out = []
-        for doc in cat.find({"_id": {"$in": part}}, page_size=len(part))["results"]:
-            found = twins.get(doc["_id"], {})
-            objs = get_path(doc, field)
-            if isinstance(objs, list):
-                for i, o in enumerate(objs):
-                    if not isinstance(o, dict):
-                        continue
-                    o.pop("object_duplicate", None)
-                    o.pop("object_duplicate_similarity", None)
-                    if i in found:
-                        other, j, sim = found[i]
-                        o["object_duplicate"] = f"{other}#{j}"
-                        o["object_duplicate_similarity"] = sim
-            issues = [x for x in doc.get("issues") or [] if x != ISSUE]
-            new: dict[str, Any] = {"_id": doc["_id"]}
-            if top in doc:
-                new[top] = doc[top]
-            if found:
-                issues.append(ISSUE)
-                new["object_duplicates"] = {"count": len(found), "best": max(s for _, _, s in found.values())}
-            if issues or "issues" in doc:
-                new["issues"] = issues
-            out.append(new)
-        cat.write(out, mode="merge", merge_keys=(top, "object_duplicates", "issues"))

@@ -28,6 +28,10 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+# options shared by the analysis commands (one definition, the same flags and help everywhere)
+EMBEDDER_OPTION = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder).")
+JSON_OPTION = typer.Option(False, "--json", help="Print the report as JSON.")
+
 
 class State:
     home: Optional[Path] = None
@@ -132,7 +136,7 @@ def ingest_cmd(
     threshold: Optional[List[str]] = typer.Option(None, "--threshold", "-t", help="Issue threshold NAME=VALUE, "
                                                   "e.g. dark=0.1 (repeatable; see docs/profile.md)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Profile and catalogue images; a re-run only adds new or changed files."""
     from ..dataset import Dataset
@@ -371,7 +375,7 @@ def label_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per model (default: cores / "
                                           "workers)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Auto-label a dataset with the offline models (objects with label quality, tags, embeddings, faces,
     poses); a re-run only labels what the current models have not."""
@@ -395,7 +399,7 @@ def embed_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per model (default: cores / "
                                           "workers)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Store image embeddings for the samples that lack one of this model."""
     q = _parse_json(query, "the query") if query else None
@@ -464,7 +468,7 @@ def duplicates_cmd(
 def calibrate_cmd(
     name: str = typer.Argument(..., help="Dataset name."),
     out: Path = typer.Option(Path("calibrate.html"), "--out", "-o", help="The HTML page to write."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
+    model: Optional[str] = EMBEDDER_OPTION,
     query: Optional[str] = typer.Option(None, "--query", "-q", help="Only the samples matching this query."),
 ) -> None:
     """A page of nearest-neighbour distances and example pairs per band, to choose duplicate thresholds."""
@@ -486,7 +490,7 @@ def leaks_cmd(
     query: Optional[str] = typer.Option(None, "--query", "-q", help="Only among the samples matching this query."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report only; store nothing."),
     show: int = typer.Option(20, "--show", help="Leaks to print."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Find duplicates that cross a split (train/val leaks), with the duplicate rules' defaults."""
     q = _parse_json(query, "the query") if query else None
@@ -515,9 +519,9 @@ def leaks_cmd(
 def outliers_cmd(
     name: str = typer.Argument(..., help="Dataset name."),
     k: int = typer.Option(10, "-k", help="Neighbours the distances are averaged over."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
+    model: Optional[str] = EMBEDDER_OPTION,
     show: int = typer.Option(15, "--show", help="Outliers to print."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Score uniqueness and isolation from nearest-neighbour distances; flag the outliers."""
     ds = _dataset(name)
@@ -545,9 +549,9 @@ def object_duplicates_cmd(
     name: str = typer.Argument(..., help="Dataset name."),
     field: str = typer.Option("object_analysis", "--field", help="Box list: object_analysis or ground_truth.detections."),
     min_similarity: float = typer.Option(0.92, "--min-similarity", help="Cosine similarity of two boxes' embeddings."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
+    model: Optional[str] = EMBEDDER_OPTION,
     show: int = typer.Option(15, "--show", help="Pairs to print."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Find boxes whose objects appear again in another image (box-embedding near duplicates)."""
     report = _dataset(name).find_object_duplicates(field=field, model=model, min_similarity=min_similarity)
@@ -571,9 +575,9 @@ def box_label_errors_cmd(
     field: str = typer.Option("ground_truth.detections", "--field", help="Box list to check."),
     k: int = typer.Option(10, "-k", help="Neighbours (boxes in other images) that vote."),
     min_score: float = typer.Option(0.7, "--min-score", help="Share of neighbours with another class to flag a box."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
+    model: Optional[str] = EMBEDDER_OPTION,
     show: int = typer.Option(15, "--show", help="Boxes to print."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Find boxes whose most similar boxes in other images carry another class (detection label errors)."""
     report = _dataset(name).find_box_label_errors(field=field, model=model, k=k, min_score=min_score)
@@ -594,8 +598,8 @@ def box_label_errors_cmd(
 def clusters_cmd(
     name: str = typer.Argument(..., help="Dataset name."),
     clusters: Optional[int] = typer.Option(None, "--clusters", "-n", help="How many (default: sqrt(samples / 2))."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    model: Optional[str] = EMBEDDER_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Cluster the embeddings (k-means); members of very small clusters are flagged edge_case."""
     report = _dataset(name).find_clusters(model=model, clusters=clusters)
@@ -613,9 +617,9 @@ def clusters_cmd(
 def label_errors_cmd(
     name: str = typer.Argument(..., help="Dataset name."),
     label_field: str = typer.Option("ground_truth.label", "--field", "-f", help="The field holding each image's class."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
+    model: Optional[str] = EMBEDDER_OPTION,
     show: int = typer.Option(20, "--show", help="Errors to print."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Probable label errors of a classification dataset (confident learning on embeddings)."""
     report = _dataset(name).find_label_errors(label_field=label_field, model=model)
@@ -686,7 +690,7 @@ def evaluate_cmd(
     pred_field: str = typer.Option("predictions", "--pred", help="The predicted boxes (predictions, object_analysis, ...)."),
     gt_field: str = typer.Option("ground_truth.detections", "--gt", help="The ground-truth boxes."),
     iou: float = typer.Option(0.5, "--iou", help="IoU at which boxes are marked tp / fp / fn."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Predictions against ground truth, the COCO way: mAP, AP50, AP75, per class; marks on every box."""
     report = _dataset(name).evaluate(pred_field=pred_field, gt_field=gt_field, iou=iou)
@@ -714,7 +718,7 @@ def evaluate_cmd(
 def analyze_cmd(
     name: str = typer.Argument(..., help="Dataset name."),
     split_field: str = typer.Option("split", "--split-field", help="The field leaks are looked for across."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
+    model: Optional[str] = EMBEDDER_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print every report as JSON."),
 ) -> None:
     """Every data-quality analysis the dataset has the data for: duplicates, leaks, outliers, clusters,
