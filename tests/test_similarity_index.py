@@ -116,3 +116,50 @@ def test_similar_on_real_photos(tmp_path):
         assert similar(cat, vec, k=1)[0]["_id"] == cat_id
         with pytest.raises(ViscurateError, match="dimensions"):
             similar(cat, np.ones(3, np.float32))
+
+
+def test_above_the_threshold_search_goes_through_an_inverted_file(tmp_path, monkeypatch):
+    from viscurate.brain import index as index_module
+
+    monkeypatch.setattr(index_module, "APPROX_ABOVE", 1000)
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(30, 64)).astype(np.float32)
+    x = (centres[rng.integers(0, 30, 3000)] + 0.35 * rng.normal(size=(3000, 64))).astype(np.float32)
+    ids = [f"s{i:04d}" for i in range(3000)]
+    folder = index_dir(tmp_path, MODEL)
+    with Catalog(tmp_path, "t", write=True) as cat:
+        cat.write([{"_id": i, "filepath": f"/x/{i}.jpg"} for i in ids])
+        cat.write_vectors(MODEL, ids[:900], x[:900])
+        index = SimilarityIndex.sync(cat, MODEL)
+        assert "nlist" not in index.meta and not (folder / "centroids.f32").exists()  # small: exact only
+        cat.write_vectors(MODEL, ids[900:2990], x[900:2990])
+        index = SimilarityIndex.sync(cat, MODEL)
+        nlist = index.meta["nlist"]
+        assert nlist == int(4 * np.sqrt(2990)) and (folder / "assign.i32").stat().st_size == 2990 * 4
+        queries = x[rng.choice(2990, 50, replace=False)] + 0.1 * rng.normal(size=(50, 64)).astype(np.float32)
+        approx_keys, approx_sims = index.search(queries, 10)
+        exact_keys, exact_sims = index.search(queries, 10, exact=True)
+        recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx_keys, exact_keys)])
+        assert recall >= 0.9, recall
+        assert np.all(approx_sims <= exact_sims + 1e-6)  # a subset of the rows: never better than exact
+        assert {int(k[0][1:]) for k in exact_keys[0]} == set(_brute(x[:2990], queries[0], 10))
+        # the last vectors are added to the lists, not retrained; each finds itself
+        cat.write_vectors(MODEL, ids[2990:], x[2990:])
+        index = SimilarityIndex.sync(cat, MODEL)
+        assert index.meta["nlist"] == nlist and (folder / "assign.i32").stat().st_size == 3000 * 4
+        keys, sims = index.search(x[2995], 1)
+        assert keys[0][0][0] == "s2995" and sims[0][0] > 0.999
+        keys, _ = index.search(x[2995], 5, exclude=["s2995"])
+        assert "s2995" not in {k[0] for k in keys[0]} and len(keys[0]) == 5
+        # deletions: tombstones, then compaction keeps the lists aligned with the rows
+        cat.delete(ids=ids[:1200])
+        index = SimilarityIndex.sync(cat, MODEL)
+        assert len(index) == 1800 and (folder / "assign.i32").stat().st_size == len(index.keys) * 4
+        keys, _ = index.search(x[:50], 10)
+        assert all(int(k[0][1:]) >= 1200 for row in keys for k in row)
+        # below the threshold again: the inverted file goes, search is exact
+        cat.delete(ids=ids[1200:2200])
+        index = SimilarityIndex.sync(cat, MODEL)
+        assert "nlist" not in index.meta and not (folder / "assign.i32").exists()
+        keys, _ = index.search(x[2500], 1)
+        assert keys[0][0][0] == "s2500"

@@ -528,18 +528,19 @@ class Dataset:
             out[name] = run()
         return out
 
-    def similar(self, target: Any, k: int = 10, *, model: str | None = None, field: str | None = None
-                ) -> list[dict]:
+    def similar(self, target: Any, k: int = 10, *, model: str | None = None, field: str | None = None,
+                exact: bool = False) -> list[dict]:
         """The ``k`` samples most similar to ``target`` (a sample id, an image path / ``PIL.Image`` /
         array, or a vector), by the cosine similarity of ``model``'s embeddings (default: the default
         embedder; run :meth:`embed` first). ``[{"_id", "similarity", "filepath"}]``, best first. The
-        index behind it is kept next to the catalog and updated incrementally.
+        index behind it is kept next to the catalog and updated incrementally; above 100,000 vectors it
+        searches an inverted file (approximate) unless ``exact``.
 
         >>> ds.similar(ds.find({})["results"][0]["_id"], k=5)                         # doctest: +SKIP
         """
         from .brain.index import similar
         with self._catalog() as cat:
-            hits = similar(cat, target, k, model=model, field=field)
+            hits = similar(cat, target, k, model=model, field=field, exact=exact)
             paths = {d["_id"]: d.get("filepath") for d in cat.find(
                 {"_id": {"$in": [h["_id"] for h in hits]}}, projection={"filepath": 1},
                 page_size=max(1, len(hits)))["results"]} if hits else {}

@@ -17,7 +17,14 @@ the catalog (``<dataset>/indexes/<model>/``):
 :meth:`SimilarityIndex.sync` brings the index up to date with what ``write_vectors`` stored since the
 version it has seen: new vectors are appended, rewritten ones appended and their old rows tombstoned,
 deleted ones tombstoned, never a full rebuild (the files are rewritten once tombstones pass a quarter of
-the rows). Search is exact (cosine similarity, the memory-mapped matrix scanned in blocks).
+the rows).
+
+Search is exact (cosine similarity, the memory-mapped matrix scanned in blocks) up to ``APPROX_ABOVE``
+live vectors. Above it the index also keeps an inverted file: ``centroids.f32`` (``4 * sqrt(n)`` spherical
+k-means centroids, trained with FAISS on a sample) and ``assign.i32`` (each row's nearest centroid,
+appended with the rows). A query scores the centroids, then exactly only the rows of its ``nprobe``
+nearest lists, read from the same float16 file, so memory stays the centroids plus the rows touched. The
+centroids are retrained when the index has grown fourfold since they were; ``exact=True`` scans anyway.
 """
 from __future__ import annotations
 
@@ -41,6 +48,12 @@ __all__ = ["SimilarityIndex", "index_dir"]
 
 BLOCK_ROWS = 32_768  # rows scanned per block: 80 MB of float32 at 1280-d
 COMPACT_FRACTION = 0.25
+#: Live vectors above which searches go through the inverted file (exact below: a scan is fast enough).
+APPROX_ABOVE = 100_000
+#: Inverted lists a query visits by default.
+NPROBE = 16
+TRAIN_PER_LIST = 40  # training vectors per centroid (FAISS's own guidance is 39-256)
+RETRAIN_GROWTH = 4  # retrain the centroids once the index holds this many times the rows they were trained on
 
 
 def index_dir(dataset_dir: Path, model: str, field: str | None = None) -> Path:
@@ -66,6 +79,11 @@ class SimilarityIndex:
             self.meta.update(dim=None, version=-1, rows=0)
             self.keys = []
         self._row_of = {(k[0], k[1]): n for n, k in enumerate(self.keys) if k is not None}
+        self._lists: tuple[np.ndarray, np.ndarray] | None = None  # (rows sorted by list, list starts)
+        self._dead: np.ndarray | None = None  # tombstone mask, rebuilt when the keys change
+        self._rows_by_sample: dict[str, list[int]] = {}
+        if self.meta.get("nlist") and not self._ivf_files_ok():
+            self._drop_ivf()  # torn: the next sync retrains
 
     # ---- building ---------------------------------------------------------------------------
 
@@ -105,11 +123,18 @@ class SimilarityIndex:
                     index.keys[old] = None
             index._append(list(zip(ids, idxs)), normalize(matrix))
             changed = True
+        index._dead = None
         if changed or version != int(index.meta["version"]):
             index.meta["version"] = version
             dead = sum(1 for k in index.keys if k is None)
             if dead and dead > COMPACT_FRACTION * len(index.keys):
                 index._compact()
+            live = len(index._row_of)
+            if live > APPROX_ABOVE and (not index.meta.get("nlist")
+                                        or live > RETRAIN_GROWTH * int(index.meta.get("trained_rows", 0))):
+                index._train()
+            elif live <= APPROX_ABOVE and index.meta.get("nlist"):
+                index._drop_ivf()
             index._save_keys()
         return index
 
@@ -128,14 +153,80 @@ class SimilarityIndex:
         for n, key in enumerate(keys):
             self.keys.append([key[0], key[1]])
             self._row_of[(key[0], key[1])] = start + n
+        if self.meta.get("nlist"):  # the inverted file follows the rows
+            with open(self.directory / "assign.i32", "r+b") as f:
+                f.seek(start * 4)
+                f.write(self._nearest_list(x).astype("<i4").tobytes())
+                f.truncate()
+            self._lists = None
 
     def _compact(self) -> None:
         live = [n for n, k in enumerate(self.keys) if k is not None]
         x = self._matrix()
         data = np.ascontiguousarray(x[live]).astype("<f2").tobytes() if live else b""
         write_atomic(self._vectors_path(), data)
+        if self.meta.get("nlist"):
+            write_atomic(self.directory / "assign.i32", self._assignments()[live].astype("<i4").tobytes())
+            self._lists = None
         self.keys = [self.keys[n] for n in live]
         self._row_of = {(k[0], k[1]): n for n, k in enumerate(self.keys)}
+        self._dead = None
+
+    # ---- the inverted file ---------------------------------------------------------------------
+
+    def _ivf_files_ok(self) -> bool:
+        c, a = self.directory / "centroids.f32", self.directory / "assign.i32"
+        dim, nlist = int(self.meta.get("dim") or 0), int(self.meta.get("nlist") or 0)
+        return (c.exists() and a.exists() and c.stat().st_size == nlist * dim * 4
+                and a.stat().st_size == len(self.keys) * 4)
+
+    def _drop_ivf(self) -> None:
+        for name in ("centroids.f32", "assign.i32"):
+            (self.directory / name).unlink(missing_ok=True)
+        self.meta.pop("nlist", None)
+        self.meta.pop("trained_rows", None)
+        self._lists = None
+
+    def _centroids(self) -> np.ndarray:
+        dim, nlist = int(self.meta["dim"]), int(self.meta["nlist"])
+        return np.fromfile(self.directory / "centroids.f32", dtype="<f4").reshape(nlist, dim)
+
+    def _assignments(self) -> np.ndarray:
+        return np.fromfile(self.directory / "assign.i32", dtype="<i4")
+
+    def _nearest_list(self, x: np.ndarray) -> np.ndarray:
+        c = self._centroids()
+        out = np.empty(len(x), np.int64)
+        for start in range(0, len(x), BLOCK_ROWS):
+            block = np.asarray(x[start:start + BLOCK_ROWS], np.float32)
+            out[start:start + len(block)] = np.argmax(block @ c.T, axis=1)
+        return out
+
+    def _train(self, seed: int = 0) -> None:
+        """Spherical k-means centroids on a sample of the live rows, and every row's list."""
+        import faiss
+
+        x = self._matrix()
+        live = np.array([n for n, k in enumerate(self.keys) if k is not None], np.int64)
+        nlist = int(max(16, min(65_536, 4 * np.sqrt(len(live)))))
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(live, size=min(len(live), nlist * TRAIN_PER_LIST), replace=False))
+        train = np.ascontiguousarray(x[sample], dtype=np.float32)
+        km = faiss.Kmeans(train.shape[1], nlist, niter=10, spherical=True, seed=seed, verbose=False,
+                          min_points_per_centroid=1)  # small indexes train on what they have, quietly
+        km.train(train)
+        write_atomic(self.directory / "centroids.f32", np.ascontiguousarray(km.centroids, "<f4").tobytes())
+        self.meta.update(nlist=nlist, trained_rows=len(live))
+        write_atomic(self.directory / "assign.i32", self._nearest_list(x).astype("<i4").tobytes())
+        self._lists = None
+
+    def _inverted_lists(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._lists is None:
+            assign = self._assignments()
+            order = np.argsort(assign, kind="stable")
+            starts = np.searchsorted(assign[order], np.arange(int(self.meta["nlist"]) + 1))
+            self._lists = (order, starts)
+        return self._lists
 
     def _save_keys(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -163,41 +254,89 @@ class SimilarityIndex:
                                  + " (run `viscurate embed`)")
         return np.asarray(self._matrix()[row], np.float32)
 
-    def search(self, queries: np.ndarray, k: int = 10, *, exclude: Sequence[str] = ()) -> tuple[list, np.ndarray]:
+    def _dead_rows(self, exclude: Sequence[str]) -> np.ndarray:
+        """Rows a search must skip: tombstones, and the rows of the samples in ``exclude``."""
+        if self._dead is None or len(self._dead) != len(self.keys):
+            self._dead = np.fromiter((k is None for k in self.keys), bool, count=len(self.keys))
+            self._rows_by_sample = {}
+            for (sid, _), row in self._row_of.items():
+                self._rows_by_sample.setdefault(sid, []).append(row)
+        dead = self._dead
+        rows = [r for sid in exclude for r in self._rows_by_sample.get(sid, ())]
+        if rows:
+            dead = dead.copy()
+            dead[rows] = True
+        return dead
+
+    def search(self, queries: np.ndarray, k: int = 10, *, exclude: Sequence[str] = (), exact: bool = False,
+               nprobe: int = NPROBE) -> tuple[list, np.ndarray]:
         """The ``k`` most similar stored vectors to each query (cosine): ``(keys, similarities)``, keys a
         list per query of ``(sample id, box idx)``, similarities ``(queries, <=k)`` best first. Samples in
-        ``exclude`` are left out (e.g. the query's own sample)."""
+        ``exclude`` are left out (e.g. the query's own sample). Above ``APPROX_ABOVE`` vectors only the
+        ``nprobe`` nearest inverted lists are scored, unless ``exact``."""
         q = normalize(np.atleast_2d(np.asarray(queries, np.float32)))
         x = self._matrix()
         if len(x) == 0:
             return [[] for _ in q], np.zeros((len(q), 0), np.float32)
         if q.shape[1] != x.shape[1]:
             raise ViscurateError(f"query vectors have {q.shape[1]} dimensions; {self.model} vectors have {x.shape[1]}")
-        excluded = set(exclude)
-        dead = np.array([k is None or k[0] in excluded for k in self.keys], bool)
+        dead = self._dead_rows(exclude)
         kk = min(int(k), int((~dead).sum()))
+        if not exact and self.meta.get("nlist"):
+            return self._search_lists(q, x, dead, kk, int(nprobe))
+        return self._scan(q, x, dead, kk)
+
+    def _scan(self, q: np.ndarray, x: np.ndarray, dead: np.ndarray, kk: int) -> tuple[list, np.ndarray]:
         best_s = np.full((len(q), 0), -np.inf, np.float32)
         best_i = np.zeros((len(q), 0), np.int64)
         for start in range(0, len(x), BLOCK_ROWS):
             block = np.asarray(x[start:start + BLOCK_ROWS], np.float32)
             s = q @ block.T
             s[:, dead[start:start + len(block)]] = -np.inf
-            s_all = np.concatenate([best_s, s], axis=1)
-            i_all = np.concatenate([best_i, np.broadcast_to(np.arange(start, start + len(block)), s.shape)], axis=1)
-            top = np.argsort(-s_all, axis=1, kind="stable")[:, :kk]
-            best_s = np.take_along_axis(s_all, top, axis=1)
-            best_i = np.take_along_axis(i_all, top, axis=1)
-        keys = [[tuple(self.keys[i]) for i in row] for row in best_i]
-        return keys, best_s
+            best_s, best_i = _merge_top(best_s, best_i, s, np.arange(start, start + len(block)), kk)
+        return [[tuple(self.keys[i]) for i in row] for row in best_i], best_s
+
+    def _search_lists(self, q: np.ndarray, x: np.ndarray, dead: np.ndarray, kk: int, nprobe: int
+                      ) -> tuple[list, np.ndarray]:
+        order, starts = self._inverted_lists()
+        centroids = self._centroids()
+        probes = np.argsort(-(q @ centroids.T), axis=1)[:, :max(1, min(nprobe, len(centroids)))]
+        keys_out, sims_out = [], np.full((len(q), kk), -np.inf, np.float32)
+        for n, lists in enumerate(probes):
+            rows = np.sort(np.concatenate([order[starts[c]:starts[c + 1]] for c in lists]))
+            rows = rows[~dead[rows]]
+            if len(rows) < kk:  # lists too thin for k answers: scan this one query exactly
+                keys, sims = self._scan(q[n:n + 1], x, dead, kk)
+                keys_out.append(keys[0])
+                sims_out[n, :sims.shape[1]] = sims[0]
+                continue
+            s = np.asarray(x[rows], np.float32) @ q[n]
+            top = np.argsort(-s, kind="stable")[:kk]
+            keys_out.append([tuple(self.keys[i]) for i in rows[top]])
+            sims_out[n, :len(top)] = s[top]
+        return keys_out, sims_out
+
+
+def _merge_top(best_s: np.ndarray, best_i: np.ndarray, s: np.ndarray, cols: np.ndarray, k: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of the running best and a new block of scores (``cols``: the block's row numbers)."""
+    s_all = np.concatenate([best_s, s], axis=1)
+    i_all = np.concatenate([best_i, np.broadcast_to(cols, s.shape)], axis=1)
+    if s_all.shape[1] > k:
+        part = np.argpartition(-s_all, k - 1, axis=1)[:, :k] if k > 0 else np.zeros((len(s_all), 0), np.int64)
+        s_all, i_all = np.take_along_axis(s_all, part, axis=1), np.take_along_axis(i_all, part, axis=1)
+    top = np.lexsort((i_all, -s_all), axis=1)[:, :k] if s_all.size else np.zeros((len(s_all), 0), np.int64)
+    return np.take_along_axis(s_all, top, axis=1), np.take_along_axis(i_all, top, axis=1)
 
 
 def similar(cat: "Catalog", target: Any, k: int = 10, *, model: str | None = None,
-            field: str | None = None) -> list[dict[str, Any]]:
+            field: str | None = None, exact: bool = False) -> list[dict[str, Any]]:
     """The ``k`` samples most similar to ``target``: a sample id (its stored vector; the sample itself
     left out), a vector, or an image (a path, a ``PIL.Image`` or an ``H x W x 3`` array, embedded with
     ``model``). ``model``: the embedding model (default: the default embedder if the dataset has its
     vectors, else the model with the most image vectors). Returns ``[{"_id", "similarity"}]`` best first
-    (with ``"idx"`` for box vectors, ``field`` given).
+    (with ``"idx"`` for box vectors, ``field`` given). Approximate above ``APPROX_ABOVE`` vectors unless
+    ``exact``.
 
     >>> similar(cat, "a1b2c3...", k=5)                                              # doctest: +SKIP
     [{'_id': 'd4e5...', 'similarity': 0.97}, ...]
@@ -215,7 +354,7 @@ def similar(cat: "Catalog", target: Any, k: int = 10, *, model: str | None = Non
         query = target
     else:
         query = _embed_image(target, model)
-    keys, sims = index.search(query, k, exclude=exclude)
+    keys, sims = index.search(query, k, exclude=exclude, exact=exact)
     # min(1, ...): float16 storage can round a unit vector's self-similarity just above 1
     return [{"_id": key[0], **({"idx": key[1]} if field else {}), "similarity": round(min(1.0, float(s)), 4)}
             for key, s in zip(keys[0], sims[0])]

@@ -766,12 +766,13 @@ def similar_cmd(
     k: int = typer.Option(10, "-k", help="How many."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default "
                                         "embedder, when `viscurate embed` stored it)."),
+    exact: bool = typer.Option(False, "--exact", help="Scan every vector even above 100,000 (slower, exact)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The samples most similar to a sample or an image (cosine similarity of embeddings)."""
     if k < 1:
         raise ViscurateError("-k must be at least 1")
-    hits = _dataset(name).similar(target, k, model=model)
+    hits = _dataset(name).similar(target, k, model=model, exact=exact)
     if as_json:
         _print_json(hits)
         return
