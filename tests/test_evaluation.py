@@ -111,7 +111,8 @@ def test_eval_marks_are_queryable(tmp_path):
     assert strict.totals["tp"] < totals["tp"] and strict.map == pytest.approx(report.map)
     assert sum(d["eval"]["tp"] for d in ds.find({}, page_size=100)["results"]) == strict.totals["tp"]
     info = ds.info()["evaluation"]
-    assert info == {"samples": 40, **strict.totals}
+    assert info == {"samples": 40, **strict.totals, "errors": strict.errors}
+    assert sum(strict.errors.values()) == strict.totals["fp"]
     with pytest.raises(ViscurateError, match="not a box list"):
         ds.evaluate(pred_field="width")
 

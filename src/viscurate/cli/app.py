@@ -315,8 +315,9 @@ def print_info(info: dict) -> None:
         console.print(f"clusters: {info['clusters']:,} (`viscurate find {info['name']} '{{\"cluster.id\": 0}}'`)")
     ev = info.get("evaluation") or {}
     if ev.get("samples"):
+        kinds = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in (ev.get("errors") or {}).items() if v)
         console.print(f"evaluation (last `viscurate evaluate`, {ev['samples']:,} images): {ev['tp']:,} true positives, "
-                      f"{ev['fp']:,} false positives, {ev['fn']:,} missed")
+                      f"{ev['fp']:,} false positives{f' ({kinds})' if kinds else ''}, {ev['fn']:,} missed")
     if info["formats"]:
         console.print(_bar_table("formats", info["formats"], n))
     if info["size_histogram"]:

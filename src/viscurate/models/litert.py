@@ -16,10 +16,12 @@ and a LiteRT interpreter loader that can expose intermediate tensors as extra ou
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -27,7 +29,7 @@ from ..errors import ViscurateError
 from .base import ModelSpec
 
 __all__ = ["resolve_threads", "as_rgb", "resize", "letterbox", "Letterbox", "dequantize", "quantize",
-           "load_interpreter", "builtin_op", "LiteRTModel", "ModelClosed"]
+           "load_interpreter", "runtime_logs_filtered", "builtin_op", "LiteRTModel", "ModelClosed"]
 
 
 class ModelClosed(ViscurateError):
@@ -152,6 +154,34 @@ def _find_tensor(subgraph: Any, ref: int | str) -> int:
     raise ViscurateError(f"the model has no tensor named {ref!r}")
 
 
+@contextlib.contextmanager
+def runtime_logs_filtered() -> Iterator[None]:
+    """Keep the runtimes' INFO chatter ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU."), which
+    the C++ side writes straight to file descriptor 2, off the user's terminal; anything else written
+    meanwhile is passed on to stderr after. Used around interpreter creation only (a few milliseconds)."""
+    import tempfile
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable descriptor 2 (some embedded interpreters): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [ln for ln in tmp.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if ln.strip() and not ln.startswith("INFO:")]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 def load_interpreter(path: str, threads: int,
                      extra_outputs: Sequence[int | str] | Callable[[Any], Sequence[int]] = (),
                      edit: Callable[[Any], None] | None = None,
@@ -169,7 +199,8 @@ def load_interpreter(path: str, threads: int,
     from ai_edge_litert.interpreter import Interpreter
 
     if not extra_outputs and edit is None:
-        interp = Interpreter(model_path=path, num_threads=int(threads))
+        with runtime_logs_filtered():
+            interp = Interpreter(model_path=path, num_threads=int(threads))
     else:
         import flatbuffers
         from ai_edge_litert import schema_py_generated as schema
@@ -189,10 +220,12 @@ def load_interpreter(path: str, threads: int,
         sg.outputs = np.asarray(outputs, dtype=np.int32)
         builder = flatbuffers.Builder(len(raw) + 4096)
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-        interp = Interpreter(model_content=bytes(builder.Output()), num_threads=int(threads))
-    if input_shape is not None:
-        interp.resize_tensor_input(int(interp.get_input_details()[0]["index"]), [int(v) for v in input_shape])
-    interp.allocate_tensors()
+        with runtime_logs_filtered():
+            interp = Interpreter(model_content=bytes(builder.Output()), num_threads=int(threads))
+    with runtime_logs_filtered():
+        if input_shape is not None:
+            interp.resize_tensor_input(int(interp.get_input_details()[0]["index"]), [int(v) for v in input_shape])
+        interp.allocate_tensors()
     return interp
 
 

@@ -26,7 +26,7 @@ import os
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal, Sequence
 
 import duckdb
 import orjson
@@ -908,9 +908,10 @@ def summarize(cat: Catalog, top: int = 20) -> dict:
         "duplicates": dict(zip(("groups", "in_groups"), q(
             'SELECT count(DISTINCT "duplicates.group"), count("duplicates.group") FROM samples')[0])),
         "clusters": q('SELECT count(DISTINCT "cluster.id") FROM samples')[0][0],
-        "evaluation": dict(zip(("samples", "tp", "fp", "fn"), q(
+        "evaluation": _evaluation_summary(q(
             'SELECT count("eval.tp"), coalesce(sum("eval.tp"), 0), coalesce(sum("eval.fp"), 0), '
-            'coalesce(sum("eval.fn"), 0) FROM samples')[0])),
+            'coalesce(sum("eval.fn"), 0), coalesce(sum("eval.duplicate"), 0), coalesce(sum("eval.wrong_class"), 0), '
+            'coalesce(sum("eval.badly_placed"), 0), coalesce(sum("eval.spurious"), 0) FROM samples')[0]),
         "formats": counts('SELECT format, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
         "modes": counts('SELECT mode, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
         "sources": counts('SELECT source, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
@@ -936,4 +937,12 @@ def summarize(cat: Catalog, top: int = 20) -> dict:
     gt = counts('SELECT "ground_truth.label", count(*) FROM samples WHERE "ground_truth.label" IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ' + str(int(top)))
     if gt:
         out["labels"]["ground_truth.label"] = {"classes": gt}
+    return out
+
+
+def _evaluation_summary(row: Sequence[Any]) -> dict[str, Any]:
+    """``viscurate info``'s evaluation line: samples evaluated, tp/fp/fn, and the false positives by kind."""
+    out: dict[str, Any] = dict(zip(("samples", "tp", "fp", "fn"), (int(v) for v in row[:4])))
+    if out["fp"]:
+        out["errors"] = dict(zip(("duplicate", "wrong_class", "badly_placed", "spurious"), (int(v) for v in row[4:])))
     return out
