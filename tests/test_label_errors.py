@@ -79,6 +79,20 @@ def test_label_errors_on_real_digits_through_the_catalog(digits_catalog):
         assert np.mean([dis[i] for i in list(wrong)[:40]]) > np.mean([dis[i] for i in ids[:40] if i not in wrong]) + 0.3
 
 
+def test_a_free_form_label_field_works_like_a_declared_one(digits_catalog):
+    cat, ids, y, noisy, names = digits_catalog
+    with cat:
+        declared = find_label_errors(cat, model=PIXELS, write=False)
+        # the same labels in a field no schema declares (what an import of one's own metadata adds)
+        cat.write([{"_id": i, "meta": {"digit": str(names[c])}} for i, c in zip(ids, noisy)],
+                  mode="merge", merge_keys=["meta"])
+        free = find_label_errors(cat, label_field="meta.digit", model=PIXELS, write=False)
+        assert free.samples == declared.samples and free.classes == declared.classes
+        assert [e["_id"] for e in free.errors] == [e["_id"] for e in declared.errors]
+        with pytest.raises(ViscurateError, match="one label per sample"):
+            find_label_errors(cat, label_field="tags", model=PIXELS)
+
+
 def test_given_probabilities_are_used_and_checked(digits_catalog):
     cat, ids, y, noisy, names = digits_catalog
     with cat:

@@ -10,7 +10,7 @@ from ..store.documents import get_path
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
 
-__all__ = ["store_findings", "store_box_findings", "box_vectors"]
+__all__ = ["store_findings", "store_box_findings", "box_vectors", "sample_values"]
 
 WRITE_BATCH = 2000
 
@@ -96,3 +96,16 @@ def store_box_findings(cat: "Catalog", scope: dict, field: str, key: str, issue:
             out.append(new)
         cat.write(out, mode="merge", merge_keys=(top, key, "issues"))
     return len(todo)
+
+
+def sample_values(cat: "Catalog", path: str, query: dict, why: str) -> dict[str, Any]:
+    """``{sample id: value}`` of one field for the samples matching ``query``, in catalog order: a declared
+    scalar field in one column scan, any other path (``meta.fold``, a field an import added) by walking
+    the documents. ``why`` finishes the error for a declared field that is not one value per sample."""
+    spec = cat.fields.get(path)
+    if spec is not None and spec.kind == "scalar":
+        cols = cat.columns([path], query)
+        return dict(zip(cols["_id"], cols[path]))
+    if spec is not None:
+        raise ViscurateError(f"{path!r} is not a single value per sample; {why}")
+    return {doc["_id"]: get_path(doc, path) for doc in cat.iter_docs(query)}

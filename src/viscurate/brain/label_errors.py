@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import ViscurateError
 from .duplicates import _default_model, _scope
-from .findings import store_findings
+from .findings import sample_values, store_findings
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
@@ -180,9 +180,10 @@ def find_label_errors(cat: "Catalog", *, label_field: str = "ground_truth.label"
 
     t0 = time.monotonic()
     scope = _scope(query)
-    cols = cat.columns([label_field], {"$and": [scope, {label_field: {"$exists": True, "$ne": None}}]})
-    ids = cols["_id"]
-    names = [str(v) for v in cols[label_field]]
+    values = sample_values(cat, label_field, {"$and": [scope, {label_field: {"$exists": True, "$ne": None}}]},
+                           "label errors need one label per sample, such as 'ground_truth.label'")
+    ids = [i for i, v in values.items() if v is not None and not isinstance(v, (dict, list))]
+    names = [str(values[i]) for i in ids]
     classes = list(classes) if classes is not None else sorted(set(names))
     index = {c: n for n, c in enumerate(classes)}
     if len(ids) < 2 or len(set(names)) < 2:

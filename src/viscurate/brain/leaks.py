@@ -18,10 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ViscurateError
-from ..store.documents import get_path
 from .duplicates import DuplicateRules, _graph, _scope
-from .findings import store_findings
+from .findings import sample_values, store_findings
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
@@ -48,16 +46,7 @@ class LeaksReport:
 
 
 def _values(cat: "Catalog", path: str, ids: list[str], scope: dict) -> list[Any]:
-    spec = cat.fields.get(path)
-    if spec is not None and spec.kind == "scalar":
-        cols = cat.columns([path], scope)
-        by_id = dict(zip(cols["_id"], cols[path]))
-    elif spec is not None:
-        raise ViscurateError(f"{path!r} is not a single value per sample; leaks need a field such as 'split'")
-    else:  # a free-form field: walk the documents
-        by_id = {}
-        for doc in cat.iter_docs(scope):
-            by_id[doc["_id"]] = get_path(doc, path)
+    by_id = sample_values(cat, path, scope, "leaks need a field such as 'split'")
     out = []
     for i in ids:
         v = by_id.get(i)
