@@ -209,3 +209,37 @@ def test_label_conflicts_in_duplicate_groups_and_clusters(planted):
     assert all(c["source"] == "duplicates" for c in report.conflicts)
     ds.update({}, {"$unset": {"ground_truth": ""}})
     assert ds.find_label_conflicts().conflicts == [] and ds.count({"issues": "label_conflict"}) == 0
+
+
+def test_above_the_threshold_hash_search_uses_an_inverted_file(planted, monkeypatch):
+    import numpy as np
+
+    from viscurate.brain import neighbours
+
+    # uniformly random hashes (the hardest case: no structure for the lists to follow) with near copies
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (20_000, 8), dtype=np.uint8)
+    src = rng.choice(len(base), 500, replace=False)
+    bits = np.unpackbits(base[src], axis=1)
+    for row in bits:
+        row[rng.choice(64, int(rng.integers(1, 9)), replace=False)] ^= 1
+    hashes = [bytes(c).hex() for c in np.concatenate([base, np.packbits(bits, axis=1)])]
+    exact = neighbours.hamming_pairs(hashes, 8, exact=True)
+    monkeypatch.setattr(neighbours, "EXACT_HASHES_BELOW", 1000)
+    approx = neighbours.hamming_pairs(hashes, 8)
+    found = set(zip(approx[0].tolist(), approx[1].tolist()))
+    truth = set(zip(exact[0].tolist(), exact[1].tolist()))
+    assert found <= truth  # never a pair the exact search would not give
+    planted_pairs = {(int(s), 20_000 + n) for n, s in enumerate(src)}
+    assert planted_pairs <= truth
+    assert len(found & planted_pairs) >= 0.9 * len(planted_pairs)
+    # the real photos through the approximate path: the planted-set figures hold
+    ds, truth_set = planted
+    monkeypatch.setattr(neighbours, "EXACT_HASHES_BELOW", 10)
+    report = ds.find_duplicates(write=False)
+    names = {d["_id"]: os.path.basename(d["filepath"])
+             for d in ds.find({}, projection={"filepath": 1}, page_size=10_000)["results"]}
+    predicted = {frozenset(names[i] for i in pair) for pair in report.pairs()}
+    expected = {frozenset(p) for p in truth_set["dup_pairs"]}
+    tp = len(predicted & expected)
+    assert tp / max(1, len(predicted)) >= 0.9 and tp / len(expected) >= 0.9
