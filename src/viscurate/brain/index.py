@@ -52,7 +52,6 @@ COMPACT_FRACTION = 0.25
 APPROX_ABOVE = 100_000
 #: Inverted lists a query visits by default.
 NPROBE = 16
-TRAIN_PER_LIST = 40  # training vectors per centroid (FAISS's own guidance is 39-256)
 RETRAIN_GROWTH = 4  # retrain the centroids once the index holds this many times the rows they were trained on
 
 
@@ -82,6 +81,7 @@ class SimilarityIndex:
         self._lists: tuple[np.ndarray, np.ndarray] | None = None  # (rows sorted by list, list starts)
         self._dead: np.ndarray | None = None  # tombstone mask, rebuilt when the keys change
         self._rows_by_sample: dict[str, list[int]] = {}
+        self._centroid_cache: np.ndarray | None = None
         if self.meta.get("nlist") and not self._ivf_files_ok():
             self._drop_ivf()  # torn: the next sync retrains
 
@@ -185,11 +185,14 @@ class SimilarityIndex:
             (self.directory / name).unlink(missing_ok=True)
         self.meta.pop("nlist", None)
         self.meta.pop("trained_rows", None)
-        self._lists = None
+        self._lists = self._centroid_cache = None
 
     def _centroids(self) -> np.ndarray:
-        dim, nlist = int(self.meta["dim"]), int(self.meta["nlist"])
-        return np.fromfile(self.directory / "centroids.f32", dtype="<f4").reshape(nlist, dim)
+        """The centroids, read once per index object (not once per query)."""
+        if self._centroid_cache is None:
+            dim, nlist = int(self.meta["dim"]), int(self.meta["nlist"])
+            self._centroid_cache = np.fromfile(self.directory / "centroids.f32", dtype="<f4").reshape(nlist, dim)
+        return self._centroid_cache
 
     def _assignments(self) -> np.ndarray:
         return np.fromfile(self.directory / "assign.i32", dtype="<i4")
@@ -206,17 +209,18 @@ class SimilarityIndex:
         """Spherical k-means centroids on a sample of the live rows, and every row's list."""
         import faiss
 
+        from .knn_graph import TRAIN_ITERATIONS, _gather, ivf_training_sample
+
         x = self._matrix()
-        live = np.array([n for n, k in enumerate(self.keys) if k is not None], np.int64)
-        nlist = int(max(16, min(65_536, 4 * np.sqrt(len(live)))))
-        rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(live, size=min(len(live), nlist * TRAIN_PER_LIST), replace=False))
-        train = np.ascontiguousarray(x[sample], dtype=np.float32)
-        km = faiss.Kmeans(train.shape[1], nlist, niter=10, spherical=True, seed=seed, verbose=False,
+        live = np.nonzero(~self._dead_rows(()))[0]
+        nlist, picked = ivf_training_sample(len(live), seed)  # the same sizing as the kNN graph's index
+        train = _gather(x, live[picked])
+        km = faiss.Kmeans(train.shape[1], nlist, niter=TRAIN_ITERATIONS, spherical=True, seed=seed, verbose=False,
                           min_points_per_centroid=1)  # small indexes train on what they have, quietly
         km.train(train)
         write_atomic(self.directory / "centroids.f32", np.ascontiguousarray(km.centroids, "<f4").tobytes())
         self.meta.update(nlist=nlist, trained_rows=len(live))
+        self._centroid_cache = None
         write_atomic(self.directory / "assign.i32", self._nearest_list(x).astype("<i4").tobytes())
         self._lists = None
 

@@ -22,12 +22,25 @@ import math
 
 import numpy as np
 
-__all__ = ["knn_graph", "EXACT_BELOW"]
+__all__ = ["knn_graph", "ivf_training_sample", "EXACT_BELOW"]
 
 EXACT_BELOW = 50_000
 BLOCK = 32_768
 TRAIN_PER_LIST = 40  # FAISS's own minimum for a stable k-means is 39 per centroid
 TRAIN_ITERATIONS = 10
+
+
+def ivf_training_sample(n: int, seed: int = 0) -> tuple[int, np.ndarray]:
+    """``(lists, rows)``: how many inverted lists an IVF index of ``n`` vectors gets (``4 * sqrt(n)``,
+    64 to 65,536) and the sorted rows its k-means trains on (``TRAIN_PER_LIST`` per list, at most ``n``).
+
+    >>> lists, rows = ivf_training_sample(1_000_000)
+    >>> lists, len(rows)
+    (4000, 160000)
+    """
+    lists = int(min(65_536, max(64, 4 * math.sqrt(n))))
+    rng = np.random.default_rng(seed)
+    return lists, np.sort(rng.choice(n, size=min(n, lists * TRAIN_PER_LIST), replace=False))
 
 
 def _block(vectors, start: int, stop: int) -> np.ndarray:
@@ -56,9 +69,7 @@ def knn_graph(vectors, k: int = 10, *, exact_below: int = EXACT_BELOW, nprobe: i
         for s in range(0, n, BLOCK):
             index.add(_block(vectors, s, min(n, s + BLOCK)))
     else:
-        nlist = int(min(65_536, max(64, 4 * math.sqrt(n))))
-        rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(n, size=min(n, nlist * TRAIN_PER_LIST), replace=False))
+        nlist, sample = ivf_training_sample(n, seed)
         train = _gather(vectors, sample)
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit,
