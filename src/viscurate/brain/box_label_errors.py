@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import ViscurateError
 from ..store.documents import get_path
 from .findings import box_vectors, store_box_findings
+from .neighbours import other_group
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
@@ -115,11 +116,10 @@ def find_box_label_errors(cat: "Catalog", *, field: str = "ground_truth.detectio
     class_names, labels = np.unique(np.asarray([names[key] for key in zip(ids, idxs)], dtype=object).astype(str),
                                     return_inverse=True)
     report.classes = len(class_names)
-    owner = np.unique(np.asarray(ids, dtype=object).astype(str), return_inverse=True)[1]
     # ask for more than k, since neighbours in the box's own image are dropped (a herd of cows is not
     # evidence that each cow is a cow); keep the first k from other images
     sims, nbrs = knn_graph(matrix, min(report.boxes - 1, int(k) * 3), threads=threads)
-    foreign = (nbrs >= 0) & (owner[np.clip(nbrs, 0, None)] != owner[:, None])
+    foreign = other_group(ids, nbrs)
     rank = np.cumsum(foreign, axis=1)
     chosen = foreign & (rank <= int(k))
     score, best, share = neighbour_votes(labels, sims, np.where(chosen, nbrs, -1))

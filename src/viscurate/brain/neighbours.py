@@ -18,7 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["normalize", "similar_pairs", "hamming_pairs", "hex_codes", "hamming", "EXACT_HASHES_BELOW"]
+__all__ = ["normalize", "similar_pairs", "hamming_pairs", "hex_codes", "hamming", "other_group",
+           "EXACT_HASHES_BELOW"]
 
 #: Rows per FAISS query block: bounds the memory of the distance matrix FAISS keeps per block.
 BLOCK = 65_536
@@ -60,6 +61,17 @@ def similar_pairs(vectors: np.ndarray, *, k: int = 10, min_similarity: float = 0
     ok = (idx >= 0) & (sims >= min_similarity)
     rows = np.broadcast_to(np.arange(n)[:, None], idx.shape)
     return _unique_pairs(rows[ok], idx[ok], sims[ok], keep_max=True)
+
+
+def other_group(groups: Sequence[str], neighbours: np.ndarray) -> np.ndarray:
+    """Which entries of a ``(n, k)`` neighbour table (``-1``: none) belong to another group than their row,
+    e.g. boxes of another image than the box asking.
+
+    >>> other_group(["a", "a", "b"], np.array([[1, 2], [0, -1], [0, 1]])).tolist()
+    [[False, True], [False, False], [True, True]]
+    """
+    codes = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)[1]
+    return (neighbours >= 0) & (codes[np.clip(neighbours, 0, None)] != codes[:, None])
 
 
 def hex_codes(hashes: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import ViscurateError
 from .findings import box_vectors, store_box_findings
+from .neighbours import other_group
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
@@ -70,9 +71,7 @@ def find_object_duplicates(cat: "Catalog", *, field: str = "object_analysis", mo
     twins: dict[str, dict[int, tuple[str, int, float]]] = {}
     if len(ids) >= 2:
         sims, nbrs = knn_graph(matrix, min(int(k), len(ids) - 1), threads=threads)
-        owner = np.unique(np.asarray(ids, dtype=object).astype(str), return_inverse=True)[1]
-        ok = (nbrs >= 0) & (sims >= float(min_similarity))
-        ok &= owner[np.clip(nbrs, 0, None)] != owner[:, None]  # another image
+        ok = other_group(ids, nbrs) & (sims >= float(min_similarity))
         for row in np.nonzero(ok.any(axis=1))[0].tolist():
             col = int(np.argmax(ok[row]))  # rows are best first: the first allowed one is the best
             j = int(nbrs[row, col])
