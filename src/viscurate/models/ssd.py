@@ -92,22 +92,24 @@ def anchors(levels: Sequence[tuple[int, int, np.ndarray, np.ndarray]], image_siz
     return np.concatenate(out) if out else np.zeros((0, 4), np.float32)
 
 
+def _iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    iw = np.maximum(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0)
+    ih = np.maximum(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0)
+    inter = iw * ih
+    union = (max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
+             + np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0) - inter)
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
 def _nms(boxes: np.ndarray, threshold: float) -> list[int]:
     """Greedy non-maximum suppression of ``boxes`` (x1, y1, x2, y2), already sorted best first."""
-    x1, y1, x2, y2 = boxes.T
-    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
     keep: list[int] = []
     order = np.arange(len(boxes))
     while order.size:
         i = int(order[0])
         keep.append(i)
         rest = order[1:]
-        iw = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0)
-        ih = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0)
-        inter = iw * ih
-        union = areas[i] + areas[rest] - inter
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0)
-        order = rest[iou <= threshold]
+        order = rest[_iou_one(boxes[i], boxes[rest]) <= threshold]
     return keep
 
 
@@ -123,15 +125,6 @@ def _decode_boxes(codes: np.ndarray, anchor_boxes: np.ndarray, variance: Sequenc
     h = np.exp(codes[:, 2] * variance[2]) * ah
     w = np.exp(codes[:, 3] * variance[3]) * aw
     return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-
-
-def _iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    iw = np.maximum(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0)
-    ih = np.maximum(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0)
-    inter = iw * ih
-    union = (max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
-             + np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0) - inter)
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def _evidence(box: np.ndarray, anchor: int, class_col: int, scores: np.ndarray, codes: np.ndarray,
