@@ -77,6 +77,10 @@ def cpu_models(images: list[np.ndarray]) -> list[dict]:
         n_persons = sum(len(p) for p in persons)
         cases = [
             ("detector", det.spec.key, lambda: det.detect(images), n),
+            # the label stage's augmented pass: only the classes the plain pass found (here: each image's own)
+            ("detector, few classes", det.spec.key,
+             lambda: [det.detect([im], classes={d.class_id for d in ds}) for im, ds in zip(images, detections) if ds],
+             sum(1 for ds in detections if ds)),
             ("classifier + embedding", cls.spec.key, lambda: cls.classify_and_embed(images), n),
             ("faces", face.spec.key, lambda: face.faces(images), n),
             ("pose (per person box)", pose.spec.key, lambda: [pose.poses(im, b) for im, b in zip(images, persons) if b],

@@ -274,3 +274,15 @@ def test_boxes_are_in_pixels_of_the_upright_original(tmp_path):
     (face,) = doc["face_analysis"]
     x, y, w, h = face["bbox"]  # the 512 px astronaut's face is at about [174, 70, 105, 105]
     assert abs(x - 4 * 174) < 60 and abs(y - 4 * 70) < 60 and abs(w - 4 * 105) < 80
+
+
+def test_a_worker_caps_numpys_blas_threads_though_numpy_was_imported_first():
+    """Workers import NumPy in the preload, before they set OPENBLAS_NUM_THREADS: the cap must still hold,
+    or every matrix product in a worker wakes BLAS threads that spin on the other workers' cores."""
+    code = ("import numpy, threadpoolctl\n"
+            "from viscurate.pipeline.label import _init_worker\n"
+            "_init_worker({}, 1, 1024)\n"
+            "print(max(p['num_threads'] for p in threadpoolctl.threadpool_info() if p['user_api'] == 'blas'))\n")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1"]

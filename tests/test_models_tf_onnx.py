@@ -201,3 +201,51 @@ def test_converted_model_is_cached_and_a_damaged_cache_is_rebuilt(tmp_path, monk
     assert ssd.SSDMobileNetV2COCO(threads=1).detect(real_photos[:2]) == want
     monkeypatch.setenv("VISCURATE_MODEL_CACHE", str(files[0]))  # a cache that cannot be a directory: skipped
     assert ssd.SSDMobileNetV2COCO(threads=1).detect(real_photos[:2]) == want
+
+
+# ---- few-class passes: the class predictors split off the graph ------------------------------------
+
+def test_a_few_class_pass_finds_the_same_boxes_of_those_classes(tmp_path, monkeypatch, real_photos):
+    """The label stage's augmented pass asks for the classes the plain pass found: on the shrunk views of
+    real photos, the boxes of those classes are the full pass's, scores and all; the split body and head
+    weights are kept in the model cache and reloaded from it."""
+    from viscurate.models import quality
+
+    monkeypatch.setenv("VISCURATE_MODEL_CACHE", str(tmp_path / "cache"))
+    det = ssd.SSDMobileNetV2COCO(threads=1)
+    compared = 0
+    for photo in real_photos:
+        found = {d.class_id for d in det.detect([photo], 0.3)[0]}
+        views, _ = quality.tta_views(photo)
+        for view in views.values():
+            for classes in (found, found | {1, 3}, {18}):
+                full = [d for d in det.detect([view], 0.1)[0] if d.class_id in classes]
+                few = det.detect([view], 0.1, classes=classes)[0]
+                assert [(d.name, d.bbox) for d in few] == [(d.name, d.bbox) for d in full]
+                np.testing.assert_allclose([d.confidence for d in few], [d.confidence for d in full], atol=2e-4)
+                compared += len(full)
+    assert compared >= 5
+    assert det.detect([real_photos[1]], 0.1, classes=set()) == [[]]
+    cache = tmp_path / "cache"
+    assert len(list(cache.glob("*.body.onnx"))) == 1 and len(list(cache.glob("*.heads.npy"))) == 1
+    assert len(list(cache.glob("*.body.*.optimized.onnx"))) == 1
+    assert len(list(cache.glob("ssd_mobilenet_v2_coco-*"))) == 5  # the converted model, its optimized graph, and these
+    view = quality.tta_views(real_photos[1])[0]["scale"]
+    again = ssd.SSDMobileNetV2COCO(threads=1)  # from the cache: the body's optimized graph, the heads memory-mapped
+    assert again.detect([view], 0.1, classes={17}) == det.detect([view], 0.1, classes={17})
+    assert isinstance(again._few_classes.packed, np.memmap)
+    next(cache.glob("*.heads.npy")).write_bytes(b"damaged")  # rebuilt, not an error
+    assert ssd.SSDMobileNetV2COCO(threads=1).detect([view], 0.1, classes={17}) == det.detect([view], 0.1, classes={17})
+
+
+def test_a_graph_whose_class_scores_are_laid_out_otherwise_is_refused():
+    from onnx import TensorProto, helper
+
+    from viscurate.models.ssd_heads import split_class_heads
+
+    x = helper.make_tensor_value_info("image_tensor", TensorProto.FLOAT, [1, 3, 4, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["image_tensor"], ["boxes"]),
+                               helper.make_node("Sigmoid", ["image_tensor"], ["scores"])], "g", [x],
+                              [helper.make_empty_tensor_value_info("boxes"), helper.make_empty_tensor_value_info("scores")])
+    with pytest.raises(UnsupportedGraph, match="Concat"):
+        split_class_heads(helper.make_model(graph), "boxes", "scores")

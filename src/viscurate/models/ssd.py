@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
@@ -211,23 +212,38 @@ class SSDMobileNetV2COCO:
             self._net: Any = cv2.dnn.readNetFromTensorflow(graph, config)
         else:
             self._net, self._anchors, self._params = _onnx_detector(graph, config, self.threads)
+        self._weights = (graph, config)
+        self._few_classes: Any = None  # the body + class-head runner, built on the first few-class pass
 
     @property
     def closed(self) -> bool:
         return self._net is None
 
-    def detect(self, images: Sequence[np.ndarray], min_confidence: float = 0.3) -> list[list[Detection]]:
-        """Detect COCO objects. Boxes are ``[x, y, w, h]`` in pixels of each input image, clipped to it."""
+    def detect(self, images: Sequence[np.ndarray], min_confidence: float = 0.3,
+               classes: Iterable[int] | None = None) -> list[list[Detection]]:
+        """Detect COCO objects. Boxes are ``[x, y, w, h]`` in pixels of each input image, clipped to it.
+
+        ``classes``: only boxes of these COCO class ids. Their boxes and scores are the ones a full pass
+        finds (the classes are scored independently, by sigmoids), but on onnxruntime only their share of
+        the class predictors is computed: about half the cost of a pass (for the label stage's augmented
+        pass, which looks for the classes the plain pass found). An empty set finds nothing.
+        """
+        wanted = None if classes is None else sorted({int(c) for c in classes})
         rgb = [as_rgb(im) for im in images]
         results: list[list[Detection]] = []
+        if wanted is not None and not wanted:
+            return [[] for _ in rgb]
         for start in range(0, len(rgb), self.batch_size):
             chunk = rgb[start:start + self.batch_size]
-            rows = self._forward(chunk, min_confidence)
+            rows = self._forward(chunk, min_confidence, wanted)
+            if wanted is not None:
+                rows = rows[np.isin(np.round(rows[:, 1]).astype(int), wanted)]
             for i, image in enumerate(chunk):
                 results.append(self._decode(rows[rows[:, 0] == i], image.shape, min_confidence))
         return results
 
-    def _forward(self, images: list[np.ndarray], min_confidence: float = 0.0) -> np.ndarray:
+    def _forward(self, images: list[np.ndarray], min_confidence: float = 0.0,
+                 classes: list[int] | None = None) -> np.ndarray:
         import cv2
 
         # inputs are RGB already, which is what the TensorFlow graph expects: no channel swap
@@ -237,7 +253,14 @@ class SSDMobileNetV2COCO:
             if self._net is None:
                 raise ModelClosed(f"model {self.spec.key} is closed; get a new one with "
                                   f"viscurate.models.get_model({self.spec.name!r})")
-            if self.runtime == "onnxruntime":
+            if self.runtime == "onnxruntime" and classes is not None:
+                if self._few_classes is None:
+                    self._few_classes = _few_class_detector(*self._weights, self.threads)
+                if self._few_classes:
+                    codes, scores = self._few_classes.run(blob, classes, len(self._anchors))
+                else:  # a graph the split does not know: the full pass (detect() keeps the classes asked for)
+                    codes, scores = self._net.run([BOXES, SCORES], {"image_tensor": blob})
+            elif self.runtime == "onnxruntime":
                 codes, scores = self._net.run([BOXES, SCORES], {"image_tensor": blob})
             else:
                 previous = cv2.getNumThreads()
@@ -278,7 +301,7 @@ class SSDMobileNetV2COCO:
 
     def close(self) -> None:
         with self._lock:
-            self._net = None
+            self._net = self._few_classes = None
 
     def __enter__(self):
         return self
@@ -431,6 +454,55 @@ def _optimized_file(cached: Path) -> Path:
     return cached.with_name(f"{cached.stem}.ort{ort.__version__}-{cpu}.optimized.onnx")
 
 
+def _few_class_detector(graph: str, config: str, threads: int) -> Any:
+    """The runner of few-class passes (:mod:`viscurate.models.ssd_heads`), or ``False`` when the graph's
+    class predictors are not in the layout it knows. Its two parts are kept in the model cache next to
+    the converted model: the body (and onnxruntime's optimized graph of it) and the packed head weights,
+    which every worker then memory-maps instead of holding a copy of its own."""
+    import onnxruntime as ort
+
+    from .ssd_heads import LAYOUT_KEY, FewClassRunner, UnsupportedGraph, heads_from_layout, split_class_heads
+
+    cached = _cache_file(graph, config)
+    body_file = heads_file = optimized = None
+    if cached is not None:
+        body_file, heads_file = cached.with_name(f"{cached.stem}.body.onnx"), cached.with_name(f"{cached.stem}.heads.npy")
+        optimized = _optimized_file(body_file)
+        for path, fast in ((optimized, True), (body_file, False)):
+            if not (path.is_file() and heads_file.is_file()):
+                continue
+            try:
+                session = _session(ort, str(path), threads, preoptimized=fast, save_to=None if fast else optimized)
+                heads = heads_from_layout(session.get_modelmeta().custom_metadata_map[LAYOUT_KEY])
+                packed = np.load(heads_file, mmap_mode="r")
+                if packed.dtype != np.float32 or packed.shape != (heads[-1].offset + heads[-1].weight_size
+                                                                  + heads[-1].shape[0],):
+                    raise ValueError("the head weights do not match the body")
+                return FewClassRunner(session, heads, packed, BOXES)
+            except Exception as e:  # noqa: BLE001 - damaged or foreign: rebuilt below
+                log.info("rebuilding the cached detector body %s: %s", path, e)
+    import onnx
+
+    try:
+        if cached is not None and cached.is_file():
+            model = onnx.load(str(cached))
+        else:
+            from .tf_graph import read_text_graph
+            nodes = read_text_graph(config)
+            model = _convert(graph, nodes, [n for n in nodes if n.op == "PriorBox"])[0]
+        body, heads, packed = split_class_heads(model, BOXES, SCORES)
+    except UnsupportedGraph as e:
+        log.info("few-class passes run the whole detector: %s", e)
+        return False
+    data = body.SerializeToString()
+    if body_file is not None and heads_file is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, packed)
+        _store(heads_file, buffer.getvalue())
+        _store(body_file, data)
+    return FewClassRunner(_session(ort, data, threads, save_to=optimized), heads, packed, BOXES)
+
+
 def _cache_file(graph: str, config: str) -> Path | None:
     from .weights import model_cache_dir
 
@@ -447,12 +519,14 @@ def _cache_file(graph: str, config: str) -> Path | None:
 
 def _store(path: Path, data: bytes) -> None:
     """Write the cache file atomically (a concurrent reader sees the old file or the whole new one) and
-    drop the stale versions of the same model. A cache that cannot be written is skipped, not an error."""
+    drop the files of stale versions of the same model (another key: the name up to its first dot). A cache
+    that cannot be written is skipped, not an error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, data)
-        for old in path.parent.glob(f"{SPEC.name}-*.onnx"):
-            if old != path:
+        key = path.name.split(".")[0]
+        for old in path.parent.glob(f"{SPEC.name}-*"):
+            if old.name.split(".")[0] != key and not old.name.startswith("."):
                 with contextlib.suppress(OSError):
                     old.unlink()
     except OSError as e:

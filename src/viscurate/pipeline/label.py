@@ -232,6 +232,10 @@ def _init_worker(refs: dict[str, tuple], threads: int, max_side: int, own_proces
     if own_process:  # a worker: keep OpenMP/BLAS runtimes (if any loads) to our thread count
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(threads)
+        # NumPy's BLAS started its threads when the worker's preload imported it, before the variables
+        # above: limit them now, or every matrix product wakes threads that spin on the other workers' cores
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(threads)
     _state["own_process"] = own_process
     _state["refs"] = refs
     _state["threads"] = threads
@@ -370,6 +374,17 @@ class _Clock:
         self.times[key] = self.times.get(key, 0.0) + time.perf_counter() - t0
 
 
+def _detect_again(det: Any, views: list, main: list) -> list:
+    """The augmented pass. Its boxes only ever count against a box of the same class (the estimate's
+    test-time-augmentation signals), so a detector that can score a few classes (the default SSD:
+    about half a pass) looks for the classes of the plain pass only; its boxes of those are the same."""
+    from ..models import quality
+    classes = {d.class_id for d in main}
+    if None not in classes and "classes" in inspect.signature(det.detect).parameters:
+        return det.detect(views, min_confidence=quality.TTA_MIN_CONFIDENCE, classes=classes)
+    return det.detect(views, min_confidence=quality.TTA_MIN_CONFIDENCE)
+
+
 def _label_item(item: tuple) -> dict:
     """Run the models a sample needs. ``item`` = (id, filepath, tasks, stored) where ``stored`` holds the
     sample's current label fields that this run does not recompute but needs (boxes to crop, person
@@ -413,7 +428,7 @@ def _label_sample(sid: str, path: str | None, tasks: frozenset, stored: dict) ->
         transform: tuple = (w, 0, 0, 1, 1)
         if quality.needs_tta(main):
             views, transform = quality.tta_views(img)
-            found = dict(zip(views, det.detect(list(views.values()), min_confidence=quality.TTA_MIN_CONFIDENCE)))
+            found = dict(zip(views, _detect_again(det, list(views.values()), main)))
         clock.add(key, t0)
         orig = lambda ds: None if ds is None else [  # noqa: E731
             Detection(d.name, d.confidence, to_orig(d.bbox), d.class_id, d.evidence) for d in ds]
