@@ -126,6 +126,16 @@ def label_stage_runs(paths: list[Path], repeats: int) -> dict:
     return {**median, "range_images_per_s": f"{min(rates)}-{max(rates)}", "runs": [r["seconds"] for r in runs]}
 
 
+def steady_rate(runs: list[dict]) -> dict | None:
+    """The label stage's fixed cost per run (start-up, the last items, the neighbour pass) and its rate after
+    it: a least-squares line through (images, seconds) of the median runs; ``None`` with fewer than 2 sizes."""
+    if len({r["images"] for r in runs}) < 2:
+        return None
+    slope, intercept = np.polyfit([r["images"] for r in runs], [r["seconds"] for r in runs], 1)
+    return {"fixed_seconds": round(float(intercept), 2), "ms_per_image": round(1000 * float(slope), 1),
+            "images_per_s": round(1 / float(slope), 2) if slope > 0 else None}
+
+
 def gpu_clip(n: int = 2048, batch: int = 256) -> list[dict]:
     import torch
     import transformers
@@ -169,7 +179,7 @@ def main() -> None:
     ap.add_argument("--gpu-only", action="store_true", help="only the GPU (torch) measurements")
     ap.add_argument("--skip-label", action="store_true")
     ap.add_argument("--label-only", action="store_true", help="only the whole label stage")
-    ap.add_argument("--stage-images", default="40,120",
+    ap.add_argument("--stage-images", default="40,120,400",
                     help="photos per label-stage run, comma-separated (start-up weighs more on small runs)")
     ap.add_argument("--repeats", type=int, default=3,
                     help="label-stage runs per size; the table shows the median (default %(default)s)")
@@ -195,6 +205,11 @@ def main() -> None:
                        [{**{k: v for k, v in r.items() if k not in ("report", "runs")},
                          "model_seconds": {k: round(v, 1) for k, v in r.get("report", {}).get("model_seconds", {}).items()}}
                         for r in results["label_stage"]])
+            steady = steady_rate(results["label_stage"])
+            if steady:
+                results["label_stage_steady"] = steady
+                print(f"\nsteady state (a line through the medians of the sizes): {steady['fixed_seconds']} s of fixed "
+                      f"cost per run, then {steady['ms_per_image']} ms per image = {steady['images_per_s']} images/s")
     out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"models-{time.strftime('%Y-%m-%d')}{'-gpu' if args.gpu_only else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
