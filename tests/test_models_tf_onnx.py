@@ -226,6 +226,10 @@ def test_a_few_class_pass_finds_the_same_boxes_of_those_classes(tmp_path, monkey
                 compared += len(full)
     assert compared >= 5
     assert det.detect([real_photos[1]], 0.1, classes=set()) == [[]]
+    assert det.detect([real_photos[1]], 0.1, classes={0, 500}) == [[]]  # the background, no such class
+    shrunk = [quality.tta_views(p)[0]["scale"] for p in real_photos[:3]]
+    several = det.detect(shrunk, 0.1, classes={1, 17, 47})  # one batch through the body, as one at a time
+    assert several == [det.detect([v], 0.1, classes={1, 17, 47})[0] for v in shrunk] and any(several)
     cache = tmp_path / "cache"
     assert len(list(cache.glob("*.body.onnx"))) == 1 and len(list(cache.glob("*.heads.npy"))) == 1
     assert len(list(cache.glob("*.body.*.optimized.onnx"))) == 1

@@ -226,7 +226,9 @@ class SSDMobileNetV2COCO:
         ``classes``: only boxes of these COCO class ids. Their boxes and scores are the ones a full pass
         finds (the classes are scored independently, by sigmoids), but on onnxruntime only their share of
         the class predictors is computed: about half the cost of a pass (for the label stage's augmented
-        pass, which looks for the classes the plain pass found). An empty set finds nothing.
+        pass, which looks for the classes the plain pass found). An empty set, or ids the model does not
+        have, find nothing. The boxes' ``evidence`` then only knows those classes (``class_margin`` is the
+        margin over the other wanted classes).
         """
         wanted = None if classes is None else sorted({int(c) for c in classes})
         rgb = [as_rgb(im) for im in images]

@@ -178,11 +178,12 @@ class FewClassRunner:
     def _scores(self, got: dict, n: int, columns: Sequence[int], n_anchors: int) -> np.ndarray:
         total = sum(h.shape[0] * got[h.feature].shape[2] * got[h.feature].shape[3] for h in self.heads)
         n_cols = total // max(n_anchors, 1)
-        if n_cols * n_anchors != total or not all(0 <= c < n_cols for c in columns):
+        if n_cols * n_anchors != total:
             raise UnsupportedGraph("the class heads do not match the anchors")
+        columns = [int(c) for c in columns if 0 < int(c) < n_cols]  # 0 is the background; others: no such class
         scores = np.zeros((n, n_anchors, n_cols), np.float32)
         start = 0
-        for head in self.heads:
+        for head in self.heads if columns else ():
             logits = head_logits(got[head.feature], head.weight(self.packed), head.bias(self.packed), columns,
                                  n_cols, head.pads)
             stop = start + logits.shape[1]
