@@ -1,0 +1,150 @@
+"""The REST API (FastAPI): datasets, Cortex-style search with ``q`` and ``page``, samples, their media and
+thumbnails. Each route maps to one library call, so the API and the Python API never diverge.
+
+>>> app = create_app(home="/tmp/vc-home")                                           # doctest: +SKIP
+>>> # uvicorn.run(app, host="127.0.0.1", port=8000)
+
+Errors are JSON ``{"error": "..."}`` with a 4xx status for what the client can fix (unknown dataset or
+sample, bad query, bad body) and a bare 500 without details otherwise (the details go to the log).
+Media are only ever the files the catalog lists for a sample: a request names a sample id, never a path.
+"""
+
+import hashlib
+import io
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import ViscurateError
+
+__all__ = ["create_app", "PAGE_SIZE", "MAX_THUMBNAIL_SIDE", "API_KEY_HEADER"]
+
+PAGE_SIZE = 25
+MAX_PAGE = 1_000_000
+MAX_THUMBNAIL_SIDE = 1024
+API_KEY_HEADER = "X-API-Key"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+log = logging.getLogger("viscurate.server")
+
+
+class NotFound(ViscurateError):
+    """No such dataset or sample."""
+
+
+def create_app(home: str | os.PathLike | None = None, *, api_keys: set[str] | frozenset[str] = frozenset(),
+               thumbnail_cache: str | os.PathLike | None = None) -> Any:
+    """The ASGI app over the workspace at ``home``. ``api_keys``: when given, every request must carry one
+    in the ``X-API-Key`` header (required when the server listens beyond loopback)."""
+    from fastapi import Body, FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse, Response
+    from pydantic import BaseModel, Field
+
+    from ..dataset import Dataset
+
+    keys = frozenset(api_keys)
+    datasets: dict[str, Dataset] = {}
+    app = FastAPI(title="viscurate", version="1", docs_url="/docs", openapi_url="/openapi.json")
+
+    class Search(BaseModel):
+        q: dict[str, Any] = Field(default_factory=dict, description="a MongoDB query")
+        page: int = Field(1, ge=1, le=MAX_PAGE, description="1-based page of 25 results")
+        sort: dict[str, int] | None = Field(None, description='e.g. {"width": -1}')
+
+    def dataset(name: str) -> Dataset:
+        if not _NAME.match(name) or not Dataset.exists(name, home):
+            raise NotFound(f"no dataset named {name!r}")
+        if name not in datasets:
+            datasets[name] = Dataset.open(name, home)
+        return datasets[name]
+
+    def sample(name: str, sample_id: str) -> dict:
+        ds = dataset(name)
+        found = ds.find({"_id": sample_id}, page=1, page_size=1)["results"]
+        if not found:
+            raise NotFound(f"no sample {sample_id!r} in dataset {name!r}")
+        return found[0]
+
+    @app.middleware("http")
+    async def require_key(request: Request, call_next: Any) -> Any:
+        if keys and request.headers.get(API_KEY_HEADER) not in keys:
+            return JSONResponse({"error": f"missing or unknown API key (header {API_KEY_HEADER})"}, status_code=401)
+        return await call_next(request)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, e: NotFound) -> JSONResponse:
+        return JSONResponse({"error": str(e)}, status_code=404)
+
+    @app.exception_handler(ViscurateError)
+    async def refused(_: Request, e: ViscurateError) -> JSONResponse:
+        return JSONResponse({"error": str(e)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in e.errors()]
+        return JSONResponse({"error": "invalid request", "details": problems[:20]}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, e: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse({"error": "internal error (see the server's log)"}, status_code=500)
+
+    @app.get("/v1/datasets")
+    def list_datasets() -> dict:
+        names = Dataset.list(home)
+        return {"datasets": names, "length": len(names)}
+
+    @app.get("/v1/datasets/{name}")
+    def dataset_info(name: str) -> dict:
+        info = dataset(name).info()
+        info.pop("directory", None)  # the server's file layout is not the client's business
+        return info
+
+    @app.post("/v1/datasets/{name}/search")
+    def search(name: str, body: Search = Body(...)) -> dict:
+        """Cortex's search: a MongoDB query ``q`` and a ``page`` of 25; ``length`` is the total count."""
+        found = dataset(name).find(body.q, page=body.page, page_size=PAGE_SIZE, sort=body.sort)
+        return {"length": found["length"], "page": body.page, "page_size": PAGE_SIZE, "results": found["results"]}
+
+    @app.get("/v1/datasets/{name}/samples/{sample_id}")
+    def get_sample(name: str, sample_id: str) -> dict:
+        return sample(name, sample_id)
+
+    def media_path(name: str, sample_id: str) -> Path:
+        path = sample(name, sample_id).get("filepath")
+        if not path or not os.path.isfile(path):
+            raise NotFound(f"sample {sample_id!r} has no local file")
+        return Path(path)
+
+    @app.get("/v1/datasets/{name}/samples/{sample_id}/media")
+    def media(name: str, sample_id: str) -> FileResponse:
+        return FileResponse(media_path(name, sample_id), headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/v1/datasets/{name}/samples/{sample_id}/thumbnail")
+    def thumbnail(name: str, sample_id: str, size: int = 256) -> Response:
+        if not 16 <= size <= MAX_THUMBNAIL_SIDE:
+            raise ViscurateError(f"size must be between 16 and {MAX_THUMBNAIL_SIDE}")
+        path = media_path(name, sample_id)
+        st = path.stat()
+        key = hashlib.sha256(f"{path}|{st.st_size}|{st.st_mtime_ns}|{size}".encode()).hexdigest()[:32]
+        folder = Path(thumbnail_cache) if thumbnail_cache else dataset(name).directory / "thumbnails"
+        cached = folder / f"{key}.jpg"
+        if not cached.is_file():
+            from ..files import write_atomic
+            from ..media.decode import decode_image
+
+            decoded = decode_image(path.read_bytes(), side=size)
+            if decoded.small is None:
+                raise ViscurateError(f"sample {sample_id!r} cannot be decoded: {decoded.failure or decoded.error}")
+            image = decoded.small.convert("RGB")
+            image.thumbnail((size, size))
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=85)
+            folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(cached, buffer.getvalue())
+        return FileResponse(cached, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    return app

@@ -1,0 +1,118 @@
+"""The REST API against a running server (uvicorn on loopback, httpx as the client), on real photos."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+
+from viscurate import Dataset  # noqa: E402
+from viscurate.server.app import API_KEY_HEADER, create_app  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server:
+    def __init__(self, app):
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    import skimage
+    data = os.path.join(os.path.dirname(skimage.__file__), "data")
+    root = tmp_path_factory.mktemp("api")
+    photos = root / "photos"
+    photos.mkdir()
+    names = sorted(n for n in os.listdir(data) if n.endswith((".png", ".jpg")))[:12]
+    for copy in range(3):  # 36 files, so that search has a second page
+        for n in names:
+            shutil.copy(os.path.join(data, n), photos / f"{copy}_{n}")
+    ds = Dataset.create("photos", home=root / "home")
+    ds.add_images(photos, progress=False)
+    return root / "home"
+
+
+@pytest.fixture(scope="module")
+def client(home):
+    with _Server(create_app(home)) as c:
+        yield c
+
+
+def test_datasets_list_and_info(client):
+    assert client.get("/v1/datasets").json() == {"datasets": ["photos"], "length": 1}
+    info = client.get("/v1/datasets/photos").json()
+    assert info["name"] == "photos" and "directory" not in info
+    assert client.get("/v1/datasets/nope").status_code == 404
+    assert client.get("/v1/datasets/..%2F..%2Fetc").status_code == 404
+
+
+def test_search_pages_of_25_with_length(client):
+    first = client.post("/v1/datasets/photos/search", json={"q": {}, "page": 1}).json()
+    second = client.post("/v1/datasets/photos/search", json={"q": {}, "page": 2}).json()
+    assert first["length"] == second["length"] >= 30
+    assert len(first["results"]) == 25 and len(second["results"]) == first["length"] - 25
+    assert not {d["_id"] for d in first["results"]} & {d["_id"] for d in second["results"]}
+    wide = client.post("/v1/datasets/photos/search", json={"q": {"width": {"$gt": 500}}, "page": 1}).json()
+    assert wide["length"] > 0 and all(d["width"] > 500 for d in wide["results"])
+    assert wide["length"] < first["length"]
+
+
+@pytest.mark.parametrize("body, status", [({"q": {"width": {"$frobnicate": 1}}}, 400), ({"q": [], "page": 1}, 422),
+                                          ({"q": {}, "page": 0}, 422), ({"q": {}, "page": "x"}, 422)])
+def test_bad_searches_are_clear_4xx_errors(client, body, status):
+    r = client.post("/v1/datasets/photos/search", json=body)
+    assert r.status_code == status and "error" in r.json() and "Traceback" not in r.text
+
+
+def test_sample_media_and_thumbnail(client):
+    doc = client.post("/v1/datasets/photos/search", json={"q": {"format": "PNG"}}).json()["results"][0]
+    assert client.get(f"/v1/datasets/photos/samples/{doc['_id']}").json()["_id"] == doc["_id"]
+    media = client.get(f"/v1/datasets/photos/samples/{doc['_id']}/media")
+    assert media.status_code == 200 and media.content == open(doc["filepath"], "rb").read()
+    thumb = client.get(f"/v1/datasets/photos/samples/{doc['_id']}/thumbnail", params={"size": 64})
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    from io import BytesIO
+
+    from PIL import Image
+    assert max(Image.open(BytesIO(thumb.content)).size) == 64
+    assert client.get(f"/v1/datasets/photos/samples/{doc['_id']}/thumbnail", params={"size": 99999}).status_code == 400
+    assert client.get("/v1/datasets/photos/samples/no-such-id/media").status_code == 404
+    assert client.get("/v1/datasets/photos/samples/..%2F..%2F..%2Fetc%2Fpasswd/media").status_code == 404
+
+
+def test_openapi_document_is_served(client):
+    spec = client.get("/openapi.json").json()
+    assert "/v1/datasets/{name}/search" in spec["paths"]
+
+
+def test_api_keys_are_required_when_configured(home):
+    with _Server(create_app(home, api_keys={"s3cret"})) as c:
+        assert c.get("/v1/datasets").status_code == 401
+        assert c.get("/v1/datasets", headers={API_KEY_HEADER: "wrong"}).status_code == 401
+        assert c.get("/v1/datasets", headers={API_KEY_HEADER: "s3cret"}).json()["length"] == 1
