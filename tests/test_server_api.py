@@ -112,7 +112,17 @@ def test_openapi_document_is_served(client):
 
 
 def test_api_keys_are_required_when_configured(home):
-    with _Server(create_app(home, api_keys={"s3cret"})) as c:
-        assert c.get("/v1/datasets").status_code == 401
+    from viscurate.server.keys import KeyStore, check_bind
+
+    store = KeyStore(home)
+    with _Server(create_app(home, require_key=True)) as c:
+        assert c.get("/v1/datasets").status_code == 401  # no key exists yet: nobody gets in
+        key = store.create("ci")
         assert c.get("/v1/datasets", headers={API_KEY_HEADER: "wrong"}).status_code == 401
-        assert c.get("/v1/datasets", headers={API_KEY_HEADER: "s3cret"}).json()["length"] == 1
+        assert c.get("/v1/datasets", headers={API_KEY_HEADER: key}).json()["length"] == 1
+        store.revoke("ci")  # counts from the next request
+        assert c.get("/v1/datasets", headers={API_KEY_HEADER: key}).status_code == 401
+    assert key not in store.path.read_text() and oct(store.path.stat().st_mode)[-3:] == "600"
+    check_bind("127.0.0.1", has_keys=False)
+    with pytest.raises(Exception, match="API key"):
+        check_bind("0.0.0.0", has_keys=False)

@@ -842,6 +842,56 @@ def demo_cmd(name: str = typer.Option("demo", "--name", help="Dataset name for t
     run_demo(name, state.home, console)
 
 
+@app.command("serve")
+def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback "
+                                       "needs an API key (viscurate api-key create NAME)."),
+              port: int = typer.Option(8000, "--port", "-p", help="Port.")) -> None:
+    """Serve the REST API (OpenAPI document at /docs) over this workspace."""
+    try:
+        import uvicorn
+
+        from ..server.app import create_app
+    except ImportError as e:
+        raise ViscurateError(f"the server needs the 'serve' extra: pip install 'viscurate[serve]' ({e})") from None
+    from ..server.keys import KeyStore, check_bind, is_loopback
+    from ..store.workspace import Workspace
+
+    store = KeyStore(Workspace(state.home).home)
+    check_bind(host, has_keys=bool(store.digests()))
+    err_console.print(f"serving {Workspace(state.home).home} on http://{host}:{port} "
+                      f"({'API key required' if not is_loopback(host) else 'loopback only'})")
+    uvicorn.run(create_app(state.home, require_key=not is_loopback(host)), host=host, port=port, log_level="info")
+
+
+api_key_app = typer.Typer(help="API keys of the server (stored as digests in the workspace).", no_args_is_help=True)
+app.add_typer(api_key_app, name="api-key")
+
+
+@api_key_app.command("create")
+def api_key_create(name: str = typer.Argument(..., help="A name to revoke it by later.")) -> None:
+    """Create a key and print it (once: only its digest is kept)."""
+    from ..server.keys import KeyStore
+    from ..store.workspace import Workspace
+    print(KeyStore(Workspace(state.home).home).create(name))
+
+
+@api_key_app.command("list")
+def api_key_list() -> None:
+    """The keys' names and when they were made."""
+    from ..server.keys import KeyStore
+    from ..store.workspace import Workspace
+    for name, created in KeyStore(Workspace(state.home).home).names().items():
+        print(f"{name}\t{created}")
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(name: str = typer.Argument(...)) -> None:
+    """Revoke a key (a running server refuses it from its next request)."""
+    from ..server.keys import KeyStore
+    from ..store.workspace import Workspace
+    KeyStore(Workspace(state.home).home).revoke(name)
+
+
 GLOBAL_OPTIONS = ("--home", "--wait")
 
 

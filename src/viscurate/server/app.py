@@ -34,18 +34,33 @@ class NotFound(ViscurateError):
     """No such dataset or sample."""
 
 
-def create_app(home: str | os.PathLike | None = None, *, api_keys: set[str] | frozenset[str] = frozenset(),
+def create_app(home: str | os.PathLike | None = None, *, require_key: bool = False,
                thumbnail_cache: str | os.PathLike | None = None) -> Any:
-    """The ASGI app over the workspace at ``home``. ``api_keys``: when given, every request must carry one
-    in the ``X-API-Key`` header (required when the server listens beyond loopback)."""
+    """The ASGI app over the workspace at ``home``. ``require_key``: every request must carry one of the
+    workspace's API keys (:class:`~viscurate.server.keys.KeyStore`) in the ``X-API-Key`` header; keys
+    created or revoked while the server runs count from the next request."""
     from fastapi import Body, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
     from pydantic import BaseModel, Field
 
     from ..dataset import Dataset
+    from ..store.workspace import Workspace
+    from .keys import KeyStore
 
-    keys = frozenset(api_keys)
+    store = KeyStore(Workspace(home).home)
+    known: dict[str, Any] = {"stamp": None, "digests": frozenset()}
+
+    def key_digests() -> frozenset[str]:
+        try:
+            st = store.path.stat()
+            stamp: Any = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp != known["stamp"]:
+            known["digests"] = store.digests() if stamp is not None else frozenset()
+            known["stamp"] = stamp
+        return known["digests"]
     datasets: dict[str, Dataset] = {}
     app = FastAPI(title="viscurate", version="1", docs_url="/docs", openapi_url="/openapi.json")
 
@@ -69,8 +84,8 @@ def create_app(home: str | os.PathLike | None = None, *, api_keys: set[str] | fr
         return found[0]
 
     @app.middleware("http")
-    async def require_key(request: Request, call_next: Any) -> Any:
-        if keys and request.headers.get(API_KEY_HEADER) not in keys:
+    async def check_key(request: Request, call_next: Any) -> Any:
+        if require_key and not KeyStore.matches(request.headers.get(API_KEY_HEADER), key_digests()):
             return JSONResponse({"error": f"missing or unknown API key (header {API_KEY_HEADER})"}, status_code=401)
         return await call_next(request)
 

@@ -1,0 +1,91 @@
+"""API keys of the server: created and revoked from the CLI, stored as SHA-256 digests (never the keys)
+in ``<workspace>/server/api_keys.json``, and the rule that a server listening beyond loopback needs one.
+
+>>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+(True, True, True, False)
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+
+from ..errors import ViscurateError
+from ..files import write_atomic
+
+__all__ = ["KeyStore", "is_loopback", "check_bind"]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, has_keys: bool) -> None:
+    """A server reachable from other machines must ask for a key: refuse to start otherwise."""
+    if not is_loopback(host) and not has_keys:
+        raise ViscurateError(f"listening on {host} makes the server reachable from other machines: create an API "
+                             f"key first (viscurate api-key create NAME), or listen on 127.0.0.1")
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class KeyStore:
+    """Named API keys of one workspace."""
+
+    def __init__(self, home: str | os.PathLike):
+        self.path = Path(home) / "server" / "api_keys.json"
+
+    def _read(self) -> dict[str, dict]:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise ViscurateError(f"cannot read the API keys in {self.path}: {e}") from None
+
+    def _write(self, keys: dict[str, dict]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, json.dumps(keys, indent=1, sort_keys=True).encode())
+        os.chmod(self.path, 0o600)
+
+    def create(self, name: str) -> str:
+        """A new key named ``name`` (shown once: only its digest is kept)."""
+        keys = self._read()
+        if not name or name in keys:
+            raise ViscurateError(f"an API key named {name!r} exists already" if name else "a key needs a name")
+        key = "vc_" + secrets.token_urlsafe(32)
+        keys[name] = {"sha256": _digest(key), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self._write(keys)
+        return key
+
+    def revoke(self, name: str) -> None:
+        keys = self._read()
+        if keys.pop(name, None) is None:
+            raise ViscurateError(f"no API key named {name!r}")
+        self._write(keys)
+
+    def names(self) -> dict[str, str]:
+        """name -> when it was created."""
+        return {name: meta.get("created_at", "") for name, meta in sorted(self._read().items())}
+
+    def digests(self) -> frozenset[str]:
+        return frozenset(meta["sha256"] for meta in self._read().values() if "sha256" in meta)
+
+    @staticmethod
+    def matches(key: str | None, digests: frozenset[str]) -> bool:
+        if not key:
+            return False
+        digest = _digest(key)
+        return any(hmac.compare_digest(digest, d) for d in digests)
