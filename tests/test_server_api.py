@@ -126,3 +126,72 @@ def test_api_keys_are_required_when_configured(home):
     check_bind("127.0.0.1", has_keys=False)
     with pytest.raises(Exception, match="API key"):
         check_bind("0.0.0.0", has_keys=False)
+
+
+# ---- Cortex's analyze: a URL or an upload becomes a labeled document --------------------------------
+
+def _photo_bytes(name: str) -> bytes:
+    import skimage
+    with open(os.path.join(os.path.dirname(skimage.__file__), "data", name), "rb") as f:
+        return f.read()
+
+
+def test_analyze_an_upload_returns_the_labeled_document_and_keeps_it_only_when_asked(client):
+    r = client.post("/v1/analyze/upload", files={"file": ("cat.png", _photo_bytes("chelsea.png"), "image/png")})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["width"] == 451 and doc["height"] == 300 and len(doc["hash"]) == 64 and "filepath" not in doc
+    assert doc["object_analysis_processed"] is True and doc["face_analysis_processed"] is True
+    cat = [o for o in doc["object_analysis"] if o["name"] == "cat"]
+    assert cat and cat[0]["confidence"] > 0.5 and 0 <= cat[0]["label_quality_estimation"] <= 1
+    assert 0 <= doc["label_quality_estimation"] <= 1
+    scratch = client.post("/v1/datasets/analyze-scratch/search", json={"q": {}}).json()
+    assert scratch["length"] == 0  # not kept
+
+    r = client.post("/v1/analyze/upload", data={"dataset": "kept"},
+                    files={"file": ("cup.png", _photo_bytes("coffee.png"), "image/png")})
+    kept = r.json()
+    assert any(o["name"] == "cup" for o in kept["object_analysis"])
+    assert client.get(f"/v1/datasets/kept/samples/{kept['_id']}").json()["hash"] == kept["hash"]
+
+
+def test_analyze_refuses_inside_urls_other_schemes_bad_names_and_flags_bad_bytes(client):
+    for url in ("http://127.0.0.1:1/x.png", "http://169.254.169.254/latest/meta-data/", "file:///etc/passwd"):
+        r = client.post("/v1/analyze", json={"url": url})
+        assert r.status_code == 400 and ("refused" in r.json()["error"] or "only http" in r.json()["error"])
+    r = client.post("/v1/analyze/upload", data={"dataset": "../etc"}, files={"file": ("a.png", b"x", "image/png")})
+    assert r.status_code == 400 and "dataset name" in r.json()["error"]
+    r = client.post("/v1/analyze/upload", files={"file": ("junk.jpg", b"\xff\xd8\xff not really a jpeg", "image/jpeg")})
+    assert r.status_code == 200 and r.json()["issues"]  # a sample flagged with the reason, not a crash
+
+
+def test_analyze_a_url_and_the_upload_limit(home):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    photo = _photo_bytes("chelsea.png")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(photo)))
+            self.end_headers()
+            self.wfile.write(photo)
+
+    images = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=images.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{images.server_address[1]}/chelsea.png"
+    try:
+        with _Server(create_app(home, allow_private_urls=True, max_upload_bytes=len(photo))) as c:
+            doc = c.post("/v1/analyze", json={"url": url, "dataset": "from-urls"}).json()
+            assert doc["url"] == url and any(o["name"] == "cat" for o in doc["object_analysis"])
+            r = c.post("/v1/analyze/upload", files={"file": ("big.png", photo + b"\0" * 100, "image/png")})
+            assert r.status_code == 413
+        with _Server(create_app(home, max_upload_bytes=1000)) as c:
+            r = c.post("/v1/analyze", json={"url": url})
+            assert r.status_code == 400  # loopback: refused unless the operator allows private addresses
+    finally:
+        images.shutdown()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ViscurateError
+from .analyze import DEFAULT_MAX_UPLOAD_BYTES
 
 __all__ = ["create_app", "PAGE_SIZE", "MAX_THUMBNAIL_SIDE", "API_KEY_HEADER"]
 
@@ -34,12 +35,17 @@ class NotFound(ViscurateError):
     """No such dataset or sample."""
 
 
+class TooLarge(ViscurateError):
+    """The request's image is over the size limit."""
+
+
 def create_app(home: str | os.PathLike | None = None, *, require_key: bool = False,
-               thumbnail_cache: str | os.PathLike | None = None) -> Any:
+               thumbnail_cache: str | os.PathLike | None = None, allow_private_urls: bool = False,
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> Any:
     """The ASGI app over the workspace at ``home``. ``require_key``: every request must carry one of the
     workspace's API keys (:class:`~viscurate.server.keys.KeyStore`) in the ``X-API-Key`` header; keys
     created or revoked while the server runs count from the next request."""
-    from fastapi import Body, FastAPI, Request
+    from fastapi import Body, FastAPI, File, Form, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
     from pydantic import BaseModel, Field
@@ -106,6 +112,42 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     async def crashed(request: Request, e: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
         return JSONResponse({"error": "internal error (see the server's log)"}, status_code=500)
+
+    class Analyze(BaseModel):
+        url: str = Field(..., max_length=4096, description="an http(s) URL of an image")
+        dataset: str | None = Field(None, description="keep the sample in this dataset (created if missing)")
+
+    def target(name: str | None) -> str | None:
+        if name is not None and not _NAME.match(name):
+            raise ViscurateError(f"{name!r} is not a valid dataset name")
+        return name
+
+    @app.post("/v1/analyze")
+    def analyze_url(body: Analyze = Body(...)) -> dict:
+        """Cortex's analyze: download the image at ``url`` (public addresses only), profile and label it,
+        and return its sample document (kept in ``dataset`` when one is named)."""
+        from .analyze import analyze_bytes
+        from .netguard import fetch
+
+        fetched = fetch(body.url, max_bytes=max_upload_bytes, allow_private=allow_private_urls)
+        return analyze_bytes(fetched.data, home, dataset=target(body.dataset), url=body.url)
+
+    @app.post("/v1/analyze/upload")
+    def analyze_upload(request: Request, file: UploadFile = File(...), dataset: str | None = Form(None)) -> dict:
+        """The same for an uploaded image (multipart field ``file``)."""
+        from .analyze import analyze_bytes
+
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_upload_bytes + 64 * 1024:
+            raise TooLarge(f"the upload is more than {max_upload_bytes} bytes")
+        data = file.file.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            raise TooLarge(f"the upload is more than {max_upload_bytes} bytes")
+        return analyze_bytes(data, home, dataset=target(dataset))
+
+    @app.exception_handler(TooLarge)
+    async def too_large(_: Request, e: TooLarge) -> JSONResponse:
+        return JSONResponse({"error": str(e)}, status_code=413)
 
     @app.get("/v1/datasets")
     def list_datasets() -> dict:
