@@ -195,3 +195,22 @@ def test_analyze_a_url_and_the_upload_limit(home):
             assert r.status_code == 400  # loopback: refused unless the operator allows private addresses
     finally:
         images.shutdown()
+
+
+def test_similar_issues_and_duplicate_groups(home, client):
+    ds = Dataset.open("photos", home=home)
+    ds.embed(progress=False)
+    ds.find_duplicates()
+    doc = client.post("/v1/datasets/photos/search", json={"q": {"filepath": {"$regex": "0_chelsea"}}}).json()["results"][0]
+    hits = client.get(f"/v1/datasets/photos/samples/{doc['_id']}/similar", params={"k": 3}).json()["results"]
+    assert len(hits) == 3 and hits[0]["similarity"] > 0.99  # its two copies (1_ and 2_chelsea.png) come first
+    assert client.get(f"/v1/datasets/photos/samples/{doc['_id']}/similar", params={"k": 0}).status_code == 400
+    groups = client.get("/v1/datasets/photos/duplicates").json()
+    # each photo x 3 (the gray and RGB chessboards, the same pixels, share one group)
+    assert groups["length"] == 11 and sum(len(g["members"]) for g in groups["results"]) == 36
+    chelsea = [g for g in groups["results"] if doc["_id"] in {m["_id"] for m in g["members"]}]
+    assert len(chelsea) == 1 and len(chelsea[0]["members"]) == 3
+    counts = client.get("/v1/datasets/photos/issues").json()
+    flagged = counts["issues"].get("duplicate", 0) + counts["issues"].get("near_duplicate", 0)
+    assert flagged == 36 - groups["length"]  # every member but the representatives
+    assert counts["samples"] == 36 and counts["samples_with_issues"] >= flagged

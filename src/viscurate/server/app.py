@@ -170,6 +170,38 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     def get_sample(name: str, sample_id: str) -> dict:
         return sample(name, sample_id)
 
+    @app.get("/v1/datasets/{name}/samples/{sample_id}/similar")
+    def similar(name: str, sample_id: str, k: int = 10, model: str | None = None) -> dict:
+        """The ``k`` (1-100) most similar samples by embedding (``viscurate embed`` or ``label`` first)."""
+        if not 1 <= k <= 100:
+            raise ViscurateError("k must be between 1 and 100")
+        sample(name, sample_id)
+        hits = dataset(name).similar(sample_id, k=k, model=model)
+        return {"results": [{"_id": h["_id"], "similarity": h["similarity"]} for h in hits]}
+
+    @app.get("/v1/datasets/{name}/issues")
+    def issues(name: str) -> dict:
+        """How many samples carry each issue flag (``{"issues": {"near_duplicate": 12, ...}}``)."""
+        info = dataset(name).info()
+        return {"issues": info.get("issues", {}), "samples_with_issues": info.get("samples_with_issues", 0),
+                "samples": info.get("samples", 0)}
+
+    @app.get("/v1/datasets/{name}/duplicates")
+    def duplicate_groups(name: str, page: int = 1) -> dict:
+        """Stored duplicate groups (``viscurate duplicates`` first), 25 per page, largest first: each the
+        representative's ``_id`` and its members with the reason they are in the group."""
+        if not 1 <= page <= MAX_PAGE:
+            raise ViscurateError(f"page must be between 1 and {MAX_PAGE}")
+        groups: dict[str, list[dict]] = {}
+        for doc in dataset(name).iter({"duplicates.group": {"$exists": True}}):
+            dup = doc.get("duplicates") or {}
+            groups.setdefault(str(dup.get("group")), []).append(
+                {"_id": doc["_id"], **{k: v for k, v in dup.items() if k != "group"}})
+        ordered = sorted(groups.items(), key=lambda g: (-len(g[1]), g[0]))
+        chunk = ordered[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+        return {"length": len(ordered), "page": page, "page_size": PAGE_SIZE,
+                "results": [{"representative": rep, "members": members} for rep, members in chunk]}
+
     def media_path(name: str, sample_id: str) -> Path:
         path = sample(name, sample_id).get("filepath")
         if not path or not os.path.isfile(path):
