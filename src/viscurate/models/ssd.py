@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 
@@ -346,26 +346,16 @@ def _onnx_detector(graph: str, config: str, threads: int) -> tuple[Any, np.ndarr
               "top_k": int(head.attr.get("top_k", 100)), "keep_top_k": int(head.attr.get("keep_top_k", 100)),
               "variance": [float(v) for v in variances.pop()]}
     cached = _cache_file(graph, config)
-    session = sizes = None
-    optimized = _optimized_file(cached) if cached is not None else None
-    # the fastest start first: the graph as onnxruntime optimized it, then the converted model, then a
-    # fresh conversion; a damaged or foreign cache file is skipped (and replaced)
-    for path, fast in ((optimized, True), (cached, False)):
-        if path is None or not path.is_file():
-            continue
-        try:
-            session = _session(ort, str(path), threads, preoptimized=fast, save_to=None if fast else optimized)
-            sizes = json.loads(session.get_modelmeta().custom_metadata_map[_SIZES_KEY])
-            break
-        except Exception as e:  # noqa: BLE001
-            log.info("rebuilding the cached ONNX model %s: %s", path, e)
-            session = sizes = None
-    if session is None:
+    found = _from_cache(ort, cached, threads,
+                        lambda session: (session, json.loads(session.get_modelmeta().custom_metadata_map[_SIZES_KEY])))
+    if found is not None:
+        session, sizes = found
+    else:
         model, sizes = _convert(graph, nodes, priors)
         data = model.SerializeToString()
         if cached is not None:
             _store(cached, data)
-        session = _session(ort, data, threads, save_to=optimized)
+        session = _session(ort, data, threads, save_to=None if cached is None else _optimized_file(cached))
     if len(sizes) != len(priors):
         raise ViscurateError("the cached ONNX model does not match the text graph; delete the model cache")
     levels = [(int(r), int(c), np.asarray(p.attr["width"]), np.asarray(p.attr["height"]))
@@ -466,23 +456,20 @@ def _few_class_detector(graph: str, config: str, threads: int) -> Any:
     from .ssd_heads import LAYOUT_KEY, FewClassRunner, UnsupportedGraph, heads_from_layout, split_class_heads
 
     cached = _cache_file(graph, config)
-    body_file = heads_file = optimized = None
+    body_file = heads_file = None
     if cached is not None:
         body_file, heads_file = cached.with_name(f"{cached.stem}.body.onnx"), cached.with_name(f"{cached.stem}.heads.npy")
-        optimized = _optimized_file(body_file)
-        for path, fast in ((optimized, True), (body_file, False)):
-            if not (path.is_file() and heads_file.is_file()):
-                continue
-            try:
-                session = _session(ort, str(path), threads, preoptimized=fast, save_to=None if fast else optimized)
-                heads = heads_from_layout(session.get_modelmeta().custom_metadata_map[LAYOUT_KEY])
-                packed = np.load(heads_file, mmap_mode="r")
-                if packed.dtype != np.float32 or packed.shape != (heads[-1].offset + heads[-1].weight_size
-                                                                  + heads[-1].shape[0],):
-                    raise ValueError("the head weights do not match the body")
-                return FewClassRunner(session, heads, packed, BOXES)
-            except Exception as e:  # noqa: BLE001 - damaged or foreign: rebuilt below
-                log.info("rebuilding the cached detector body %s: %s", path, e)
+
+        def runner(session: Any) -> FewClassRunner:
+            heads = heads_from_layout(session.get_modelmeta().custom_metadata_map[LAYOUT_KEY])
+            packed = np.load(heads_file, mmap_mode="r")
+            if packed.dtype != np.float32 or packed.shape != (heads[-1].end,):
+                raise ValueError("the head weights do not match the body")
+            return FewClassRunner(session, heads, packed, BOXES)
+
+        found = _from_cache(ort, body_file, threads, runner)
+        if found is not None:
+            return found
     import onnx
 
     try:
@@ -502,7 +489,25 @@ def _few_class_detector(graph: str, config: str, threads: int) -> Any:
         np.save(buffer, packed)
         _store(heads_file, buffer.getvalue())
         _store(body_file, data)
-    return FewClassRunner(_session(ort, data, threads, save_to=optimized), heads, packed, BOXES)
+    return FewClassRunner(_session(ort, data, threads, save_to=None if body_file is None else _optimized_file(body_file)),
+                          heads, packed, BOXES)
+
+
+def _from_cache(ort: Any, model_file: Path | None, threads: int, read: Callable[[Any], Any]) -> Any:
+    """``read(session)`` of the fastest usable cached form of ``model_file``: onnxruntime's optimized graph
+    of it, else the model itself (whose optimized graph is then kept); ``None`` when neither is usable
+    (missing, damaged or foreign files are skipped, and replaced by the caller's rebuild)."""
+    if model_file is None:
+        return None
+    optimized = _optimized_file(model_file)
+    for path, fast in ((optimized, True), (model_file, False)):
+        if not path.is_file():
+            continue
+        try:
+            return read(_session(ort, str(path), threads, preoptimized=fast, save_to=None if fast else optimized))
+        except Exception as e:  # noqa: BLE001
+            log.info("rebuilding the cached model %s: %s", path, e)
+    return None
 
 
 def _cache_file(graph: str, config: str) -> Path | None:

@@ -46,12 +46,16 @@ class ClassHead:
     def weight_size(self) -> int:
         return int(np.prod(self.shape))
 
+    @property
+    def end(self) -> int:
+        """Where this head's bias ends in the packed array."""
+        return self.offset + self.weight_size + self.shape[0]
+
     def weight(self, packed: np.ndarray) -> np.ndarray:
         return packed[self.offset:self.offset + self.weight_size].reshape(self.shape)
 
     def bias(self, packed: np.ndarray) -> np.ndarray:
-        start = self.offset + self.weight_size
-        return packed[start:start + self.shape[0]]
+        return packed[self.offset + self.weight_size:self.end]
 
 
 def _attrs(node: Any) -> dict[str, Any]:

@@ -321,14 +321,18 @@ def _decode(path: str, max_side: int) -> tuple[np.ndarray, int, int]:
     return np.asarray(small), int(dec.width), int(dec.height)
 
 
+def _accepts(method: Callable[..., Any], keyword: str) -> bool:
+    """Whether ``method`` takes ``keyword`` (an option only some models of a role have)."""
+    try:
+        return keyword in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _on_objects(method: Callable[..., Any]) -> Callable[..., Any]:
     """``method`` told that its images are box crops, where it takes ``objects=`` (the default classifier
     runs crops at a smaller input); other models see crops as images."""
-    try:
-        takes = "objects" in inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        takes = False
-    return functools.partial(method, objects=True) if takes else method
+    return functools.partial(method, objects=True) if _accepts(method, "objects") else method
 
 
 def _crop(img: np.ndarray, box: Sequence[float]) -> np.ndarray:
@@ -380,7 +384,7 @@ def _detect_again(det: Any, views: list, main: list) -> list:
     about half a pass) looks for the classes of the plain pass only; its boxes of those are the same."""
     from ..models import quality
     classes = {d.class_id for d in main}
-    if None not in classes and "classes" in inspect.signature(det.detect).parameters:
+    if None not in classes and _accepts(det.detect, "classes"):
         return det.detect(views, min_confidence=quality.TTA_MIN_CONFIDENCE, classes=classes)
     return det.detect(views, min_confidence=quality.TTA_MIN_CONFIDENCE)
 
