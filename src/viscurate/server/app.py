@@ -13,7 +13,6 @@ import hashlib
 import io
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ PAGE_SIZE = 25
 MAX_PAGE = 1_000_000
 MAX_THUMBNAIL_SIDE = 1024
 API_KEY_HEADER = "X-API-Key"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 log = logging.getLogger("viscurate.server")
 
@@ -44,29 +42,19 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> Any:
     """The ASGI app over the workspace at ``home``. ``require_key``: every request must carry one of the
     workspace's API keys (:class:`~viscurate.server.keys.KeyStore`) in the ``X-API-Key`` header; keys
-    created or revoked while the server runs count from the next request."""
+    created or revoked while the server runs count from the next request. ``allow_private_urls``: let
+    ``/v1/analyze`` fetch from loopback and private addresses (an operator's choice for an intranet, never
+    a request's). ``max_upload_bytes``: the largest image ``/v1/analyze`` accepts, uploaded or fetched."""
     from fastapi import Body, FastAPI, File, Form, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
     from pydantic import BaseModel, Field
 
     from ..dataset import Dataset
-    from ..store.workspace import Workspace
+    from ..store.workspace import Workspace, validate_name
     from .keys import KeyStore
 
     store = KeyStore(Workspace(home).home)
-    known: dict[str, Any] = {"stamp": None, "digests": frozenset()}
-
-    def key_digests() -> frozenset[str]:
-        try:
-            st = store.path.stat()
-            stamp: Any = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = None
-        if stamp != known["stamp"]:
-            known["digests"] = store.digests() if stamp is not None else frozenset()
-            known["stamp"] = stamp
-        return known["digests"]
     datasets: dict[str, Dataset] = {}
     app = FastAPI(title="viscurate", version="1", docs_url="/docs", openapi_url="/openapi.json")
 
@@ -76,7 +64,11 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
         sort: dict[str, int] | None = Field(None, description='e.g. {"width": -1}')
 
     def dataset(name: str) -> Dataset:
-        if not _NAME.match(name) or not Dataset.exists(name, home):
+        try:
+            known = Dataset.exists(name, home)
+        except ViscurateError:  # not even a valid name
+            known = False
+        if not known:
             raise NotFound(f"no dataset named {name!r}")
         if name not in datasets:
             datasets[name] = Dataset.open(name, home)
@@ -91,7 +83,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
 
     @app.middleware("http")
     async def check_key(request: Request, call_next: Any) -> Any:
-        if require_key and not KeyStore.matches(request.headers.get(API_KEY_HEADER), key_digests()):
+        if require_key and not KeyStore.matches(request.headers.get(API_KEY_HEADER), store.digests()):
             return JSONResponse({"error": f"missing or unknown API key (header {API_KEY_HEADER})"}, status_code=401)
         return await call_next(request)
 
@@ -118,9 +110,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
         dataset: str | None = Field(None, description="keep the sample in this dataset (created if missing)")
 
     def target(name: str | None) -> str | None:
-        if name is not None and not _NAME.match(name):
-            raise ViscurateError(f"{name!r} is not a valid dataset name")
-        return name
+        return None if name is None else validate_name(name)
 
     @app.post("/v1/analyze")
     def analyze_url(body: Analyze = Body(...)) -> dict:

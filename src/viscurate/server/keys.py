@@ -46,6 +46,7 @@ class KeyStore:
 
     def __init__(self, home: str | os.PathLike):
         self.path = Path(home) / "server" / "api_keys.json"
+        self._seen: tuple[object, frozenset[str]] = (None, frozenset())  # (file stamp, its digests)
 
     def _read(self) -> dict[str, dict]:
         try:
@@ -81,7 +82,16 @@ class KeyStore:
         return {name: meta.get("created_at", "") for name, meta in sorted(self._read().items())}
 
     def digests(self) -> frozenset[str]:
-        return frozenset(meta["sha256"] for meta in self._read().values() if "sha256" in meta)
+        """The current keys' digests: the file is re-read only when it changed (a server asks per request,
+        so a key created or revoked by the CLI counts from the next one)."""
+        try:
+            st = self.path.stat()
+            stamp: object = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            return frozenset()
+        if stamp != self._seen[0]:
+            self._seen = (stamp, frozenset(meta["sha256"] for meta in self._read().values() if "sha256" in meta))
+        return self._seen[1]
 
     @staticmethod
     def matches(key: str | None, digests: frozenset[str]) -> bool:
