@@ -26,7 +26,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .errors import ViscurateError
 from .store.catalog import DEFAULT_PAGE_SIZE, Catalog, WriteMode, summarize
@@ -265,6 +265,11 @@ class Dataset:
         with self._catalog() as cat:
             return cat.ids(query)
 
+    def object_classes(self, field: str = "object_analysis", top: int = 200) -> dict[str, int]:
+        """``{class name: samples with such a box in field}``, most common first."""
+        with self._catalog() as cat:
+            return cat.object_classes(field, top)
+
     def info(self) -> dict:
         """Counts and distributions: samples, bytes, issues, formats, sizes, quality, labels."""
         with self._catalog() as cat:
@@ -310,10 +315,146 @@ class Dataset:
         with self._catalog(write=True) as cat:
             return cat.delete(query, ids=ids)
 
+    # ---- curation: views, slices, reviews, edits --------------------------------------------------
+
+    def save_view(self, name: str, query: dict, sort: Any = None, *, by: str | None = None) -> dict:
+        """Save a query (and sort) under ``name``; it is evaluated again each time it is opened.
+
+        >>> ds.save_view("dogs-to-check", {"object_analysis.name": "dog", "label_quality_estimation": {"$lt": 0.5}})  # doctest: +SKIP
+        """
+        from .curate.views import save_view
+        with self._catalog(write=True) as cat:
+            return save_view(cat, name, query, sort, by=by)
+
+    def views(self) -> dict[str, dict]:
+        """Every saved view: ``{name: {"query", "sort", "created_at", "created_by"}}``."""
+        from .curate.views import list_views
+        with self._catalog() as cat:
+            return list_views(cat)
+
+    def view(self, name: str) -> dict:
+        found = self.views().get(name)
+        if found is None:
+            raise ViscurateError(f"no view named {name!r} in dataset {self.name!r}")
+        return found
+
+    def delete_view(self, name: str) -> bool:
+        from .curate.views import delete_view
+        with self._catalog(write=True) as cat:
+            return delete_view(cat, name)
+
+    def save_slice(self, name: str, target: IdsOrQuery) -> int:
+        """Freeze the samples matching a query (or these ids) as the slice ``name``: they get ``name`` in
+        their ``slices`` field, so ``{"slices": name}`` finds exactly them later. Replaces an older slice
+        of that name. Returns its size."""
+        from .curate.views import SLICE_FIELD, validate_label
+        validate_label(name, "slice")
+        query, ids = self._target(target)
+        with self._catalog(write=True) as cat:
+            chosen = cat.ids(query) if ids is None else [i for i in cat.ids({"_id": {"$in": ids}})]
+            cat.update({SLICE_FIELD: name}, {"$pull": {SLICE_FIELD: name}})
+            return cat.update(None, {"$addToSet": {SLICE_FIELD: name}}, ids=chosen) if chosen else 0
+
+    def slices(self) -> dict[str, int]:
+        """``{slice name: samples}``."""
+        with self._catalog() as cat:
+            return dict(cat.sql("SELECT s, count(*) FROM (SELECT unnest(slices) AS s FROM samples) GROUP BY s ORDER BY s"))
+
+    def delete_slice(self, name: str) -> int:
+        from .curate.views import SLICE_FIELD
+        with self._catalog(write=True) as cat:
+            return cat.update({SLICE_FIELD: name}, {"$pull": {SLICE_FIELD: name}})
+
+    def review(self, kind: str, *, state: str = "open", page: int = 1, page_size: int = DEFAULT_PAGE_SIZE) -> dict:
+        """One page of a review queue (``duplicates``, ``leaks``, ``outliers``, ``label_errors``,
+        ``box_label_errors``, ``label_conflicts``; see :mod:`viscurate.curate.review`), worst first.
+        ``state``: ``open`` (no verdict yet), ``decided`` or ``all``."""
+        from .curate.review import REVIEW_KINDS, review_query
+        query = review_query(kind, state)  # type: ignore[arg-type]
+        found = self.find(query, page=page, page_size=page_size, sort=list(REVIEW_KINDS[kind].sort) or None)
+        found["kind"] = kind
+        found["state"] = state
+        return found
+
+    def decide(self, kind: str, target: IdsOrQuery, decision: str, *, by: str | None = None) -> int:
+        """Record a verdict on flagged samples: ``accept`` (the problem is real), ``ignore`` (a false
+        alarm) or ``reopen`` (no verdict). Written as the tag ``review:<kind>:accepted`` / ``ignored``,
+        and in the audit trail. Returns the samples changed."""
+        from .curate.edits import _now
+        from .curate.review import review_query, verdict_tag
+        both = [verdict_tag(kind, "accept"), verdict_tag(kind, "ignore")]
+        query, ids = self._target(target)
+        scope = review_query(kind, "all")
+        with self._catalog(write=True) as cat:
+            chosen = cat.ids({"$and": [scope, query]} if query is not None else {"$and": [scope, {"_id": {"$in": ids}}]})
+            if not chosen:
+                return 0
+            if decision == "reopen":
+                changes: dict = {"$pull": {"tags": {"$in": both}}}
+            else:
+                tag = verdict_tag(kind, decision)
+                cat.update(None, {"$pull": {"tags": {"$in": [t for t in both if t != tag]}}}, ids=chosen)
+                changes = {"$addToSet": {"tags": tag}}
+            at = _now()
+            audit = [{"at": at, "by": by, "sample_id": sid, "action": f"review:{decision}", "field": kind} for sid in chosen]
+            cat.update(None, changes, ids=chosen, audit=audit)
+            return len(chosen)
+
+    def edit(self, sample_id: str, edit: dict, *, by: str | None = None) -> dict:
+        """One hand edit of a sample's labels, recorded with ``by`` and the time (see
+        :func:`viscurate.curate.edits.apply_edit`); returns the document after it.
+
+        >>> ds.edit(sid, {"action": "relabel", "field": "ground_truth.detections", "index": 0, "name": "dog"}, by="ana")  # doctest: +SKIP
+        """
+        from .curate.edits import apply_edit
+        with self._catalog(write=True) as cat:
+            return apply_edit(cat, sample_id, edit, by=by)
+
+    def edits(self, sample_id: str | None = None, *, limit: int = 100, offset: int = 0) -> dict:
+        """The audit trail, newest first: ``{"length", "results": [{"at", "by", "sample_id", "action",
+        "field", "idx", "before", "after"}]}``."""
+        with self._catalog() as cat:
+            total, rows = cat.edits(sample_id, limit=limit, offset=offset)
+        return {"length": total, "results": rows}
+
+    def compute_map(self, *, model: str | None = None, query: dict | None = None):
+        """Place the samples on the 2-D map (``map.x``, ``map.y``) from their embeddings; a ``MapReport``."""
+        from .brain.embedding_map import compute_map
+        with self._catalog(write=True) as cat:
+            return compute_map(cat, model=model, query=query)
+
+    def map_points(self, query: dict | None = None, *, color_by: str | None = None) -> dict:
+        """The map's points: ``{"ids", "x", "y", "color"?}`` (parallel lists) of the samples matching
+        ``query`` that have a place on it; ``color_by`` adds a field's value per point (e.g. ``cluster.id``)."""
+        import json as _json
+        base = {"map.x": {"$exists": True}}
+        where = {"$and": [query, base]} if query else base
+        paths = ["_id", "map.x", "map.y"] + ([color_by] if color_by else [])
+        with self._catalog() as cat:
+            cols = cat.columns(paths, where)
+            info = cat.meta_get("map")
+        out: dict[str, Any] = {"ids": cols["_id"], "x": cols["map.x"], "y": cols["map.y"],
+                               "map": _json.loads(info) if info else None}
+        if color_by:
+            out["color"] = cols[color_by]
+        return out
+
+    def export(self, out_path: str | os.PathLike, *, format: str = "jsonl", query: dict | None = None,
+               field: str = "ground_truth.detections", progress: Any = None) -> dict:
+        """Write the samples matching ``query`` to ``out_path``: ``jsonl`` (every field) or ``coco``
+        (the boxes of ``field``). ``progress(done, total)`` is called as it goes."""
+        if format == "jsonl":
+            from .formats.jsonl import export_jsonl
+            return export_jsonl(self, out_path, query=query, progress=progress)
+        if format == "coco":
+            from .formats.coco import export_coco
+            return export_coco(self, out_path, field=field, query=query, progress=progress)
+        raise ViscurateError(f"unknown export format {format!r}: use jsonl or coco")
+
     # ---- labels, embeddings, pictures -------------------------------------------------------------
 
     def label(self, *, models: str | Sequence[str] | None = None, batch_size: int = 16, workers: int | None = None,
-              threads: int | None = None, progress: bool = True, query: dict | None = None, force: bool = False,
+              threads: int | None = None, progress: "bool | Callable[[int, int], None]" = True, query: dict | None = None, force: bool = False,
               **options: Any):
         """Auto-label the samples with the offline models, incrementally: objects (with label quality
         estimation), ImageNet tags, image and box embeddings, faces, poses. ``models``: roles and/or model
@@ -327,7 +468,7 @@ class Dataset:
                          progress=progress, query=query, force=force, **options)
 
     def embed(self, model: str | None = None, *, batch_size: int = 16, workers: int | None = None,
-              threads: int | None = None, progress: bool = True, query: dict | None = None, force: bool = False,
+              threads: int | None = None, progress: "bool | Callable[[int, int], None]" = True, query: dict | None = None, force: bool = False,
               boxes: bool = False, **options: Any):
         """Store image embeddings of ``model`` (default: the default embedder) for the samples lacking
         one (``boxes=True``: box crops too). Returns a ``LabelReport``."""

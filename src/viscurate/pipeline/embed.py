@@ -29,7 +29,7 @@ EmbedReport = LabelReport
 
 
 def embed(catalog: "Catalog", model: str | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE,
-          workers: int | None = None, threads: int | None = None, progress: bool = True, query: dict | None = None,
+          workers: int | None = None, threads: int | None = None, progress: "bool | Callable[[int, int], None]" = True, query: dict | None = None,
           force: bool = False, boxes: bool = False, max_side: int = DEFAULT_MAX_SIDE,
           item_timeout: float | None = DEFAULT_ITEM_TIMEOUT,
           on_batch: Callable[[LabelReport], None] | None = None) -> LabelReport:

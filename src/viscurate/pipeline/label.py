@@ -824,8 +824,10 @@ def refine(cat: "Catalog", embedder_key: str, *, k: int = NEIGHBOURS, batch_size
 class _Progress:
     """images done / to do, images/s, failures (drawn on stderr when enabled)."""
 
-    def __init__(self, enabled: bool, total: int, description: str):
-        self.enabled = enabled and total > 0
+    def __init__(self, enabled: Any, total: int, description: str):
+        # ``enabled``: True draws a bar; a callable ``f(done, total)`` is told instead (the server's jobs)
+        self.callback = enabled if callable(enabled) else None
+        self.enabled = enabled is True and total > 0
         self.total = total
         self.description = description
         self._p: Any = None
@@ -849,6 +851,8 @@ class _Progress:
         return self
 
     def update(self, done: int, failed: int, force: bool = False) -> None:
+        if self.callback is not None:
+            self.callback(done, self.total)
         if self._p is None:
             return
         now = time.monotonic()
@@ -890,7 +894,7 @@ def default_workers_threads(workers: int | None, threads: int | None, n_items: i
 
 
 def run_stage(cat: "Catalog", sel: Selection, *, batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None,
-              threads: int | None = None, progress: bool = True, query: dict | None = None, force: bool = False,
+              threads: int | None = None, progress: "bool | Callable[[int, int], None]" = True, query: dict | None = None, force: bool = False,
               max_side: int = DEFAULT_MAX_SIDE, neighbours: int | None = NEIGHBOURS,
               item_timeout: float | None = DEFAULT_ITEM_TIMEOUT, description: str = "label",
               on_batch: Callable[[LabelReport], None] | None = None) -> LabelReport:
@@ -965,7 +969,7 @@ def _run_inline(item: tuple) -> Any:
 
 
 def label(catalog: "Catalog", *, models: str | Sequence[str] | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-          workers: int | None = None, threads: int | None = None, progress: bool = True, query: dict | None = None,
+          workers: int | None = None, threads: int | None = None, progress: "bool | Callable[[int, int], None]" = True, query: dict | None = None,
           force: bool = False, max_side: int = DEFAULT_MAX_SIDE, neighbours: int | None = NEIGHBOURS,
           item_timeout: float | None = DEFAULT_ITEM_TIMEOUT,
           on_batch: Callable[[LabelReport], None] | None = None) -> LabelReport:

@@ -13,18 +13,27 @@ import hashlib
 import io
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import ViscurateError
 from .analyze import DEFAULT_MAX_UPLOAD_BYTES
 
-__all__ = ["create_app", "PAGE_SIZE", "MAX_THUMBNAIL_SIDE", "API_KEY_HEADER"]
+__all__ = ["create_app", "PAGE_SIZE", "MAX_THUMBNAIL_SIDE", "API_KEY_HEADER", "USER_HEADER"]
 
 PAGE_SIZE = 25
 MAX_PAGE = 1_000_000
 MAX_THUMBNAIL_SIDE = 1024
 API_KEY_HEADER = "X-API-Key"
+USER_HEADER = "X-Viscurate-User"
+_USER_RE = re.compile(r"[^A-Za-z0-9 ._@-]")
+
+
+def user_name(value: str | None) -> str:
+    """Who a loopback request says it is (letters, digits, ' ._@-', 64 at most), or ``local``."""
+    cleaned = _USER_RE.sub("", value or "").strip()[:64]
+    return cleaned or "local"
 
 log = logging.getLogger("viscurate.server")
 
@@ -50,13 +59,18 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     from fastapi.responses import FileResponse, JSONResponse, Response
     from pydantic import BaseModel, Field
 
+    from ..curate.edits import EditConflict
     from ..dataset import Dataset
+    from ..errors import DatasetBusy
     from ..store.workspace import Workspace, validate_name
+    from .jobs import JobQueue
     from .keys import KeyStore
 
     store = KeyStore(Workspace(home).home)
     datasets: dict[str, Dataset] = {}
+    jobs = JobQueue()
     app = FastAPI(title="viscurate", version="1", docs_url="/docs", openapi_url="/openapi.json")
+    app.state.jobs = jobs
 
     class Search(BaseModel):
         q: dict[str, Any] = Field(default_factory=dict, description="a MongoDB query")
@@ -83,9 +97,22 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
 
     @app.middleware("http")
     async def check_key(request: Request, call_next: Any) -> Any:
-        if require_key and not KeyStore.matches(request.headers.get(API_KEY_HEADER), store.digests()):
-            return JSONResponse({"error": f"missing or unknown API key (header {API_KEY_HEADER})"}, status_code=401)
+        if require_key:
+            owner = store.owner(request.headers.get(API_KEY_HEADER))
+            if owner is None:
+                return JSONResponse({"error": f"missing or unknown API key (header {API_KEY_HEADER})"}, status_code=401)
+            request.state.user = f"key:{owner}"
+        else:  # loopback only: the person at this machine says who they are, for the audit trail
+            request.state.user = user_name(request.headers.get(USER_HEADER))
         return await call_next(request)
+
+    @app.exception_handler(EditConflict)
+    async def conflict(_: Request, e: EditConflict) -> JSONResponse:
+        return JSONResponse({"error": str(e)}, status_code=409)
+
+    @app.exception_handler(DatasetBusy)
+    async def busy(_: Request, e: DatasetBusy) -> JSONResponse:
+        return JSONResponse({"error": str(e)}, status_code=409)
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, e: NotFound) -> JSONResponse:
@@ -226,4 +253,9 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
             write_atomic(cached, buffer.getvalue())
         return FileResponse(cached, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
+    from . import curation_routes, job_routes, web
+
+    curation_routes.register(app, dataset, sample)
+    job_routes.register(app, dataset, Path(Workspace(home).home) / "server" / "exports")
+    web.register(app)
     return app

@@ -46,7 +46,7 @@ class KeyStore:
 
     def __init__(self, home: str | os.PathLike):
         self.path = Path(home) / "server" / "api_keys.json"
-        self._seen: tuple[object, frozenset[str]] = (None, frozenset())  # (file stamp, its digests)
+        self._seen: tuple[object, dict[str, str]] = (None, {})  # (file stamp, digest -> name)
 
     def _read(self) -> dict[str, dict]:
         try:
@@ -81,17 +81,32 @@ class KeyStore:
         """name -> when it was created."""
         return {name: meta.get("created_at", "") for name, meta in sorted(self._read().items())}
 
-    def digests(self) -> frozenset[str]:
-        """The current keys' digests: the file is re-read only when it changed (a server asks per request,
-        so a key created or revoked by the CLI counts from the next one)."""
+    def _current(self) -> dict[str, str]:
+        """digest -> key name, re-read only when the file changed (a server asks per request, so a key
+        created or revoked by the CLI counts from the next one)."""
         try:
             st = self.path.stat()
             stamp: object = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
-            return frozenset()
+            return {}
         if stamp != self._seen[0]:
-            self._seen = (stamp, frozenset(meta["sha256"] for meta in self._read().values() if "sha256" in meta))
+            self._seen = (stamp, {meta["sha256"]: name for name, meta in self._read().items() if "sha256" in meta})
         return self._seen[1]
+
+    def digests(self) -> frozenset[str]:
+        """The current keys' digests."""
+        return frozenset(self._current())
+
+    def owner(self, key: str | None) -> str | None:
+        """The name of the key ``key`` (constant-time comparison), or ``None`` when it is not a current key."""
+        if not key:
+            return None
+        digest = _digest(key)
+        found = None
+        for d, name in self._current().items():
+            if hmac.compare_digest(digest, d):
+                found = name
+        return found
 
     @staticmethod
     def matches(key: str | None, digests: frozenset[str]) -> bool:

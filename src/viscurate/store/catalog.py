@@ -88,6 +88,19 @@ class _SharedDatabase:
                 entry[0].close()
 
 
+class _NoLock:
+    """The mutex of a read-only catalog: its threads read through cursors of their own."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
 def lock_timeout() -> float:
     return float(os.environ.get("VISCURATE_LOCK_TIMEOUT", "10"))
 
@@ -112,12 +125,63 @@ class Catalog:
         self._lock = DatasetLock(self.directory, self.name, exclusive=write,
                                  timeout=lock_timeout() if timeout is None else timeout)
         self._lock.acquire()
+        # A writable catalog is one cursor, its calls serialized by a mutex. A read-only one cannot
+        # change while it is open (DuckDB opened it read-only and our shared lock keeps writers out),
+        # so each thread gets a cursor of its own and reads of several threads run at once (a server's
+        # requests: one DuckDB cursor is not thread-safe, separate cursors are), and counts are cached.
+        self._thread_cursors: dict[int, duckdb.DuckDBPyConnection] = {}
+        self._local = threading.local()
+        self._counts: dict[tuple[str, str], int] = {}
         try:
             self.con = self._connect(write, threads)
         except BaseException:
             self._lock.release()
             raise
-        self._mutex = threading.RLock()
+        self._mutex = threading.RLock() if write else _NO_LOCK
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection | None:
+        """The DuckDB cursor of the calling thread (read-only catalogs) or of the catalog."""
+        if self.write_mode or self._con is None:
+            return self._con
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._thread_cursor()
+        return cur
+
+    @con.setter
+    def con(self, value: duckdb.DuckDBPyConnection | None) -> None:
+        self._con = value
+
+    def _thread_cursor(self) -> duckdb.DuckDBPyConnection:
+        me = threading.current_thread()
+        with _SharedDatabase._lock:
+            if not self._thread_cursors:
+                cur = self._con  # the opening cursor serves the first thread
+            else:
+                cur = self._con.cursor()
+            alive = {t.ident for t in threading.enumerate()} - {me.ident}  # (an ended thread's ident may be reused)
+            for ident in [i for i in self._thread_cursors if i not in alive]:  # threads that ended
+                old = self._thread_cursors.pop(ident)
+                if old is not self._con:
+                    old.close()
+            self._thread_cursors[me.ident] = cur
+        self._local.cursor = cur
+        return cur
+
+    def _count_where(self, where: str, params: list) -> int:
+        """``count(*)`` of the rows matching ``where``; remembered while a read-only catalog is open."""
+        key = (where, repr(params))
+        if not self.write_mode:
+            hit = self._counts.get(key)
+            if hit is not None:
+                return hit
+        n = self._execute(f"SELECT count(*) FROM samples s WHERE {where}", params).fetchall()[0][0]
+        if not self.write_mode:
+            if len(self._counts) >= 4096:
+                self._counts.clear()
+            self._counts[key] = n
+        return n
 
     # ---- connection -------------------------------------------------------------------------
 
@@ -190,6 +254,8 @@ class Catalog:
         # version: which write_vectors transaction stored the row (a counter in meta), so that derived
         # indexes (viscurate.brain.index) pick up exactly what changed since they last looked
         self._add_missing_columns(con, "vectors", ["version BIGINT"])
+        con.execute('CREATE TABLE IF NOT EXISTS edits ("at" VARCHAR NOT NULL, "by" VARCHAR, "sample_id" VARCHAR NOT NULL, '
+                    '"action" VARCHAR NOT NULL, "field" VARCHAR, "idx" INTEGER, "before" JSON, "after" JSON)')
         con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(SCHEMA_VERSION)])
         try:
             (self.directory / SCHEMA_STAMP).write_text(self._schema_signature())
@@ -252,9 +318,14 @@ class Catalog:
                             "BLOB", null_handling="special", side_effects=False)
 
     def close(self) -> None:
-        con, self.con = getattr(self, "con", None), None
+        con, self._con = getattr(self, "_con", None), None
         if con is not None:
             try:
+                with _SharedDatabase._lock:
+                    extra = [c for c in self._thread_cursors.values() if c is not con]
+                    self._thread_cursors.clear()
+                for cur in extra:
+                    cur.close()
                 _SharedDatabase.release(self.path, con)
             finally:
                 self._lock.release()
@@ -447,9 +518,11 @@ class Catalog:
                 raise
         return len(seqs)
 
-    def update(self, query: dict | None, changes: dict, ids: list[str] | None = None, batch_size: int = 2000) -> int:
+    def update(self, query: dict | None, changes: dict, ids: list[str] | None = None, batch_size: int = 2000,
+               audit: Sequence[dict] = ()) -> int:
         """Apply MongoDB update operators (``$set``, ``$unset``, ``$addToSet``, ``$pull``) to the matching
-        samples, in one transaction. Returns the number of samples changed."""
+        samples, in one transaction. Returns the number of samples changed. ``audit``: edit records
+        (:data:`EDIT_COLUMNS`) written in the same transaction, so an edit and its record land together."""
         self._require_write()
         ops = _validate_update(changes)
         ctx = Ctx()
@@ -476,6 +549,10 @@ class Catalog:
                             self._delete_seqs([s for _, s in changed], vectors=False)
                             self._insert([nd for nd, _ in changed], [s for _, s in changed])
                         n += len(changed)
+                if audit:
+                    self.con.executemany(
+                        f"INSERT INTO edits ({_EDIT_COLS}) VALUES ({', '.join('?' * len(EDIT_COLUMNS))})",
+                        [_edit_row(r) for r in audit])
                 self.con.execute("COMMIT")
             except BaseException:
                 self.con.execute("ROLLBACK")
@@ -494,7 +571,7 @@ class Catalog:
     def count(self, query: dict | None = None) -> int:
         where, params = self._where(query)
         with self._mutex:
-            return self._execute(f"SELECT count(*) FROM samples s WHERE {where}", params).fetchall()[0][0]
+            return self._count_where(where, params)
 
     def find(self, query: dict | None = None, *, sort: Any = None, projection: dict | None = None,
              page: int = 1, page_size: int = DEFAULT_PAGE_SIZE) -> dict:
@@ -528,7 +605,7 @@ class Catalog:
             if offset == 0 and len(ids) < limit:
                 total = len(ids)
             else:
-                total = self._execute(f"SELECT count(*) FROM samples s WHERE {where}", params).fetchall()[0][0]
+                total = self._count_where(where, params)
         return ids, total
 
     def _docs_by_ids(self, ids: list[str], with_seq: bool = False) -> list[dict]:
@@ -732,17 +809,55 @@ class Catalog:
         with self._mutex:
             return self.con.execute(sql, params or []).fetchall()
 
+    def edits(self, sample_id: str | None = None, limit: int = 100, offset: int = 0) -> tuple[int, list[dict]]:
+        """(how many, the newest ``limit`` edit records after ``offset``), of one sample or all."""
+        with self._mutex:
+            if not self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'edits'").fetchall()[0][0]:
+                return 0, []  # a catalog nobody has edited through this version yet
+            where, params = ("WHERE sample_id = ?", [sample_id]) if sample_id is not None else ("", [])
+            total = self.con.execute(f"SELECT count(*) FROM edits {where}", params).fetchall()[0][0]
+            rows = self.con.execute(f'SELECT {_EDIT_COLS} FROM edits {where} ORDER BY "at" DESC, rowid DESC '
+                                    
+                                    "LIMIT ? OFFSET ?", params + [int(limit), int(offset)]).fetchall()
+        out = []
+        for row in rows:
+            rec = dict(zip(EDIT_COLUMNS, row))
+            for k in ("before", "after"):
+                rec[k] = orjson.loads(rec[k]) if rec[k] is not None else None
+            out.append(rec)
+        return total, out
+
+    def object_classes(self, field: str, top: int = 200) -> dict[str, int]:
+        """class name -> samples with at least one such box in ``field``, most common first."""
+        with self._mutex:
+            return dict(self.con.execute(
+                "SELECT name, count(DISTINCT sample_seq) FROM objects WHERE field = ? AND name IS NOT NULL "
+                "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?", [field, int(top)]).fetchall())
+
     def meta_get(self, key: str) -> str | None:
-        rows = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+        with self._mutex:
+            rows = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
         row = rows[0] if rows else None
         return row[0] if row else None
 
     def meta_set(self, key: str, value: str) -> None:
         self._require_write()
-        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+        with self._mutex:
+            self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
 
 
 # ---- updates ------------------------------------------------------------------------------------
+
+#: The audit trail of hand edits (curate.edits): who changed what, when, and the value before and after.
+EDIT_COLUMNS = ("at", "by", "sample_id", "action", "field", "idx", "before", "after")
+_EDIT_COLS = ", ".join(f'"{c}"' for c in EDIT_COLUMNS)
+
+
+
+
+def _edit_row(record: dict) -> list:
+    return [orjson.dumps(record[c]).decode() if c in ("before", "after") and record.get(c) is not None
+            else record.get(c) for c in EDIT_COLUMNS]
 
 _UPDATE_OPS = ("$set", "$unset", "$addToSet", "$pull")
 
@@ -917,6 +1032,7 @@ def summarize(cat: Catalog, top: int = 20) -> dict:
         "sources": counts('SELECT source, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
         "splits": counts('SELECT split, count(*) FROM samples WHERE split IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1'),
         "tags": counts(f"SELECT t, count(*) FROM (SELECT unnest(tags) AS t FROM samples) GROUP BY t ORDER BY 2 DESC, 1 LIMIT {int(top)}"),
+        "slices": counts("SELECT t, count(*) FROM (SELECT unnest(slices) AS t FROM samples) GROUP BY t ORDER BY 2 DESC, 1"),
         "width": quantiles('"width"'),
         "height": quantiles('"height"'),
         "size_bytes": quantiles('"size_bytes"'),

@@ -96,6 +96,7 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     _f("error", "scalar", "VARCHAR"),
     _f("split", "scalar", "VARCHAR"),
     _f("tags", "list", "VARCHAR"),
+    _f("slices", "list", "VARCHAR"),  # frozen named subsets (curate.views)
     _f("object_analysis_processed", "scalar", "BOOLEAN"),
     _f("object_analysis", "objects"),
     _f("face_analysis_processed", "scalar", "BOOLEAN"),
@@ -126,6 +127,9 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     _f("cluster.id", "scalar", "BIGINT"),
     _f("cluster.size", "scalar", "BIGINT"),
     _f("cluster.similarity", "scalar", "DOUBLE"),
+    _f("map", "group"),  # written by viscurate.brain.embedding_map
+    _f("map.x", "scalar", "DOUBLE"),
+    _f("map.y", "scalar", "DOUBLE"),
     _f("mislabel", "group"),  # written by viscurate.brain.label_errors
     _f("mislabel.score", "scalar", "DOUBLE"),
     _f("mislabel.suggested", "scalar", "VARCHAR"),

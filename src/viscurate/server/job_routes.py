@@ -1,0 +1,92 @@
+"""Job routes: start long work on a dataset (label, embed, analyze, map, export), watch its progress,
+fetch an export's file when it is done.
+
+>>> # POST /v1/datasets/photos/jobs {"kind": "export", "q": {"tags": "reviewed"}, "format": "coco"}
+>>> # GET  /v1/jobs/<id>            -> {"state": "running", "progress": {"done": 200, "total": 1000, "rate": 812.0}}
+>>> # GET  /v1/jobs/<id>/download   -> the file, once "state" is "done"
+"""
+
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from ..errors import ViscurateError
+
+__all__ = ["register"]
+
+_SUFFIX = {"jsonl": ".jsonl", "coco": ".json"}
+
+
+def register(app: Any, dataset: Callable[[str], Any], exports: Path) -> None:
+    from fastapi import Body, Request
+    from fastapi.responses import FileResponse
+    from pydantic import BaseModel, Field
+
+    from .app import NotFound
+
+    jobs = app.state.jobs
+    files: dict[str, Path] = {}  # job id -> its export file (never a client's path)
+
+    class JobBody(BaseModel):
+        kind: Literal["label", "embed", "analyze", "map", "export"]
+        q: dict[str, Any] | None = Field(None, description="limit the work to the samples matching this query")
+        model: str | None = Field(None, max_length=200, description="label: roles/models; embed, analyze, map: the embedder")
+        format: Literal["jsonl", "coco"] = Field("jsonl", description="export: the file format")
+        field: Literal["ground_truth.detections", "object_analysis", "predictions"] = Field(
+            "ground_truth.detections", description="export as coco: the boxes to write")
+
+    def job_or_404(job_id: str) -> Any:
+        try:
+            return jobs.get(job_id)
+        except KeyError:
+            raise NotFound(f"no job {job_id!r}") from None
+
+    @app.post("/v1/datasets/{name}/jobs", status_code=202)
+    def start_job(name: str, request: Request, body: JobBody = Body(...)) -> dict:
+        """Queue a job; answers at once with its id (jobs run one at a time, in order)."""
+        ds = dataset(name)
+        if body.q is not None:
+            ds.count(body.q)  # a bad query is the client's 400 now, not a failed job later
+        q = body.q
+        job_id = jobs.new_id()
+
+        def run(progress: Callable[[int, int], None]) -> Any:
+            if body.kind == "label":
+                return ds.label(models=body.model, query=q, progress=progress)
+            if body.kind == "embed":
+                return ds.embed(body.model, query=q, progress=progress)
+            if body.kind == "map":
+                return ds.compute_map(model=body.model, query=q)
+            if body.kind == "analyze":
+                done: list[str] = []
+
+                def step(stage: str) -> None:
+                    done.append(stage)
+                    progress(len(done) - 1, len(done))
+                return {k: (v.as_dict() if hasattr(v, "as_dict") else v)
+                        for k, v in ds.analyze(model=body.model, progress=step).items()}
+            exports.mkdir(parents=True, exist_ok=True)
+            out = exports / f"{job_id}{_SUFFIX[body.format]}"
+            result = ds.export(out, format=body.format, query=q, field=body.field, progress=progress)
+            files[job_id] = out
+            return {**result, "format": body.format, "download": f"/v1/jobs/{job_id}/download"}
+
+        return jobs.submit(body.kind, name, run, by=getattr(request.state, "user", None), job_id=job_id).as_dict()
+
+    @app.get("/v1/jobs")
+    def list_jobs(dataset_name: str | None = None) -> dict:
+        """Jobs, newest first (``dataset_name`` filters)."""
+        return {"jobs": [j.as_dict() for j in jobs.list(dataset_name)]}
+
+    @app.get("/v1/jobs/{job_id}")
+    def get_job(job_id: str) -> dict:
+        """A job's state and progress: ``done`` of ``total``, ``rate`` per second, ``result`` or ``error``."""
+        return job_or_404(job_id).as_dict()
+
+    @app.get("/v1/jobs/{job_id}/download")
+    def download(job_id: str) -> FileResponse:
+        """An export job's file."""
+        job = job_or_404(job_id)
+        path = files.get(job_id)
+        if job.kind != "export" or job.state != "done" or path is None or not path.is_file():
+            raise ViscurateError(f"job {job_id!r} has no file to download (kind {job.kind}, state {job.state})")
+        return FileResponse(path, filename=f"{job.dataset}{path.suffix}")

@@ -1,0 +1,892 @@
+// viscurate web app: a thin face over the /v1 REST API. No framework, no build step, no CDN.
+"use strict";
+
+const PAGE = 25;                       // the API's page size
+const WEB_SEARCH = "https://www.google.com/search?q=";  // where a click on a box looks its class up
+const COLORS = ["#4fb3ff", "#ffb347", "#5dd39e", "#ff6b6b", "#c792ea", "#f78c6c", "#89ddff", "#ffcb6b",
+                "#a3d977", "#ff79c6", "#82aaff", "#f07178"];
+const SKELETON = [[5, 7], [7, 9], [6, 8], [8, 10], [5, 6], [5, 11], [6, 12], [11, 12], [11, 13], [13, 15],
+                  [12, 14], [14, 16], [0, 1], [0, 2], [1, 3], [2, 4]];
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, props = {}, ...kids) => {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const kid of kids) if (kid != null) node.append(kid);
+  return node;
+};
+const svg = (tag, attrs = {}) => {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
+};
+const colorOf = (name) => {
+  let h = 0;
+  for (const c of String(name)) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return COLORS[h % COLORS.length];
+};
+
+// ---- state -------------------------------------------------------------------------------------
+
+const state = {
+  dataset: null,
+  userQuery: {},          // what the query bar holds
+  filters: {},            // quick filters: {class, issue, split, tag, slice, width, lqe}
+  lasso: null,            // ids selected on the map, or null
+  sort: null,
+  length: 0,
+  pages: new Map(),       // page number -> results (the grid's cache, dropped on every new query)
+  loading: new Set(),
+  cursor: 0,              // the grid's keyboard cursor
+  detailIndex: null,      // position of the open sample in the current results
+  detailDoc: null,
+  editing: false,
+  selectedBox: null,
+  generation: 0,          // bumped on each new query, so late answers to old ones are dropped
+};
+
+// ---- the API -----------------------------------------------------------------------------------
+
+async function api(path, options = {}) {
+  const headers = {"Content-Type": "application/json"};
+  const user = localStorage.getItem("viscurate-user");
+  if (user) headers["X-Viscurate-User"] = user;
+  const response = await fetch(path, {...options, headers: {...headers, ...(options.headers || {})}});
+  const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
+  if (!response.ok) {
+    const message = body?.error ? body.error + (body.details ? ": " + body.details.join("; ") : "") : response.statusText;
+    throw new Error(message);
+  }
+  return body;
+}
+const ds = (path = "") => `/v1/datasets/${encodeURIComponent(state.dataset)}${path}`;
+const thumb = (id, size = 256) => ds(`/samples/${encodeURIComponent(id)}/thumbnail?size=${size}`);
+
+function showError(e) {
+  const box = $("error");
+  if (!e) { box.hidden = true; return; }
+  box.textContent = String(e.message || e);
+  box.hidden = false;
+}
+
+// ---- the query ---------------------------------------------------------------------------------
+
+function composedQuery() {
+  const parts = [];
+  if (Object.keys(state.userQuery).length) parts.push(state.userQuery);
+  const f = state.filters;
+  if (f.class) parts.push({"object_analysis.name": f.class});
+  if (f.issue) parts.push(f.issue === "(any)" ? {"issues.0": {"$exists": true}} : {"issues": f.issue});
+  if (f.split) parts.push({"split": f.split});
+  if (f.tag) parts.push({"tags": f.tag});
+  if (f.slice) parts.push({"slices": f.slice});
+  if (f.width > 0) parts.push({"width": {"$gte": f.width}});
+  if (f.lqe < 1) parts.push({"label_quality_estimation": {"$lte": f.lqe}});
+  if (state.lasso) parts.push({"_id": {"$in": state.lasso}});
+  if (parts.length === 0) return {};
+  return parts.length === 1 ? parts[0] : {"$and": parts};
+}
+
+function renderChips() {
+  const chips = $("chips");
+  chips.replaceChildren();
+  const add = (label, clear) => chips.append(el("span", {class: "chip"}, label,
+    el("button", {title: "remove", "aria-label": "remove " + label, onclick: clear}, "×")));
+  if (state.lasso) add(`map selection: ${state.lasso.length}`, () => { state.lasso = null; refresh(); });
+}
+
+async function refresh() {
+  state.generation += 1;
+  state.pages = new Map();
+  state.loading = new Set();
+  state.cursor = 0;
+  renderChips();
+  saveHash();
+  try {
+    const page = await fetchPage(1);
+    if (page === null) return;
+    showError(null);
+  } catch (e) {
+    showError(e);
+    state.length = 0;
+  }
+  $("grid").scrollTop = 0;
+  renderGrid();
+  if (!$("tab-review").hidden) loadReview();
+}
+
+async function fetchPage(n) {
+  const generation = state.generation;
+  state.loading.add(n);
+  try {
+    const body = {q: composedQuery(), page: n};
+    if (state.sort) body.sort = state.sort;
+    const out = await api(ds("/search"), {method: "POST", body: JSON.stringify(body)});
+    if (generation !== state.generation) return null;
+    state.length = out.length;
+    state.pages.set(n, out.results);
+    $("count").textContent = `${out.length.toLocaleString()} samples`;
+    return out.results;
+  } finally {
+    if (generation === state.generation) state.loading.delete(n);
+  }
+}
+
+function docAt(i) {
+  const page = state.pages.get(Math.floor(i / PAGE) + 1);
+  return page ? page[i % PAGE] : undefined;
+}
+
+// ---- the grid (virtualized: only the visible rows exist in the page) ----------------------------
+
+function gridGeometry() {
+  const grid = $("grid");
+  const cell = parseInt(getComputedStyle(document.documentElement).getPropertyValue("--cell"), 10) || 176;
+  const cols = Math.max(1, Math.floor((grid.clientWidth - 24) / cell));
+  return {grid, cell, cols, rows: Math.ceil(state.length / cols)};
+}
+
+let renderQueued = false;
+function renderGrid() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => { renderQueued = false; drawGrid(); });
+}
+
+function drawGrid() {
+  const {grid, cell, cols, rows} = gridGeometry();
+  const space = $("grid-space");
+  space.style.height = `${rows * cell}px`;
+  const first = Math.max(0, Math.floor(grid.scrollTop / cell) - 2);
+  const last = Math.min(rows, Math.ceil((grid.scrollTop + grid.clientHeight) / cell) + 2);
+  const wanted = new Map();
+  for (let r = first; r < last; r++) {
+    for (let c = 0; c < cols; c++) {
+      const i = r * cols + c;
+      if (i >= state.length) break;
+      wanted.set(i, [r, c]);
+    }
+  }
+  const missing = new Set();
+  for (const i of wanted.keys()) {
+    const n = Math.floor(i / PAGE) + 1;
+    if (!state.pages.has(n) && !state.loading.has(n)) missing.add(n);
+  }
+  for (const n of missing) fetchPage(n).then((r) => { if (r) renderGrid(); }).catch(showError);
+  const existing = new Map([...space.children].map((node) => [Number(node.dataset.index), node]));
+  for (const [i, node] of existing) if (!wanted.has(i)) node.remove();
+  for (const [i, [r, c]] of wanted) {
+    const doc = docAt(i);
+    let node = existing.get(i);
+    if (node && node.dataset.id !== (doc?._id ?? "")) { node.remove(); node = null; }
+    if (!node) {
+      node = cellFor(i, doc);
+      space.append(node);
+    }
+    node.style.transform = `translate(${c * cell}px, ${r * cell}px)`;
+    node.classList.toggle("cursor", i === state.cursor);
+  }
+}
+
+function cellFor(i, doc) {
+  if (!doc) return el("div", {class: "cell loading", "data-index": i, "data-id": ""});
+  const names = [...new Set((doc.object_analysis || []).map((o) => o.name))];
+  const issues = doc.issues || [];
+  const node = el("div", {class: "cell", "data-index": i, "data-id": doc._id, role: "button",
+                          "aria-label": `sample ${doc._id}`, title: doc.filepath || doc._id},
+    el("img", {src: thumb(doc._id), loading: "lazy", alt: names.join(", ") || "sample", draggable: "false"}),
+    el("div", {class: "caption", text: names.length ? names.join(", ") : `${doc.width ?? "?"}×${doc.height ?? "?"}`}),
+    issues.length ? el("span", {class: "badge", text: issues.join(" ")}) : null);
+  node.addEventListener("click", () => { state.cursor = i; openDetail(i); });
+  return node;
+}
+
+function moveCursor(delta) {
+  const {grid, cell, cols} = gridGeometry();
+  const step = {left: -1, right: 1, up: -cols, down: cols}[delta];
+  state.cursor = Math.min(Math.max(0, state.cursor + step), Math.max(0, state.length - 1));
+  const row = Math.floor(state.cursor / cols);
+  if (row * cell < grid.scrollTop) grid.scrollTop = row * cell;
+  else if ((row + 1) * cell > grid.scrollTop + grid.clientHeight) grid.scrollTop = (row + 1) * cell - grid.clientHeight;
+  renderGrid();
+}
+
+// ---- the detail panel --------------------------------------------------------------------------
+
+async function docAtLoaded(i) {
+  let doc = docAt(i);
+  if (!doc) {
+    await fetchPage(Math.floor(i / PAGE) + 1);
+    doc = docAt(i);
+  }
+  return doc;
+}
+
+async function openDetail(i) {
+  if (i < 0 || i >= state.length) return;
+  const doc = await docAtLoaded(i);
+  if (!doc) return;
+  state.detailIndex = i;
+  await showSample(doc._id);
+}
+
+async function showSample(id) {
+  let doc;
+  try { doc = await api(ds(`/samples/${encodeURIComponent(id)}`)); } catch (e) { showError(e); return; }
+  state.detailDoc = doc;
+  state.selectedBox = null;
+  $("detail").hidden = false;
+  $("d-title").textContent = doc.filepath ? doc.filepath.split("/").pop() : doc._id;
+  const image = $("d-image");
+  image.onload = () => placeOverlay();
+  image.src = ds(`/samples/${encodeURIComponent(doc._id)}/media`);
+  drawOverlay();
+  drawHistogram(doc.histogram);
+  drawFields(doc);
+  $("d-reviewed").textContent = (doc.tags || []).includes("reviewed") ? "Unmark reviewed" : "Mark reviewed";
+  loadSampleEdits(doc._id);
+  loadSimilar(doc._id);
+}
+
+function placeOverlay() {
+  // fit the picture to the stage, small ones scaled up too, and lay the boxes' SVG exactly over it
+  const image = $("d-image");
+  const overlay = $("overlay");
+  const stage = $("stage");
+  if (image.naturalWidth) {
+    const scale = Math.min(stage.clientWidth / image.naturalWidth, stage.clientHeight / image.naturalHeight);
+    image.style.width = `${Math.floor(image.naturalWidth * scale)}px`;
+    image.style.height = `${Math.floor(image.naturalHeight * scale)}px`;
+  }
+  overlay.style.left = `${image.offsetLeft}px`;
+  overlay.style.top = `${image.offsetTop}px`;
+  overlay.style.width = `${image.clientWidth}px`;
+  overlay.style.height = `${image.clientHeight}px`;
+}
+window.addEventListener("resize", () => { if (!$("detail").hidden) placeOverlay(); renderGrid(); });
+
+function drawOverlay() {
+  const doc = state.detailDoc;
+  const overlay = $("overlay");
+  overlay.replaceChildren();
+  overlay.setAttribute("viewBox", `0 0 ${doc.width || 1} ${doc.height || 1}`);
+  overlay.setAttribute("preserveAspectRatio", "none");
+  const layers = [];
+  if ($("layer-objects").checked && !state.editing) layers.push(["object_analysis", doc.object_analysis || [], ""]);
+  if ($("layer-truth").checked || state.editing) layers.push(["ground_truth.detections", doc.ground_truth?.detections || [], " truth"]);
+  for (const [field, boxes, kind] of layers) {
+    boxes.forEach((box, index) => {
+      if (!Array.isArray(box.bbox)) return;
+      const [x, y, w, h] = box.bbox;
+      const color = colorOf(box.name);
+      const selected = state.selectedBox && state.selectedBox.field === field && state.selectedBox.index === index;
+      const rect = svg("rect", {x, y, width: w, height: h, class: `box${kind}${selected ? " selected" : ""}`, stroke: color,
+                                "data-name": box.name, "data-field": field, "data-index": index, tabindex: 0,
+                                role: "link", "aria-label": `${box.name} box`});
+      const title = svg("title");
+      const lqe = box.label_quality_estimation != null ? `, label quality ${box.label_quality_estimation.toFixed(2)}` : "";
+      title.textContent = state.editing ? `${box.name}: click to select` : `${box.name}${lqe}: click to search the web for "${box.name}"`;
+      rect.append(title);
+      rect.addEventListener("click", (event) => { event.stopPropagation(); clickBox(field, index, box); });
+      overlay.append(rect);
+      const conf = box.confidence != null ? ` ${(box.confidence * 100).toFixed(0)}%` : "";
+      const label = svg("text", {x: x + 3, y: Math.max(14, y - 4)});
+      label.textContent = `${box.name}${conf}`;
+      overlay.append(label);
+    });
+  }
+  if ($("layer-faces").checked && !state.editing) {
+    for (const face of doc.face_analysis || []) {
+      if (!Array.isArray(face.bbox)) continue;
+      const [x, y, w, h] = face.bbox;
+      overlay.append(svg("rect", {x, y, width: w, height: h, class: "face"}));
+    }
+  }
+  if ($("layer-poses").checked && !state.editing) {
+    for (const pose of doc.pose_estimation || []) {
+      const kps = pose.keypoints || [];
+      const point = (k) => (Array.isArray(kps[k]) ? kps[k] : kps[k] && [kps[k].x, kps[k].y, kps[k].score ?? kps[k].confidence]);
+      for (const [a, b] of SKELETON) {
+        const p = point(a), q = point(b);
+        if (p && q && (p[2] ?? 1) > 0.2 && (q[2] ?? 1) > 0.2) overlay.append(svg("line", {x1: p[0], y1: p[1], x2: q[0], y2: q[1], class: "limb"}));
+      }
+      kps.forEach((_, k) => {
+        const p = point(k);
+        if (p && (p[2] ?? 1) > 0.2) overlay.append(svg("circle", {cx: p[0], cy: p[1], r: Math.max(2, (doc.width || 400) / 200), class: "kp"}));
+      });
+    }
+  }
+}
+
+function clickBox(field, index, box) {
+  if (state.editing) {
+    state.selectedBox = {field, index, box};
+    $("edit-class").value = box.name || "";
+    drawOverlay();
+    return;
+  }
+  window.open(WEB_SEARCH + encodeURIComponent(box.name), "_blank", "noopener");
+}
+
+function drawHistogram(histogram) {
+  const chart = $("histogram");
+  chart.replaceChildren();
+  if (!histogram) return;
+  const channels = [["r", "#ff6b6b"], ["g", "#5dd39e"], ["b", "#4fb3ff"]];
+  const top = Math.max(1e-9, ...channels.flatMap(([c]) => histogram[c] || []));
+  for (const [c, color] of channels) {
+    const values = histogram[c] || [];
+    if (!values.length) continue;
+    const step = 256 / Math.max(1, values.length - 1);
+    const points = values.map((v, i) => `${(i * step).toFixed(1)},${(80 - (v / top) * 76).toFixed(1)}`).join(" ");
+    chart.append(svg("polyline", {points, fill: "none", stroke: color, "stroke-width": 1.5, "vector-effect": "non-scaling-stroke"}));
+  }
+}
+
+function drawFields(doc) {
+  const table = $("d-fields");
+  table.replaceChildren();
+  const rows = [];
+  const walk = (value, path) => {
+    if (value && typeof value === "object" && !Array.isArray(value)) {
+      for (const [k, v] of Object.entries(value)) walk(v, path ? `${path}.${k}` : k);
+    } else {
+      rows.push([path, value]);
+    }
+  };
+  walk(doc, "");
+  for (const [path, value] of rows) {
+    let text = typeof value === "string" ? value : JSON.stringify(value);
+    if (text && text.length > 600) text = text.slice(0, 600) + "…";
+    table.append(el("tr", {}, el("td", {text: path}), el("td", {text: text ?? "null"})));
+  }
+}
+
+async function loadSimilar(id) {
+  const box = $("d-similar");
+  box.replaceChildren();
+  try {
+    const out = await api(ds(`/samples/${encodeURIComponent(id)}/similar?k=8`));
+    for (const hit of out.results) {
+      box.append(el("img", {src: thumb(hit._id, 128), title: `similarity ${hit.similarity.toFixed(3)}`, alt: "similar sample",
+                            onclick: () => showSample(hit._id)}));
+    }
+  } catch (e) { /* no embeddings yet: nothing to show */ }
+}
+
+async function loadSampleEdits(id) {
+  const list = $("d-edits");
+  list.replaceChildren();
+  try {
+    const out = await api(ds(`/edits?sample_id=${encodeURIComponent(id)}`));
+    for (const e of out.results) list.append(el("li", {text: `${e.at} ${e.by || "?"}: ${describeEdit(e)}`}));
+  } catch (e) { showError(e); }
+}
+
+function describeEdit(e) {
+  const name = (v) => (v && typeof v === "object" && !Array.isArray(v) ? v.name : JSON.stringify(v));
+  if (e.action === "relabel") return `relabelled box ${e.idx} ${name(e.before)} → ${name(e.after)}`;
+  if (e.action === "delete_box") return `deleted box ${e.idx} (${name(e.before)})`;
+  if (e.action === "add_box") return `drew a ${name(e.after)} box`;
+  return `${e.action}${e.field ? " " + e.field : ""}`;
+}
+
+function closeDetail() {
+  $("detail").hidden = true;
+  state.detailDoc = null;
+  setEditing(false);
+  $("grid").focus();
+}
+
+function setEditing(on) {
+  state.editing = on;
+  state.selectedBox = null;
+  $("editbar").hidden = !on;
+  $("d-edit").textContent = on ? "Done editing" : "Edit labels";
+  if (state.detailDoc) drawOverlay();
+}
+
+async function edit(body) {
+  const doc = state.detailDoc;
+  try {
+    state.detailDoc = await api(ds(`/samples/${encodeURIComponent(doc._id)}/edits`), {method: "POST", body: JSON.stringify(body)});
+    state.selectedBox = null;
+    drawOverlay();
+    drawFields(state.detailDoc);
+    loadSampleEdits(doc._id);
+    $("d-reviewed").textContent = (state.detailDoc.tags || []).includes("reviewed") ? "Unmark reviewed" : "Mark reviewed";
+    patchCachedDoc(state.detailDoc);
+    showError(null);
+  } catch (e) { showError(e); }
+}
+
+function patchCachedDoc(doc) {
+  for (const results of state.pages.values()) {
+    const i = results.findIndex((d) => d._id === doc._id);
+    if (i >= 0) results[i] = doc;
+  }
+}
+
+// drawing a missing box: drag on the image while editing
+function svgPoint(event) {
+  const overlay = $("overlay");
+  const p = new DOMPoint(event.clientX, event.clientY).matrixTransform(overlay.getScreenCTM().inverse());
+  const doc = state.detailDoc;
+  return [Math.min(Math.max(0, p.x), doc.width), Math.min(Math.max(0, p.y), doc.height)];
+}
+let drawing = null;
+function startDraw(event) {
+  if (!state.editing || event.target.tagName === "rect" && event.target.classList.contains("box")) return;
+  const [x, y] = svgPoint(event);
+  drawing = {x, y, rect: svg("rect", {x, y, width: 0, height: 0, class: "drawing"})};
+  $("overlay").append(drawing.rect);
+  event.preventDefault();
+}
+function moveDraw(event) {
+  if (!drawing) return;
+  const [x, y] = svgPoint(event);
+  drawing.rect.setAttribute("x", Math.min(x, drawing.x));
+  drawing.rect.setAttribute("y", Math.min(y, drawing.y));
+  drawing.rect.setAttribute("width", Math.abs(x - drawing.x));
+  drawing.rect.setAttribute("height", Math.abs(y - drawing.y));
+}
+function endDraw() {
+  if (!drawing) return;
+  const r = drawing.rect;
+  const box = ["x", "y", "width", "height"].map((k) => Number(r.getAttribute(k)));
+  drawing = null;
+  r.remove();
+  const name = $("edit-class").value.trim();
+  if (box[2] < 2 || box[3] < 2) return;
+  if (!name) { showError(new Error("type the class of the new box first, then draw it")); return; }
+  edit({action: "add_box", field: "ground_truth.detections", bbox: box, name});
+}
+
+// ---- the map (canvas scatter, lasso selection) -------------------------------------------------
+
+const MAP_PICTURES = 400;  // up to this many samples the map shows thumbnails instead of dots
+const map = {points: null, lasso: [], selecting: false, images: new Map()};
+let mapQueued = false;
+function drawMapSoon() {
+  if (mapQueued) return;
+  mapQueued = true;
+  requestAnimationFrame(() => { mapQueued = false; drawMap(); });
+}
+
+async function loadMap() {
+  const info = $("map-info");
+  const color = $("map-color").value;
+  try {
+    map.points = await api(ds(`/map${color ? "?color_by=" + encodeURIComponent(color) : ""}`));
+    info.textContent = map.points.ids.length ? `${map.points.ids.length.toLocaleString()} samples placed (${map.points.map?.method ?? ""})`
+                                             : "no map yet: run “Compute map” in Jobs (needs embeddings)";
+  } catch (e) { showError(e); map.points = null; }
+  drawMap();
+}
+
+function mapXY(i) {
+  const canvas = $("map");
+  const pad = map.points.ids.length <= MAP_PICTURES ? 24 : 16;
+  return [pad + map.points.x[i] * (canvas.width - 2 * pad), pad + (1 - map.points.y[i]) * (canvas.height - 2 * pad)];
+}
+
+function drawMap() {
+  const canvas = $("map");
+  const g = canvas.getContext("2d");
+  g.clearRect(0, 0, canvas.width, canvas.height);
+  if (!map.points) return;
+  const selected = state.lasso ? new Set(state.lasso) : null;
+  const n = map.points.ids.length;
+  const r = n > 20000 ? 1.2 : n > 2000 ? 2 : 6;
+  const pictures = n <= MAP_PICTURES;
+  for (let i = 0; i < n; i++) {
+    const [x, y] = mapXY(i);
+    if (pictures) {  // few samples: show the pictures themselves, a framed thumbnail per point
+      const id = map.points.ids[i];
+      let image = map.images.get(id);
+      if (!image) {
+        image = new Image();
+        image.onload = () => drawMapSoon();
+        image.src = thumb(id, 64);
+        map.images.set(id, image);
+      }
+      const value = map.points.color ? map.points.color[i] : null;
+      g.globalAlpha = selected && !selected.has(id) ? 0.25 : 1;
+      g.fillStyle = value == null ? "#4fb3ff" : colorOf(value);
+      g.fillRect(x - 18, y - 18, 36, 36);
+      if (image.complete && image.naturalWidth) g.drawImage(image, x - 16, y - 16, 32, 32);
+      g.globalAlpha = 1;
+      continue;
+    }
+    const value = map.points.color ? map.points.color[i] : null;
+    g.fillStyle = selected && !selected.has(map.points.ids[i]) ? "#33404b" : value == null ? "#4fb3ff" : colorOf(value);
+    g.fillRect(x - r / 2, y - r / 2, r, r);
+  }
+  if (map.lasso.length > 1) {
+    g.strokeStyle = "#fff";
+    g.lineWidth = 1.5;
+    g.beginPath();
+    g.moveTo(...map.lasso[0]);
+    for (const p of map.lasso.slice(1)) g.lineTo(...p);
+    if (!map.selecting) g.closePath();
+    g.stroke();
+  }
+}
+
+function canvasPoint(event) {
+  const canvas = $("map");
+  const box = canvas.getBoundingClientRect();
+  return [(event.clientX - box.left) * canvas.width / box.width, (event.clientY - box.top) * canvas.height / box.height];
+}
+
+function inside(point, polygon) {
+  let hit = false;
+  for (let i = 0, j = polygon.length - 1; i < polygon.length; j = i++) {
+    const [xi, yi] = polygon[i], [xj, yj] = polygon[j];
+    if ((yi > point[1]) !== (yj > point[1]) && point[0] < (xj - xi) * (point[1] - yi) / (yj - yi) + xi) hit = !hit;
+  }
+  return hit;
+}
+
+function finishLasso() {
+  map.selecting = false;
+  if (!map.points || map.lasso.length < 3) { map.lasso = []; drawMap(); return; }
+  const ids = [];
+  for (let i = 0; i < map.points.ids.length; i++) if (inside(mapXY(i), map.lasso)) ids.push(map.points.ids[i]);
+  $("map-info").textContent = `${ids.length.toLocaleString()} samples selected`;
+  state.lasso = ids.length ? ids : null;
+  drawMap();
+  if (ids.length) { refresh(); switchTab("grid"); }
+}
+
+// ---- review queues -----------------------------------------------------------------------------
+
+const review = {page: 1, summary: null};
+
+async function loadReview() {
+  const kindSelect = $("review-kind");
+  try {
+    review.summary = (await api(ds("/review"))).queues;
+  } catch (e) { showError(e); return; }
+  const current = kindSelect.value || Object.entries(review.summary).find(([, c]) => c.open)?.[0] || "duplicates";
+  kindSelect.replaceChildren(...Object.entries(review.summary).map(([k, c]) =>
+    el("option", {value: k, text: `${k.replace(/_/g, " ")} (${c.open} open, ${c.decided} decided)`})));
+  kindSelect.value = current;
+  const kind = kindSelect.value;
+  const stateName = $("review-state").value;
+  const list = $("review-list");
+  let out;
+  try {
+    out = await api(ds(`/review/${kind}?state=${stateName}&page=${review.page}`));
+  } catch (e) { showError(e); return; }
+  $("review-page").textContent = `page ${review.page} of ${Math.max(1, Math.ceil(out.length / PAGE))} (${out.length})`;
+  list.replaceChildren();
+  if (!out.results.length) list.append(el("p", {text: "Nothing here. Run “Analyze” in Jobs to find problems."}));
+  for (const doc of out.results) list.append(reviewCard(kind, doc));
+}
+
+function evidence(kind, doc) {
+  if (kind === "duplicates") return `${doc.duplicates?.reason ?? "near"} duplicate of the sample beside it (group of ${doc.duplicates?.size ?? "?"})`;
+  if (kind === "leaks") return `${doc.leak?.value} also in ${doc.leak?.with_value} (${doc.leak?.reason}) with ${doc.leak?.with}`;
+  if (kind === "outliers") return `outlier: more unusual than ${((doc.scores?.outlier ?? 0) * 100).toFixed(1)}% of the dataset`;
+  if (kind === "label_errors") return `labelled ${doc.ground_truth?.label}, looks like ${doc.mislabel?.suggested} (score ${doc.mislabel?.score})`;
+  if (kind === "box_label_errors") {
+    const bad = (doc.ground_truth?.detections || []).filter((b) => b.mislabel_suggested);
+    return bad.map((b) => `${b.name} box looks like ${b.mislabel_suggested}`).join("; ");
+  }
+  return (doc.issues || []).join(", ");
+}
+
+function reviewCard(kind, doc) {
+  const tags = doc.tags || [];
+  const decided = tags.find((t) => t.startsWith(`review:${kind}:`));
+  const decide = (decision) => async () => {
+    try {
+      await api(ds(`/review/${kind}`), {method: "POST", body: JSON.stringify({ids: [doc._id], decision})});
+      loadReview();
+    } catch (e) { showError(e); }
+  };
+  const partner = kind === "leaks" ? doc.leak?.with : kind === "duplicates" ? doc.duplicates?.group : null;
+  return el("div", {class: "card" + (decided ? " decided" : ""), "data-id": doc._id},
+    el("img", {src: thumb(doc._id), alt: "flagged sample", onclick: () => { state.detailIndex = null; showSample(doc._id); }}),
+    partner ? el("div", {class: "members"}, el("img", {src: thumb(partner, 128), alt: "the other sample", title: partner,
+                                                       onclick: () => showSample(partner)})) : null,
+    el("div", {class: "why", text: evidence(kind, doc)}),
+    el("div", {class: "actions"},
+      el("button", {class: "accept", onclick: decide("accept"), title: "the problem is real"}, "Accept"),
+      el("button", {class: "ignore", onclick: decide("ignore"), title: "a false alarm"}, "Ignore"),
+      decided ? el("button", {onclick: decide("reopen")}, "Reopen") : null,
+      decided ? el("span", {class: "hint", text: decided.split(":")[2]}) : null));
+}
+
+// ---- jobs and the audit trail ------------------------------------------------------------------
+
+let jobTimer = null;
+async function loadJobs() {
+  try {
+    const out = await api(`/v1/jobs?dataset_name=${encodeURIComponent(state.dataset)}`);
+    const body = $("jobs").querySelector("tbody");
+    body.replaceChildren(...out.jobs.map((j) => {
+      const p = j.progress;
+      const bar = el("progress", {max: p.total || 1, value: p.total ? p.done : j.state === "done" ? 1 : 0});
+      const result = j.error ? el("span", {class: "hint", text: j.error})
+        : j.result?.download ? el("a", {href: j.result.download, text: "download"})
+        : el("span", {class: "hint", text: j.result ? JSON.stringify(j.result).slice(0, 160) : ""});
+      return el("tr", {}, el("td", {text: `${j.kind} ${j.id.slice(0, 6)}`}), el("td", {text: j.state}),
+                el("td", {}, bar, ` ${p.done}/${p.total ?? "?"}`), el("td", {text: p.rate ? `${p.rate.toFixed(1)}/s` : ""}),
+                el("td", {}, result));
+    }));
+    const running = out.jobs.some((j) => j.state === "queued" || j.state === "running");
+    clearTimeout(jobTimer);
+    if (running && !$("tab-jobs").hidden) jobTimer = setTimeout(loadJobs, 1000);
+    const edits = await api(ds("/edits"));
+    $("edits").querySelector("tbody").replaceChildren(...edits.results.map((e) => el("tr", {},
+      el("td", {text: e.at}), el("td", {text: e.by || ""}), el("td", {text: e.sample_id.slice(0, 10)}),
+      el("td", {text: e.action}), el("td", {text: describeEdit(e)}))));
+  } catch (e) { showError(e); }
+}
+
+async function startJob(button) {
+  const body = {kind: button.dataset.job};
+  const q = composedQuery();
+  if (Object.keys(q).length) body.q = q;
+  if (button.dataset.format) body.format = button.dataset.format;
+  try {
+    await api(ds("/jobs"), {method: "POST", body: JSON.stringify(body)});
+    loadJobs();
+  } catch (e) { showError(e); }
+}
+
+// ---- facets, views, datasets -------------------------------------------------------------------
+
+async function loadFacets() {
+  const f = await api(ds("/facets"));
+  const fill = (id, counts, extra = []) => {
+    const select = $(id);
+    const keep = select.value;
+    select.replaceChildren(el("option", {value: "", text: "any"}), ...extra,
+      ...Object.entries(counts || {}).map(([k, n]) => el("option", {value: k, text: `${k} (${n})`})));
+    select.value = [...select.options].some((o) => o.value === keep) ? keep : "";
+  };
+  fill("f-class", f.classes);
+  fill("f-issue", f.issues, [el("option", {value: "(any)", text: "any issue"})]);
+  fill("f-split", f.splits);
+  fill("f-tag", f.tags);
+  fill("f-slice", f.slices);
+  if (f.width?.max) $("f-width").max = Math.ceil(f.width.max / 50) * 50;
+}
+
+async function loadViews() {
+  const out = await api(ds("/views"));
+  const select = $("views");
+  select.replaceChildren(el("option", {value: "", text: "saved views…"}),
+    ...Object.keys(out.views).map((name) => el("option", {value: name, text: name})));
+  select.viewData = out.views;
+}
+
+function applyView(name) {
+  const view = $("views").viewData?.[name];
+  if (!view) return;
+  state.userQuery = view.query || {};
+  state.sort = view.sort || null;
+  state.filters = {width: 0, lqe: 1};
+  state.lasso = null;
+  syncControls();
+  refresh();
+}
+
+function syncControls() {
+  $("query").value = Object.keys(state.userQuery).length ? JSON.stringify(state.userQuery) : "";
+  $("query").classList.remove("invalid");
+  for (const key of ["class", "issue", "split", "tag", "slice"]) $(`f-${key}`).value = state.filters[key] || "";
+  $("f-width").value = state.filters.width || 0;
+  $("f-width-out").textContent = state.filters.width || 0;
+  $("f-lqe").value = state.filters.lqe ?? 1;
+  $("f-lqe-out").textContent = state.filters.lqe ?? 1;
+  $("sort").value = state.sort ? JSON.stringify(state.sort) : "";
+}
+
+async function saveAs(kind) {
+  const name = prompt(`Name of the ${kind}`);
+  if (!name) return;
+  try {
+    if (kind === "view") {
+      await api(ds(`/views/${encodeURIComponent(name)}`), {method: "PUT", body: JSON.stringify({q: composedQuery(), sort: state.sort})});
+      await loadViews();
+      $("views").value = name;
+    } else {
+      const out = await api(ds(`/slices/${encodeURIComponent(name)}`), {method: "PUT", body: JSON.stringify({q: composedQuery()})});
+      $("count").textContent = `slice ${name}: ${out.samples} samples`;
+      await loadFacets();
+    }
+    showError(null);
+  } catch (e) { showError(e); }
+}
+
+function saveHash() {
+  const s = {d: state.dataset, q: state.userQuery, f: state.filters, s: state.sort};
+  history.replaceState(null, "", "#" + encodeURIComponent(JSON.stringify(s)));
+}
+
+function readHash() {
+  try { return JSON.parse(decodeURIComponent(location.hash.slice(1))); } catch { return null; }
+}
+
+async function chooseDataset(name) {
+  state.dataset = name;
+  state.lasso = null;
+  map.points = null;
+  map.images = new Map();
+  closeDetailIfOpen();
+  try {
+    await Promise.all([loadFacets(), loadViews()]);
+  } catch (e) { showError(e); }
+  refresh();
+  if (!$("tab-map").hidden) loadMap();
+}
+
+function closeDetailIfOpen() { if (!$("detail").hidden) closeDetail(); }
+
+function switchTab(name) {
+  for (const button of document.querySelectorAll("#tabs button")) button.setAttribute("aria-selected", String(button.dataset.tab === name));
+  for (const tab of document.querySelectorAll(".tab")) tab.hidden = tab.id !== `tab-${name}`;
+  if (name === "map") loadMap();
+  if (name === "review") { review.page = 1; loadReview(); }
+  if (name === "jobs") loadJobs();
+  if (name === "grid") { renderGrid(); $("grid").focus(); }
+}
+
+// ---- wiring ------------------------------------------------------------------------------------
+
+function runQuery() {
+  const text = $("query").value.trim();
+  try {
+    const q = text ? JSON.parse(text) : {};
+    if (typeof q !== "object" || Array.isArray(q) || q === null) throw new Error("the query is a JSON object");
+    state.userQuery = q;
+    $("query").classList.remove("invalid");
+    refresh();
+  } catch (e) {
+    $("query").classList.add("invalid");
+    showError(new Error(`not a valid query: ${e.message}`));
+  }
+}
+
+function wire() {
+  $("dataset").addEventListener("change", (e) => chooseDataset(e.target.value));
+  $("run-query").addEventListener("click", runQuery);
+  $("query").addEventListener("keydown", (e) => { if (e.key === "Enter") runQuery(); });
+  $("sort").addEventListener("change", (e) => { state.sort = e.target.value ? JSON.parse(e.target.value) : null; refresh(); });
+  $("views").addEventListener("change", (e) => applyView(e.target.value));
+  $("save-view").addEventListener("click", () => saveAs("view"));
+  $("save-slice").addEventListener("click", () => saveAs("slice"));
+  for (const key of ["class", "issue", "split", "tag", "slice"]) {
+    $(`f-${key}`).addEventListener("change", (e) => { state.filters[key] = e.target.value; refresh(); });
+  }
+  for (const [key, parse] of [["width", (v) => parseInt(v, 10)], ["lqe", parseFloat]]) {
+    const input = $(`f-${key}`);
+    input.addEventListener("input", () => { $(`f-${key}-out`).textContent = input.value; });
+    input.addEventListener("change", () => { state.filters[key] = parse(input.value); refresh(); });
+  }
+  for (const button of document.querySelectorAll("#tabs button")) button.addEventListener("click", () => switchTab(button.dataset.tab));
+  const user = $("user");
+  user.value = localStorage.getItem("viscurate-user") || "";
+  user.addEventListener("change", () => localStorage.setItem("viscurate-user", user.value.trim()));
+
+  const grid = $("grid");
+  grid.addEventListener("scroll", renderGrid, {passive: true});
+  grid.addEventListener("keydown", (e) => {
+    if (!$("detail").hidden) return;  // the open sample has the keys
+    const moves = {ArrowLeft: "left", ArrowRight: "right", ArrowUp: "up", ArrowDown: "down"};
+    if (moves[e.key]) { moveCursor(moves[e.key]); e.preventDefault(); }
+    else if (e.key === "Enter") { openDetail(state.cursor); e.preventDefault(); }
+  });
+
+  $("d-close").addEventListener("click", closeDetail);
+  $("d-prev").addEventListener("click", () => step(-1));
+  $("d-next").addEventListener("click", () => step(1));
+  for (const id of ["layer-objects", "layer-truth", "layer-faces", "layer-poses"]) $(id).addEventListener("change", drawOverlay);
+  $("d-edit").addEventListener("click", () => setEditing(!state.editing));
+  $("d-reviewed").addEventListener("click", toggleReviewed);
+  $("edit-relabel").addEventListener("click", () => {
+    const b = state.selectedBox;
+    const name = $("edit-class").value.trim();
+    if (!b) { showError(new Error("select a box first")); return; }
+    edit({action: "relabel", field: b.field, index: b.index, name, expect: {name: b.box.name, bbox: b.box.bbox}});
+  });
+  $("edit-delete").addEventListener("click", deleteSelected);
+  const overlay = $("overlay");
+  overlay.addEventListener("mousedown", startDraw);
+  window.addEventListener("mousemove", moveDraw);
+  window.addEventListener("mouseup", endDraw);
+  document.addEventListener("keydown", (e) => {
+    if ($("detail").hidden || e.target.tagName === "INPUT") return;
+    if (e.key === "Escape") closeDetail();
+    else if (e.key === "ArrowLeft") step(-1);
+    else if (e.key === "ArrowRight") step(1);
+    else if (e.key === "e") setEditing(!state.editing);
+    else if (e.key === "r") toggleReviewed();
+    else if ((e.key === "Delete" || e.key === "Backspace") && state.editing) deleteSelected();
+    else return;
+    e.preventDefault();
+  });
+
+  const canvas = $("map");
+  canvas.addEventListener("mousedown", (e) => { map.selecting = true; map.lasso = [canvasPoint(e)]; });
+  canvas.addEventListener("mousemove", (e) => { if (map.selecting) { map.lasso.push(canvasPoint(e)); drawMap(); } });
+  canvas.addEventListener("mouseup", finishLasso);
+  $("map-color").addEventListener("change", loadMap);
+  $("map-clear").addEventListener("click", () => { map.lasso = []; state.lasso = null; drawMap(); refresh(); });
+
+  $("review-kind").addEventListener("change", () => { review.page = 1; loadReview(); });
+  $("review-state").addEventListener("change", () => { review.page = 1; loadReview(); });
+  $("review-prev").addEventListener("click", () => { review.page = Math.max(1, review.page - 1); loadReview(); });
+  $("review-next").addEventListener("click", () => { review.page += 1; loadReview(); });
+  for (const button of document.querySelectorAll("[data-job]")) button.addEventListener("click", () => startJob(button));
+}
+
+function step(delta) {
+  if (state.detailIndex == null) return;
+  openDetail(state.detailIndex + delta);
+  state.cursor = Math.min(Math.max(0, state.detailIndex + delta), state.length - 1);
+}
+
+function toggleReviewed() {
+  const doc = state.detailDoc;
+  if (!doc) return;
+  edit({action: (doc.tags || []).includes("reviewed") ? "unmark_reviewed" : "mark_reviewed"});
+}
+
+function deleteSelected() {
+  const b = state.selectedBox;
+  if (!b) { showError(new Error("select a box first")); return; }
+  edit({action: "delete_box", field: b.field, index: b.index, expect: {name: b.box.name, bbox: b.box.bbox}});
+}
+
+async function start() {
+  wire();
+  let names = [];
+  try { names = (await api("/v1/datasets")).datasets; } catch (e) { showError(e); }
+  $("dataset").replaceChildren(...names.map((n) => el("option", {value: n, text: n})));
+  if (!names.length) { showError(new Error("no datasets yet: create one with `viscurate ingest NAME FOLDER`")); return; }
+  const saved = readHash();
+  const name = saved?.d && names.includes(saved.d) ? saved.d : names[0];
+  if (saved?.d === name) {
+    state.userQuery = saved.q || {};
+    state.filters = saved.f || {};
+    state.sort = saved.s || null;
+  }
+  state.filters = {width: 0, lqe: 1, ...state.filters};
+  $("dataset").value = name;
+  await chooseDataset(name);
+  syncControls();
+  $("grid").focus();
+  document.body.dataset.ready = "true";
+}
+
+start();
