@@ -7,7 +7,10 @@ and the server never diverge.
 """
 from __future__ import annotations
 
+import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -783,6 +786,75 @@ def similar_cmd(
     console.print(table)
 
 
+@app.command("map")
+def map_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder)."),
+    query: str = typer.Option("{}", "--query", "-q", help="Only the samples matching this query."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Place the samples on a 2-D map from their embeddings (map.x, map.y; the web app's Map tab)."""
+    report = _dataset(name).compute_map(model=model, query=_parse_json(query, "the query") or None)
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    console.print(f"placed {report.samples:,} samples ({report.method}, {report.model}) in {report.seconds:.1f}s")
+
+
+@app.command("export")
+def export_cmd(
+    name: str = typer.Argument(..., help="Dataset name."),
+    out: Path = typer.Argument(..., help="Output file."),
+    fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl (every field) or coco (boxes)."),
+    query: str = typer.Option("{}", "--query", "-q", help="Only the samples matching this query."),
+    field: str = typer.Option("ground_truth.detections", "--field", help="coco: the boxes to write."),
+) -> None:
+    """Write samples to a file: JSON Lines documents or a COCO detection file."""
+    result = _dataset(name).export(out, format=fmt, query=_parse_json(query, "the query") or None, field=field)
+    console.print(f"wrote {out}: " + ", ".join(f"{v:,} {k}" for k, v in result.items()))
+
+
+view_app = typer.Typer(help="Saved views (queries) and slices (frozen sets of samples).", no_args_is_help=True)
+app.add_typer(view_app, name="view")
+
+
+@view_app.command("save")
+def view_save(name: str, view: str, query: str = typer.Argument(..., help="The MongoDB query.")) -> None:
+    """Save a query as a view: it is evaluated again each time it is opened."""
+    _dataset(name).save_view(view, _parse_json(query, "the query"), by=os.environ.get("USER"))
+    console.print(f"saved view {view!r}")
+
+
+@view_app.command("list")
+def view_list(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Saved views and slices."""
+    ds = _dataset(name)
+    views, slices = ds.views(), ds.slices()
+    if as_json:
+        _print_json({"views": views, "slices": slices})
+        return
+    table = Table("kind", "name", "query / samples", "created")
+    for v, spec in views.items():
+        table.add_row("view", v, orjson.dumps(spec["query"]).decode(), f"{spec.get('created_at', '')} {spec.get('created_by') or ''}")
+    for sl, n in slices.items():
+        table.add_row("slice", sl, f"{n:,} samples", "")
+    console.print(table)
+
+
+@view_app.command("delete")
+def view_delete(name: str, view: str) -> None:
+    if not _dataset(name).delete_view(view):
+        raise ViscurateError(f"no view named {view!r}")
+    console.print(f"deleted view {view!r}")
+
+
+@view_app.command("slice")
+def view_slice(name: str, slice_name: str, query: str = typer.Argument(..., help="The samples to freeze.")) -> None:
+    """Freeze the samples matching a query as a slice ({"slices": NAME} finds them later)."""
+    n = _dataset(name).save_slice(slice_name, _parse_json(query, "the query"))
+    console.print(f"slice {slice_name!r}: {n:,} samples")
+
+
 @app.command("draw")
 def draw_cmd(
     name: str = typer.Argument(..., help="Dataset name."),
@@ -854,13 +926,21 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to l
     except ImportError as e:
         raise ViscurateError(f"the server needs the 'serve' extra: pip install 'viscurate[serve]' ({e})") from None
     from ..server.keys import KeyStore, check_bind, is_loopback
+    from ..store.lock import SERVER_FILE
     from ..store.workspace import Workspace
 
-    store = KeyStore(Workspace(state.home).home)
+    home = Workspace(state.home).home
+    store = KeyStore(home)
     check_bind(host, has_keys=bool(store.digests()))
-    err_console.print(f"serving {Workspace(state.home).home} on http://{host}:{port} "
-                      f"({'API key required' if not is_loopback(host) else 'loopback only'})")
-    uvicorn.run(create_app(state.home, require_key=not is_loopback(host)), host=host, port=port, log_level="info")
+    err_console.print(f"serving {home} on http://{host}:{port} "
+                      f"({'API key required' if not is_loopback(host) else 'loopback only'}); web app at /")
+    announce = home / SERVER_FILE  # so that a CLI write that finds a dataset busy can say who holds it
+    announce.parent.mkdir(parents=True, exist_ok=True)
+    announce.write_text(json.dumps({"pid": os.getpid(), "url": f"http://{host}:{port}", "since": time.time()}))
+    try:
+        uvicorn.run(create_app(state.home, require_key=not is_loopback(host)), host=host, port=port, log_level="info")
+    finally:
+        announce.unlink(missing_ok=True)
 
 
 api_key_app = typer.Typer(help="API keys of the server (stored as digests in the workspace).", no_args_is_help=True)

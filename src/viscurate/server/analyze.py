@@ -14,10 +14,11 @@ from typing import Any
 
 from ..errors import ViscurateError
 
-__all__ = ["analyze_bytes", "SCRATCH_DATASET", "DEFAULT_MAX_UPLOAD_BYTES"]
+__all__ = ["analyze_bytes", "image_pixels", "SCRATCH_DATASET", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_PIXELS"]
 
 SCRATCH_DATASET = "analyze-scratch"
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 2**20
+DEFAULT_MAX_PIXELS = 50_000_000  # a 50 MB file can still declare gigapixels (a decompression bomb)
 _SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
 _lock = threading.Lock()  # one analysis at a time: the models are shared and each run holds a dataset's lock
 
@@ -31,6 +32,26 @@ def _suffix(data: bytes) -> str:
             return _SUFFIXES.get(str(im.format), ".img")
     except Exception:  # noqa: BLE001 - not an image: ingest flags it, with the reason
         return ".img"
+
+
+def image_pixels(data: bytes) -> int | None:
+    """Width x height declared by the image's header (nothing decoded), or ``None`` when it is not an
+    image Pillow can open (ingest then flags it with the reason)."""
+    import io
+    import warnings
+
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a bomb's size is what we want to read, not a warning
+            with Image.open(io.BytesIO(data)) as im:
+                return int(im.width) * int(im.height)
+    except Image.DecompressionBombError as e:  # over twice Pillow's own limit: its message holds the size
+        import re
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        return int(found.group(1)) if found else 2**62
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def analyze_bytes(data: bytes, home: str | os.PathLike | None, *, dataset: str | None = None,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ViscurateError
-from .analyze import DEFAULT_MAX_UPLOAD_BYTES
+from .analyze import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
 
 __all__ = ["create_app", "PAGE_SIZE", "MAX_THUMBNAIL_SIDE", "API_KEY_HEADER", "USER_HEADER"]
 
@@ -48,12 +48,13 @@ class TooLarge(ViscurateError):
 
 def create_app(home: str | os.PathLike | None = None, *, require_key: bool = False,
                thumbnail_cache: str | os.PathLike | None = None, allow_private_urls: bool = False,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> Any:
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
     """The ASGI app over the workspace at ``home``. ``require_key``: every request must carry one of the
     workspace's API keys (:class:`~viscurate.server.keys.KeyStore`) in the ``X-API-Key`` header; keys
     created or revoked while the server runs count from the next request. ``allow_private_urls``: let
     ``/v1/analyze`` fetch from loopback and private addresses (an operator's choice for an intranet, never
-    a request's). ``max_upload_bytes``: the largest image ``/v1/analyze`` accepts, uploaded or fetched."""
+    a request's). ``max_upload_bytes``: the largest image ``/v1/analyze`` accepts, uploaded or fetched; ``max_pixels``: the
+    most pixels its header may declare (413 beyond, before any decoding)."""
     from fastapi import Body, FastAPI, File, Form, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
@@ -139,6 +140,13 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     def target(name: str | None) -> str | None:
         return None if name is None else validate_name(name)
 
+    def within_pixels(data: bytes) -> bytes:
+        from .analyze import image_pixels
+        pixels = image_pixels(data)
+        if pixels is not None and pixels > max_pixels:
+            raise TooLarge(f"the image declares {pixels:,} pixels, over this server's limit of {max_pixels:,}")
+        return data
+
     @app.post("/v1/analyze")
     def analyze_url(body: Analyze = Body(...)) -> dict:
         """Cortex's analyze: download the image at ``url`` (public addresses only), profile and label it,
@@ -147,7 +155,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
         from .netguard import fetch
 
         fetched = fetch(body.url, max_bytes=max_upload_bytes, allow_private=allow_private_urls)
-        return analyze_bytes(fetched.data, home, dataset=target(body.dataset), url=body.url)
+        return analyze_bytes(within_pixels(fetched.data), home, dataset=target(body.dataset), url=body.url)
 
     @app.post("/v1/analyze/upload")
     def analyze_upload(request: Request, file: UploadFile = File(...), dataset: str | None = Form(None)) -> dict:
@@ -160,7 +168,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
         data = file.file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise TooLarge(f"the upload is more than {max_upload_bytes} bytes")
-        return analyze_bytes(data, home, dataset=target(dataset))
+        return analyze_bytes(within_pixels(data), home, dataset=target(dataset))
 
     @app.exception_handler(TooLarge)
     async def too_large(_: Request, e: TooLarge) -> JSONResponse:

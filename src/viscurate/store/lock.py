@@ -24,6 +24,7 @@ from ..errors import DatasetBusy
 LOCK_FILE = ".lock"
 HOLDER_FILE = ".lock-holder.json"
 WANTED_FILE = ".write-wanted"
+SERVER_FILE = "server/running.json"  # relative to the workspace: the live server, see running_server
 
 
 def write_wanted(directory: Path) -> bool:
@@ -42,6 +43,17 @@ def write_wanted(directory: Path) -> bool:
     except PermissionError:
         pass
     return True
+
+
+def running_server(home: Path) -> dict | None:
+    """``{"pid", "url", "since"}`` of the live ``viscurate serve`` of the workspace at ``home``, if any
+    (it announces itself in :data:`SERVER_FILE` while it runs)."""
+    try:
+        info = json.loads((Path(home) / SERVER_FILE).read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info
 
 
 class DatasetLock:
@@ -100,6 +112,12 @@ class DatasetLock:
         except (OSError, ValueError, KeyError):
             pass
         what = "written" if not self.exclusive else "used"
+        server = running_server(self.directory.parent.parent)
+        if server is not None:
+            return (f"dataset {self.name!r} is busy: the viscurate server at {server['url']} (process {server['pid']}) "
+                    f"is working on it; waited {self.timeout:g}s. Send the work to the server (its jobs API, "
+                    f"POST /v1/datasets/{self.name}/jobs, or the web app's Jobs tab), wait for its job to finish "
+                    f"(GET /v1/jobs), or raise the wait with --wait SECONDS.")
         return (f"dataset {self.name!r} is being {what}{holder}; waited {self.timeout:g}s. "
                 f"Try again when it finishes, or raise the wait with --wait SECONDS / "
                 f"VISCURATE_LOCK_TIMEOUT.")
