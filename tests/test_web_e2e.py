@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import quote
@@ -48,7 +49,15 @@ def web_home(tmp_path_factory):
     ds.label(progress=False)
     ds.compute_map()
     ds.analyze()
+    # and a catalog of 100,000 samples (documents only) for the virtualized grid
+    big = Dataset.create("big", home=home)
+    big.add_documents(({"filepath": f"/nowhere/{i}.jpg", "width": 100 + i % 900, "height": 100} for i in range(100_000)),
+                      batch_size=25_000)
     return home
+
+
+def _app_url(server, dataset="photos"):
+    return str(server.base_url) + "/#" + quote(json.dumps({"d": dataset}))
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +87,7 @@ def page(browser, server, artifacts_dir):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(str(server.base_url) + "/")
+    page.goto(_app_url(server))
     page.wait_for_selector("body[data-ready=true]", timeout=20_000)
     expect(page.locator(".cell img").first).to_be_visible()
     page.searched = searched  # type: ignore[attr-defined]
@@ -102,6 +111,21 @@ def test_grid_shows_every_sample_and_filters_by_class(page, server):
     expect(page.locator(".cell")).to_have_count(1)
     assert _count(page) == 1
     assert "cat" in page.inner_text(".cell .caption")
+
+
+def test_the_grid_stays_virtual_at_100k_samples(page):
+    page.select_option("#dataset", "big")
+    expect(page.locator("#count")).to_have_text("100,000 samples")
+    cells = page.locator(".cell")
+    assert cells.count() < 200  # only the rows on screen (and a margin) exist
+    grid = page.locator("#grid")
+    grid.evaluate("g => { g.scrollTop = g.scrollHeight; }")
+    last = page.locator('.cell[data-index="99999"]')
+    expect(last).to_have_attribute("data-id", re.compile(r".+"))
+    assert cells.count() < 200
+    grid.evaluate("g => { g.scrollTop = g.scrollHeight / 2; }")
+    expect(page.locator('.cell[data-index="50000"]')).to_have_attribute("data-id", re.compile(r".+"))
+    page.screenshot(path=page.shots / "grid-100k.png")
 
 
 def test_open_sample_shows_boxes_and_clicking_one_searches_the_web(page):
@@ -179,7 +203,7 @@ def test_save_view_from_the_current_filter(page, server):
     views = server.get("/v1/datasets/photos/views").json()["views"]
     assert views["wide people"]["query"] == {"$and": [{"width": {"$gte": 500}}, {"object_analysis.name": "person"}]}
     # a fresh page opens the view and gets the same samples
-    page.goto(str(server.base_url) + "/#")
+    page.goto(_app_url(server))
     page.wait_for_selector("body[data-ready=true]")
     page.select_option("#views", "wide people")
     expect(page.locator("#count")).to_have_text(f"{wanted} samples")
@@ -251,7 +275,7 @@ def test_the_page_fetches_nothing_from_elsewhere(browser, server):
     outside: list[str] = []
     page = context.new_page()
     page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(str(server.base_url)) else None)
-    page.goto(str(server.base_url) + "/#" + quote(json.dumps({"d": "photos"})))
+    page.goto(_app_url(server))
     page.wait_for_selector("body[data-ready=true]")
     page.click("[data-tab=map]")
     page.click("[data-tab=review]")
