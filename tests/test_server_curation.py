@@ -64,6 +64,7 @@ def test_views_are_saved_queries(client):
     bad = client.put("/v1/datasets/photos/views/broken", json={"q": {"width": {"$nope": 1}}})
     assert bad.status_code == 400 and "$nope" in bad.json()["error"]
     assert client.put("/v1/datasets/photos/views/..%2Fx", json={"q": {}}).status_code in (400, 404)
+    assert client.put("/v1/datasets/photos/views/trailing%0A", json={"q": {}}).status_code == 400  # no "\n" in names
     assert client.delete("/v1/datasets/photos/views/wide").json() == {"deleted": "wide"}
     assert client.delete("/v1/datasets/photos/views/wide").status_code == 400
 

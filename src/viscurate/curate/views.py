@@ -30,7 +30,7 @@ __all__ = ["SavedView", "validate_label", "list_views", "save_view", "delete_vie
 
 VIEWS_KEY = "views"
 SLICE_FIELD = "slices"
-_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:-]{0,127}$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:-]{0,127}\Z")
 
 
 def validate_label(name: str, what: str = "view") -> str:

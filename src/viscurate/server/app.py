@@ -59,6 +59,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
     from pydantic import BaseModel, Field
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from ..curate.edits import EditConflict
     from ..dataset import Dataset
@@ -122,6 +123,11 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     @app.exception_handler(ViscurateError)
     async def refused(_: Request, e: ViscurateError) -> JSONResponse:
         return JSONResponse({"error": str(e)}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own errors (unknown route or method, an unreadable body) in the same shape as ours."""
+        return JSONResponse({"error": str(e.detail)}, status_code=e.status_code, headers=e.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:

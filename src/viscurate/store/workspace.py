@@ -25,7 +25,7 @@ from ..errors import DatasetExists, DatasetNotFound, ViscurateError
 from .lock import DatasetLock
 from .schema import SCHEMA_VERSION
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 SUBDIRS = ("indexes", "media", "thumbnails")
 CATALOG_FILE = "catalog.duckdb"
 INFO_FILE = "dataset.json"

@@ -1060,6 +1060,8 @@ def _type_names(v: Any, where: str) -> set[str]:
     for item in items:
         if isinstance(item, float) and item.is_integer():
             item = int(item)
+        if isinstance(item, (dict, list)):  # unhashable, and no type name or number either
+            raise QueryError(f"{where}: unknown $type {item!r}")
         if item in TYPE_ALIASES and not isinstance(item, bool):
             names |= TYPE_ALIASES[item]
         elif item in NEVER_TYPES or (isinstance(item, int) and not isinstance(item, bool) and item in NEVER_TYPES.values()):
