@@ -393,6 +393,10 @@ function describeEdit(e) {
   if (e.action === "relabel") return `relabelled box ${e.idx} ${name(e.before)} → ${name(e.after)}`;
   if (e.action === "delete_box") return `deleted box ${e.idx} (${name(e.before)})`;
   if (e.action === "add_box") return `drew a ${name(e.after)} box`;
+  if (e.action === "mark_reviewed") return "marked reviewed";
+  if (e.action === "unmark_reviewed") return "unmarked reviewed";
+  const verdicts = {"review:accept": "accepted", "review:ignore": "ignored", "review:reopen": "reopened"};
+  if (verdicts[e.action]) return `${verdicts[e.action]} in the ${String(e.field).replace(/_/g, " ")} review`;
   return `${e.action}${e.field ? " " + e.field : ""}`;
 }
 
