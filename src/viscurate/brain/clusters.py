@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ViscurateError
-from .duplicates import _default_model, _scope
-from .findings import store_findings
+from .findings import image_vectors, store_findings
 from .neighbours import normalize
 
 if TYPE_CHECKING:
@@ -73,14 +72,8 @@ def find_clusters(cat: "Catalog", *, model: str | None = None, clusters: int | N
     import faiss
 
     t0 = time.monotonic()
-    scope = _scope(query)
-    model = model or _default_model(cat)
-    if model is None:
-        raise ViscurateError("the dataset has no embeddings yet; run `viscurate embed` first")
-    ids, _, matrix = cat.read_vectors(model, query=scope)
+    model, scope, ids, matrix = image_vectors(cat, model, query, "clusters", minimum=2)
     n = len(ids)
-    if n < 2:
-        raise ViscurateError(f"clustering needs at least 2 samples with {model} vectors; found {n}")
     k = int(clusters) if clusters else default_cluster_count(n)
     if not 2 <= k <= n:
         raise ViscurateError(f"clusters must be between 2 and the number of samples ({n}), got {k}")

@@ -20,9 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ViscurateError
-from .duplicates import _default_model, _scope
-from .findings import store_findings
+from .findings import image_vectors, store_findings
 from .neighbours import normalize
 
 if TYPE_CHECKING:
@@ -106,13 +104,7 @@ def compute_map(cat: "Catalog", *, model: str | None = None, query: dict | None 
     """Place the samples matching ``query`` that have ``model`` image vectors (default: the default
     embedder's) on the 2-D map, stored as ``map.x`` / ``map.y``."""
     t0 = time.monotonic()
-    scope = _scope(query)
-    model = model or _default_model(cat)
-    if model is None:
-        raise ViscurateError("the dataset has no embeddings yet; run `viscurate embed` or `viscurate label` first")
-    ids, _, matrix = cat.read_vectors(model, query=scope)
-    if not ids:
-        raise ViscurateError(f"no samples have {model} vectors")
+    model, scope, ids, matrix = image_vectors(cat, model, query, "maps")
     xy, method, n_landmarks = project_2d(matrix)
     report = MapReport(samples=len(ids), model=model, method=method, landmarks=n_landmarks)
     if write:

@@ -43,6 +43,21 @@ def store_findings(cat: "Catalog", scope: dict, key: str, owned_issues: Sequence
     return len(todo)
 
 
+def image_vectors(cat: "Catalog", model: str | None, query: dict | None, analysis: str, minimum: int = 1):
+    """``(model, scope, ids, matrix)``: the image embeddings an analysis works on (``model`` default: the
+    default embedder), or a clear error when there are none or fewer than ``minimum``."""
+    from .duplicates import _default_model, _scope
+
+    model = model or _default_model(cat)
+    if model is None:
+        raise ViscurateError(f"{analysis} need embeddings: run `viscurate embed` (or `viscurate label`) first")
+    scope = _scope(query)
+    ids, _, matrix = cat.read_vectors(model, query=scope)
+    if len(ids) < minimum:
+        raise ViscurateError(f"{analysis} need at least {minimum} samples with {model} vectors; found {len(ids)}")
+    return model, scope, ids, matrix
+
+
 def box_vectors(cat: "Catalog", field: str, model: str | None, query: dict | None, analysis: str):
     """``(model, scope, ids, box indexes, matrix)``: the box embeddings of ``field`` an analysis of boxes
     works on (``model`` default: the default embedder), or a clear error when there are none."""

@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ViscurateError
-from .duplicates import _default_model, _scope
-from .findings import store_findings
+from .findings import image_vectors, store_findings
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
@@ -72,14 +71,8 @@ def find_outliers(cat: "Catalog", *, model: str | None = None, k: int = 10, z_th
     t0 = time.monotonic()
     if not isinstance(k, int) or k < 1:
         raise ViscurateError(f"k must be a positive integer, got {k!r}")
-    scope = _scope(query)
-    model = model or _default_model(cat)
-    if model is None:
-        raise ViscurateError("the dataset has no embeddings yet; run `viscurate embed` first")
-    ids, _, matrix = cat.read_vectors(model, query=scope)
+    model, scope, ids, matrix = image_vectors(cat, model, query, "outliers", minimum=3)
     report = OutliersReport(samples=len(ids), model=model, k=k, z_threshold=z_threshold)
-    if len(ids) < 3:
-        raise ViscurateError(f"outliers need at least 3 samples with {model} vectors; found {len(ids)}")
     kk = min(k, len(ids) - 1)
     sims, _ = knn(matrix, kk, threads)
     sims = np.clip(sims, -1.0, 1.0)

@@ -26,7 +26,7 @@ from ..errors import ViscurateError
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
 
-__all__ = ["SavedView", "validate_label", "list_views", "save_view", "delete_view", "SLICE_FIELD"]
+__all__ = ["validate_label", "list_views", "save_view", "delete_view", "SLICE_FIELD"]
 
 VIEWS_KEY = "views"
 SLICE_FIELD = "slices"

@@ -108,21 +108,15 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
             request.state.user = user_name(request.headers.get(USER_HEADER))
         return await call_next(request)
 
-    @app.exception_handler(EditConflict)
-    async def conflict(_: Request, e: EditConflict) -> JSONResponse:
-        return JSONResponse({"error": str(e)}, status_code=409)
+    def json_error(status: int) -> Any:
+        async def handler(_: Request, e: Exception) -> JSONResponse:
+            return JSONResponse({"error": str(e)}, status_code=status)
+        return handler
 
-    @app.exception_handler(DatasetBusy)
-    async def busy(_: Request, e: DatasetBusy) -> JSONResponse:
-        return JSONResponse({"error": str(e)}, status_code=409)
-
-    @app.exception_handler(NotFound)
-    async def not_found(_: Request, e: NotFound) -> JSONResponse:
-        return JSONResponse({"error": str(e)}, status_code=404)
-
-    @app.exception_handler(ViscurateError)
-    async def refused(_: Request, e: ViscurateError) -> JSONResponse:
-        return JSONResponse({"error": str(e)}, status_code=400)
+    # the most specific class wins (Starlette looks handlers up along the exception's MRO)
+    for error, status in ((EditConflict, 409), (DatasetBusy, 409), (NotFound, 404), (TooLarge, 413),
+                          (ViscurateError, 400)):
+        app.add_exception_handler(error, json_error(status))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -175,10 +169,6 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
         if len(data) > max_upload_bytes:
             raise TooLarge(f"the upload is more than {max_upload_bytes} bytes")
         return analyze_bytes(within_pixels(data), home, dataset=target(dataset))
-
-    @app.exception_handler(TooLarge)
-    async def too_large(_: Request, e: TooLarge) -> JSONResponse:
-        return JSONResponse({"error": str(e)}, status_code=413)
 
     @app.get("/v1/datasets")
     def list_datasets() -> dict:
