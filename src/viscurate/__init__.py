@@ -8,11 +8,12 @@
 __version__ = "0.1.0"
 
 from .errors import (  # noqa: E402
-    DatasetBusy, DatasetExists, DatasetNotFound, FieldTypeError, QueryError, UnsupportedOperator, ViscurateError,
+    DatasetBusy, DatasetExists, DatasetNotFound, FieldTypeError, QueryError, SampleNotFound, UnsupportedOperator,
+    ViscurateError,
 )
 
 __all__ = ["Dataset", "ViscurateError", "DatasetBusy", "DatasetExists", "DatasetNotFound", "FieldTypeError",
-           "QueryError", "UnsupportedOperator", "__version__"]
+           "QueryError", "SampleNotFound", "UnsupportedOperator", "__version__"]
 
 
 def __getattr__(name: str):

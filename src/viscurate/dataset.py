@@ -28,7 +28,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from .errors import ViscurateError
+from .errors import SampleNotFound, ViscurateError
 from .store.catalog import DEFAULT_PAGE_SIZE, Catalog, WriteMode, summarize
 from .store.lock import write_wanted
 from .store.workspace import Workspace
@@ -253,7 +253,7 @@ class Dataset:
         with self._catalog() as cat:
             doc = cat.get(sample_id)
         if doc is None:
-            raise ViscurateError(f"no sample with _id {sample_id!r} in dataset {self.name!r}")
+            raise SampleNotFound(f"no sample with _id {sample_id!r} in dataset {self.name!r}")
         return doc
 
     def iter(self, query: dict | None = None, *, sort: Any = None, batch_size: int = 1000) -> Iterator[dict]:

@@ -10,6 +10,10 @@ class DatasetNotFound(ViscurateError):
     """The named dataset does not exist in the workspace."""
 
 
+class SampleNotFound(ViscurateError):
+    """No sample with that ``_id`` in the dataset."""
+
+
 class DatasetExists(ViscurateError):
     """A dataset with that name already exists."""
 

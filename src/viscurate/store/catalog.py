@@ -41,6 +41,9 @@ from .query.projection import project
 from .schema import SCHEMA_VERSION, FieldSpec
 
 CATALOG_FILE = "catalog.duckdb"
+# documents a read-only catalog keeps while open (as JSON; its data cannot change meanwhile): a server's
+# requests for a sample, its thumbnail and its media right after a search that listed it need no read
+DOC_CACHE_BYTES = int(float(os.environ.get("VISCURATE_DOC_CACHE_MB", "32")) * 1024 * 1024)
 SCHEMA_STAMP = ".schema-stamp"  # signature of the declared fields the catalog has columns for
 DEFAULT_PAGE_SIZE = 25
 WriteMode = Literal["error", "skip", "replace", "merge"]
@@ -132,6 +135,9 @@ class Catalog:
         self._thread_cursors: dict[int, duckdb.DuckDBPyConnection] = {}
         self._local = threading.local()
         self._counts: dict[tuple[str, str], int] = {}
+        self._docs: dict[str, bytes] = {}  # read-only: _id -> the assembled document as JSON (DOC_CACHE_BYTES)
+        self._docs_bytes = 0
+        self._docs_lock = threading.Lock()
         try:
             self.con = self._connect(write, threads)
         except BaseException:
@@ -178,9 +184,10 @@ class Catalog:
                 return hit
         n = self._execute(f"SELECT count(*) FROM samples s WHERE {where}", params).fetchall()[0][0]
         if not self.write_mode:
-            if len(self._counts) >= 4096:
-                self._counts.clear()
-            self._counts[key] = n
+            with self._docs_lock:
+                while len(self._counts) >= 4096:  # forget the oldest
+                    self._counts.pop(next(iter(self._counts)))
+                self._counts[key] = n
         return n
 
     # ---- connection -------------------------------------------------------------------------
@@ -585,7 +592,7 @@ class Catalog:
         order, params = compile_sort(sort, self.fields, ctx)
         with self._mutex:
             ids, length = self._page_ids(where, params, order, page_size, (page - 1) * page_size, count=True)
-            results = self._docs_by_ids(ids)
+            results = self._docs_by_ids(ids, cache=True)
         if projection:
             results = [project(d, projection) for d in results]
         return {"length": length, "page": page, "page_size": page_size, "results": results}
@@ -598,29 +605,47 @@ class Catalog:
         statement with a window count, which must materialize every match."""
         order_sql = ", ".join(order + ["s._seq"])
         n = len(params)
+        # on a first page, one row more than the page tells whether the page holds every match (then no
+        # count is needed: a sample looked up by _id, a short result)
+        probe = 1 if count and offset == 0 else 0
         sql = f"SELECT s._id FROM samples s WHERE {where} ORDER BY {order_sql} LIMIT ${n + 1} OFFSET ${n + 2}"
-        ids = [r[0] for r in self._execute(sql, list(params) + [limit, offset]).fetchall()]
+        ids = [r[0] for r in self._execute(sql, list(params) + [limit + probe, offset]).fetchall()]
         total = None
         if count:
-            if offset == 0 and len(ids) < limit:
+            if offset == 0 and len(ids) <= limit:
                 total = len(ids)
             else:
                 total = self._count_where(where, params)
-        return ids, total
+        return ids[:limit], total
 
-    def _docs_by_ids(self, ids: list[str], with_seq: bool = False) -> list[dict]:
+    def _docs_by_ids(self, ids: list[str], with_seq: bool = False, cache: bool = False) -> list[dict]:
         """Whole documents for ``ids``, in that order (point lookups on the primary key); with
-        ``with_seq`` each also carries its insertion sequence as ``_seq_``."""
+        ``with_seq`` each also carries its insertion sequence as ``_seq_``. ``cache``: a page (of at
+        most 100) or a lookup, which a read-only catalog answers from and adds to its document cache (not
+        the batches of a scan over everything, where keeping each document would cost more than it saves)."""
         if not ids:
             return []
         out: dict[str, dict] = {}
-        for i in range(0, len(ids), 1000):
-            chunk = ids[i:i + 1000]
+        cache = cache and len(ids) <= 100 and not self.write_mode and not with_seq and DOC_CACHE_BYTES > 0
+        todo = ids
+        if cache:  # a read-only catalog cannot change while open: documents read once are kept (as JSON)
+            todo = []
+            for i in ids:
+                blob = self._docs.get(i)
+                if blob is None:
+                    todo.append(i)
+                else:
+                    out[i] = orjson.loads(blob)
+        box_counts = [s.path + "#n" for s in self.fields.values() if s.kind == "objects"]
+        for i in range(0, len(todo), 1000):
+            chunk = todo[i:i + 1000]
             marks = ", ".join(f"${k + 1}" for k in range(len(chunk)))
             cur = self.con.execute(f"SELECT * FROM samples WHERE _id IN ({marks})", chunk)
             names = [c[0] for c in cur.description]
             rows = [dict(zip(names, r)) for r in cur.fetchall()]
-            objects = self._objects_for([r["_seq"] for r in rows])
+            # only samples with a box in some list have rows in objects (the lists' lengths are columns)
+            boxed = [r["_seq"] for r in rows if any(r.get(n) for n in box_counts)]
+            objects = self._objects_for(boxed) if boxed else {}
             for row in rows:
                 extra = row.pop("extra")
                 seq = row.pop("_seq")
@@ -628,8 +653,28 @@ class Catalog:
                                          self.fields, self.object_attrs)
                 if with_seq:
                     doc["_seq_"] = seq
+                elif cache:
+                    self._remember(doc)
                 out[doc["_id"]] = doc
         return [out[i] for i in ids if i in out]
+
+    def _remember(self, doc: dict) -> None:
+        """Keep a document of a read-only catalog, as JSON that reads back to an equal document (so never
+        one with NaN, an integer past 64 bits, ...); the oldest go first past DOC_CACHE_BYTES in all."""
+        try:
+            blob = orjson.dumps(doc)
+            if orjson.loads(blob) != doc:
+                return
+        except (TypeError, ValueError):
+            return
+        with self._docs_lock:
+            if doc["_id"] in self._docs:
+                return
+            while self._docs and self._docs_bytes + len(blob) > DOC_CACHE_BYTES:
+                self._docs_bytes -= len(self._docs.pop(next(iter(self._docs))))
+            if len(blob) <= DOC_CACHE_BYTES:
+                self._docs[doc["_id"]] = blob
+                self._docs_bytes += len(blob)
 
     def iter_docs(self, query: dict | None = None, *, sort: Any = None, batch_size: int = 1000) -> Iterator[dict]:
         """Every matching document, in batches (stable order)."""
@@ -647,7 +692,7 @@ class Catalog:
             offset += batch_size
 
     def get(self, sample_id: str) -> dict | None:
-        docs = self._docs_by_ids([sample_id])
+        docs = self._docs_by_ids([sample_id], cache=True)
         return docs[0] if docs else None
 
     def _docs_where(self, where: str, params: list, with_seq: bool = False) -> list[dict]:

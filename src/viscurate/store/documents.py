@@ -191,12 +191,26 @@ def assemble(row: dict, objects: dict[str, list[dict]], extra: dict | None,
     fields = fields if fields is not None else schema.FIELDS
     object_attrs = object_attrs if object_attrs is not None else schema.OBJECT_ATTRS
     doc: dict[str, Any] = {}
-    kids = schema.child_index(fields)
-    for spec in schema.top_level(fields):
+    top, kids = _layout(fields)
+    for spec in top:
         _assemble_into(doc, spec, row, objects, kids, object_attrs)
     if extra:
         doc.update(extra)
     return doc
+
+
+_LAYOUTS: dict[int, tuple[dict, int, list[FieldSpec], dict[str, list[FieldSpec]]]] = {}
+
+
+def _layout(fields: dict[str, FieldSpec]) -> tuple[list[FieldSpec], dict[str, list[FieldSpec]]]:
+    """(top-level fields, children of every group) of a field table, worked out once per table (a
+    document read assembles every row against the same one)."""
+    hit = _LAYOUTS.get(id(fields))
+    if hit is None or hit[0] is not fields or hit[1] != len(fields):
+        if len(_LAYOUTS) > 64:
+            _LAYOUTS.clear()
+        hit = _LAYOUTS[id(fields)] = (fields, len(fields), schema.top_level(fields), schema.child_index(fields))
+    return hit[2], hit[3]
 
 
 def _assemble_into(target: dict, spec: FieldSpec, row: dict, objects: dict, kids: dict[str, list[FieldSpec]],
