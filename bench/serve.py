@@ -484,6 +484,18 @@ def search_feed(rng: random.Random, n: int = 20_000) -> Feed:
     return Feed(items)
 
 
+def distinct_search_feed(rng: random.Random, n: int = 40_000) -> Feed:
+    """Every request a query no earlier one asked (random bounds): no cache of the server can answer it,
+    the worst case for the catalog."""
+    path = f"/v1/datasets/{DATASET}/search"
+    items = []
+    for k in range(n):
+        q = {"width": {"$gt": rng.randint(0, 1500)}, "label_quality_estimation": {"$lt": round(rng.uniform(0.3, 1.0), 6)},
+             "size_bytes": {"$ne": k}}
+        items.append(("distinct", "POST", path, {"q": q, "page": rng.randint(1, MAX_SEARCH_PAGE)}))
+    return Feed(items, cycle=False)
+
+
 def sample_feed(rng: random.Random, ids: list[str], n: int = 5000) -> Feed:
     return Feed([("sample", "GET", f"/v1/datasets/{DATASET}/samples/{quote(rng.choice(ids))}", None)
                  for _ in range(n)])
@@ -535,7 +547,7 @@ def main() -> int:
     ap.add_argument("--clients", default="32", help="concurrent clients; a comma list runs each in turn")
     ap.add_argument("--duration", type=float, default=20.0, help="timed seconds per scenario")
     ap.add_argument("--warmup", type=float, default=2.0, help="untimed seconds before each scenario")
-    ap.add_argument("--scenarios", default="search,sample,thumb-cold,thumb-warm")
+    ap.add_argument("--scenarios", default="search,search-distinct,sample,thumb-cold,thumb-warm")
     ap.add_argument("--files", type=int, default=300, help="real photos the samples point at")
     ap.add_argument("--max-side", type=int, default=1280, help="longer side of those photos")
     ap.add_argument("--seed", type=int, default=0)
@@ -592,6 +604,8 @@ def main() -> int:
             for name in scenarios:
                 if name == "search":
                     feed = search_feed(rng)
+                elif name == "search-distinct":
+                    feed = distinct_search_feed(rng)
                 elif name == "sample":
                     feed = sample_feed(rng, ids)
                 elif name == "floor":
