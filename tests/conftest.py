@@ -88,3 +88,18 @@ def home(tmp_path, monkeypatch):
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+def skimage_photos(folder: Path, names: "tuple[str, ...]", copies: "dict[str, str] | None" = None) -> Path:
+    """Copy scikit-image's bundled photos ``names`` into ``folder`` (created), plus ``copies``: new file
+    name -> the bundled photo it duplicates byte for byte. Returns the folder."""
+    import shutil
+
+    import skimage
+    data = Path(skimage.__file__).parent / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(data / name, folder / name)
+    for new, original in (copies or {}).items():
+        shutil.copy(data / original, folder / new)
+    return folder

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
+from tests.conftest import skimage_photos  # noqa: E402
 from tests.test_server_api import _Server  # noqa: E402
 from viscurate import Dataset  # noqa: E402
 from viscurate.server.app import API_KEY_HEADER, USER_HEADER, create_app  # noqa: E402
@@ -28,14 +28,8 @@ NAMES = ("chelsea.png", "coffee.png", "astronaut.png", "horse.png", "camera.png"
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    import skimage
-    data = Path(skimage.__file__).parent / "data"
     root = tmp_path_factory.mktemp("curation")
-    photos = root / "photos"
-    photos.mkdir()
-    for n in NAMES:
-        shutil.copy(data / n, photos / n)
-    shutil.copy(data / "coffee.png", photos / "coffee_again.png")  # one exact duplicate
+    photos = skimage_photos(root / "photos", NAMES, {"coffee_again.png": "coffee.png"})  # one exact duplicate
     ds = Dataset.create("photos", home=root / "home")
     ds.add_images(photos, progress=False)
     for i, sid in enumerate(ds.ids()):

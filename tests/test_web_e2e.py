@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,6 +23,7 @@ if not os.path.exists(CHROMIUM):
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
+from tests.conftest import skimage_photos  # noqa: E402
 from tests.test_server_api import _Server  # noqa: E402
 from viscurate import Dataset  # noqa: E402
 from viscurate.server.app import create_app  # noqa: E402
@@ -33,16 +33,11 @@ WEB_SEARCH = "https://www.google.com/search?q="
 
 @pytest.fixture(scope="module")
 def web_home(tmp_path_factory):
-    import skimage
-    data = Path(skimage.__file__).parent / "data"
     root = tmp_path_factory.mktemp("web")
-    photos = root / "photos"
-    photos.mkdir()
-    for name in ("chelsea.png", "coffee.png", "astronaut.png", "motorcycle_left.png", "horse.png", "camera.png",
-                 "rocket.jpg", "hubble_deep_field.jpg", "coins.png", "ihc.png", "chessboard_RGB.png",
-                 "color.png", "brick.png", "gravel.png"):
-        shutil.copy(data / name, photos / name)
-    shutil.copy(data / "chessboard_RGB.png", photos / "chessboard_copy.png")  # an exact duplicate to review
+    photos = skimage_photos(root / "photos", (
+        "chelsea.png", "coffee.png", "astronaut.png", "motorcycle_left.png", "horse.png", "camera.png", "rocket.jpg",
+        "hubble_deep_field.jpg", "coins.png", "ihc.png", "chessboard_RGB.png", "color.png", "brick.png", "gravel.png"),
+        {"chessboard_copy.png": "chessboard_RGB.png"})  # an exact duplicate to review
     home = root / "home"
     ds = Dataset.create("photos", home=home)
     ds.add_images(photos, progress=False)
