@@ -64,6 +64,11 @@ class Dataset:
         self._reader_users = 0
         self._reader_last = 0.0
         self._reader_lock = threading.RLock()
+        # a write from this process waits for this object's reads in flight and holds new ones back: the
+        # other threads' reads (a server's requests) would otherwise keep the shared lock forever
+        self._reader_idle = threading.Condition(self._reader_lock)
+        self._writers_waiting = 0
+        self._reading = threading.local()  # .depth: this thread's reads in flight
         self._reaper: threading.Thread | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -116,6 +121,8 @@ class Dataset:
         """The cached read-only catalog: opened on first use, reused by later calls, closed after
         ``idle_release()`` seconds without use or as soon as another process wants to write."""
         with self._reader_lock:
+            if self._writers_waiting and not getattr(self._reading, "depth", 0):  # (a nested read never waits)
+                self._reader_idle.wait_for(lambda: not self._writers_waiting, timeout=self._timeout())
             cat = self._reader
             if cat is not None and self._reader_users == 0 and write_wanted(self.directory):
                 self._drop_reader()
@@ -124,13 +131,35 @@ class Dataset:
                 cat = self._reader = Catalog(self.directory, self.name, write=False, timeout=self._timeout())
                 _OPEN_READERS.add(self)
             self._reader_users += 1
+            self._reading.depth = getattr(self._reading, "depth", 0) + 1
         try:
             yield cat
         finally:
             with self._reader_lock:
+                self._reading.depth -= 1
                 self._reader_users -= 1
                 self._reader_last = time.monotonic()
+                if self._writers_waiting and not self._reader_users:
+                    self._reader_idle.notify_all()
                 self._start_reaper()
+
+    @contextlib.contextmanager
+    def _reads_held_back(self) -> Iterator[None]:
+        """Around a write: hold this object's new reads back (other threads', e.g. a server's requests,
+        which would otherwise keep the shared lock forever), wait up to the lock timeout for those in
+        flight, and close the shared catalog. A thread that is itself reading (a write inside ``iter``)
+        gets ``DatasetBusy`` from the lock, as before."""
+        with self._reader_lock:
+            self._writers_waiting += 1
+            mine = getattr(self._reading, "depth", 0)
+            self._reader_idle.wait_for(lambda: self._reader_users <= mine, timeout=self._timeout())
+            self._drop_reader()
+        try:
+            yield
+        finally:
+            with self._reader_lock:
+                self._writers_waiting -= 1
+                self._reader_idle.notify_all()
 
     def _drop_reader(self) -> None:
         with self._reader_lock:
@@ -172,18 +201,18 @@ class Dataset:
             with self._read_catalog() as cat:
                 yield cat
             return
-        self._drop_reader()  # our own shared lock would block our write lock
-        if held is not None:  # upgrade a read session to a write session
-            held.close()
-            self._held = None
-        cat = Catalog(self.directory, self.name, write=write, timeout=self._timeout())
-        try:
-            if held is not None:
-                self._held = cat
-            yield cat
-        finally:
-            if self._held is not cat:
-                cat.close()
+        with self._reads_held_back():  # our own shared lock would block our write lock
+            if held is not None:  # upgrade a read session to a write session
+                held.close()
+                self._held = None
+            cat = Catalog(self.directory, self.name, write=write, timeout=self._timeout())
+            try:
+                if held is not None:
+                    self._held = cat
+                yield cat
+            finally:
+                if self._held is not cat:
+                    cat.close()
 
     @contextlib.contextmanager
     def session(self, write: bool = False) -> Iterator["Dataset"]:
