@@ -380,14 +380,15 @@ class Dataset:
         validate_label(name, "slice")
         query, ids = self._target(target)
         with self._catalog(write=True) as cat:
-            chosen = cat.ids(query) if ids is None else [i for i in cat.ids({"_id": {"$in": ids}})]
+            chosen = cat.ids(query if ids is None else {"_id": {"$in": ids}})
             cat.update({SLICE_FIELD: name}, {"$pull": {SLICE_FIELD: name}})
             return cat.update(None, {"$addToSet": {SLICE_FIELD: name}}, ids=chosen) if chosen else 0
 
     def slices(self) -> dict[str, int]:
-        """``{slice name: samples}``."""
+        """``{slice name: samples}``, largest first."""
+        from .curate.views import SLICE_FIELD
         with self._catalog() as cat:
-            return dict(cat.sql("SELECT s, count(*) FROM (SELECT unnest(slices) AS s FROM samples) GROUP BY s ORDER BY s"))
+            return cat.list_value_counts(SLICE_FIELD)
 
     def delete_slice(self, name: str) -> int:
         from .curate.views import SLICE_FIELD
@@ -409,7 +410,7 @@ class Dataset:
         """Record a verdict on flagged samples: ``accept`` (the problem is real), ``ignore`` (a false
         alarm) or ``reopen`` (no verdict). Written as the tag ``review:<kind>:accepted`` / ``ignored``,
         and in the audit trail. Returns the samples changed."""
-        from .curate.edits import _now
+        from .curate.edits import utc_timestamp
         from .curate.review import review_query, verdict_tag
         both = [verdict_tag(kind, "accept"), verdict_tag(kind, "ignore")]
         query, ids = self._target(target)
@@ -424,7 +425,7 @@ class Dataset:
                 tag = verdict_tag(kind, decision)
                 cat.update(None, {"$pull": {"tags": {"$in": [t for t in both if t != tag]}}}, ids=chosen)
                 changes = {"$addToSet": {"tags": tag}}
-            at = _now()
+            at = utc_timestamp()
             audit = [{"at": at, "by": by, "sample_id": sid, "action": f"review:{decision}", "field": kind} for sid in chosen]
             cat.update(None, changes, ids=chosen, audit=audit)
             return len(chosen)

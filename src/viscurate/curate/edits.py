@@ -37,7 +37,8 @@ class EditConflict(ViscurateError):
     """The sample changed since the editor looked at it; reload and edit again."""
 
 
-def _now() -> str:
+def utc_timestamp() -> str:
+    """Now, as the curation records write it: ``2026-11-23T18:16:24.057Z``."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -95,7 +96,7 @@ def apply_edit(cat: "Catalog", sample_id: str, edit: dict, *, by: str | None = N
     doc = cat.get(sample_id)
     if doc is None:
         raise ViscurateError(f"no sample with _id {sample_id!r}")
-    record: dict[str, Any] = {"at": _now(), "by": by, "sample_id": sample_id, "action": action,
+    record: dict[str, Any] = {"at": utc_timestamp(), "by": by, "sample_id": sample_id, "action": action,
                               "field": None, "idx": None, "before": None, "after": None}
     if action in ("mark_reviewed", "unmark_reviewed"):
         tags = list(doc.get("tags") or [])

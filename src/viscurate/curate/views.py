@@ -16,12 +16,12 @@ Both live in the dataset's catalog (views in its ``meta`` table), so they travel
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ViscurateError
+from .edits import utc_timestamp
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
@@ -41,10 +41,6 @@ def validate_label(name: str, what: str = "view") -> str:
     return name
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def list_views(cat: "Catalog") -> dict[str, dict[str, Any]]:
     """Every saved view: ``{name: {"query", "sort", "created_at", "created_by"}}``."""
     raw = cat.meta_get(VIEWS_KEY)
@@ -58,7 +54,7 @@ def save_view(cat: "Catalog", name: str, query: dict, sort: Any = None, *, by: s
         raise ViscurateError("a view's query must be a JSON object")
     cat.count(query)  # refuses an unsupported or malformed query now, not when someone opens the view
     views = list_views(cat)
-    views[name] = {"query": query, "sort": sort, "created_at": _now(), "created_by": by}
+    views[name] = {"query": query, "sort": sort, "created_at": utc_timestamp(), "created_by": by}
     cat.meta_set(VIEWS_KEY, json.dumps(views, sort_keys=True))
     return views[name]
 

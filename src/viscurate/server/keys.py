@@ -107,10 +107,3 @@ class KeyStore:
             if hmac.compare_digest(digest, d):
                 found = name
         return found
-
-    @staticmethod
-    def matches(key: str | None, digests: frozenset[str]) -> bool:
-        if not key:
-            return False
-        digest = _digest(key)
-        return any(hmac.compare_digest(digest, d) for d in digests)

@@ -872,6 +872,17 @@ class Catalog:
             out.append(rec)
         return total, out
 
+    def list_value_counts(self, field: str, top: int | None = None) -> dict[str, int]:
+        """value -> samples holding it, of a declared list field (``tags``, ``issues``, ``slices``), most
+        common first."""
+        spec = self.fields.get(field)
+        if spec is None or spec.kind != "list":
+            raise QueryError(f"{field!r} is not a declared list field")
+        limit = f" LIMIT {int(top)}" if top is not None else ""
+        with self._mutex:
+            return dict(self.con.execute(f"SELECT v, count(*) FROM (SELECT unnest({spec.column}) AS v FROM samples) "
+                                         f"GROUP BY v ORDER BY 2 DESC, 1{limit}").fetchall())
+
     def object_classes(self, field: str, top: int = 200) -> dict[str, int]:
         """class name -> samples with at least one such box in ``field``, most common first."""
         with self._mutex:
@@ -1063,7 +1074,7 @@ def summarize(cat: Catalog, top: int = 20) -> dict:
     out = {
         "samples": total,
         "bytes": int(n_bytes),
-        "issues": counts("SELECT i, count(*) FROM (SELECT unnest(issues) AS i FROM samples) GROUP BY i ORDER BY 2 DESC, 1"),
+        "issues": cat.list_value_counts("issues"),
         "samples_with_issues": q("SELECT count(*) FROM samples WHERE len(issues) > 0")[0][0],
         "duplicates": dict(zip(("groups", "in_groups"), q(
             'SELECT count(DISTINCT "duplicates.group"), count("duplicates.group") FROM samples')[0])),
@@ -1076,8 +1087,8 @@ def summarize(cat: Catalog, top: int = 20) -> dict:
         "modes": counts('SELECT mode, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
         "sources": counts('SELECT source, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
         "splits": counts('SELECT split, count(*) FROM samples WHERE split IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1'),
-        "tags": counts(f"SELECT t, count(*) FROM (SELECT unnest(tags) AS t FROM samples) GROUP BY t ORDER BY 2 DESC, 1 LIMIT {int(top)}"),
-        "slices": counts("SELECT t, count(*) FROM (SELECT unnest(slices) AS t FROM samples) GROUP BY t ORDER BY 2 DESC, 1"),
+        "tags": cat.list_value_counts("tags", top),
+        "slices": cat.list_value_counts("slices"),
         "width": quantiles('"width"'),
         "height": quantiles('"height"'),
         "size_bytes": quantiles('"size_bytes"'),
