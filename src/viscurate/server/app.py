@@ -91,11 +91,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
         return datasets[name]
 
     def sample(name: str, sample_id: str) -> dict:
-        ds = dataset(name)
-        try:  # a read by primary key (the open catalog keeps what it read): no query to compile or count
-            return ds.get(sample_id)
-        except SampleNotFound:
-            raise NotFound(f"no sample {sample_id!r} in dataset {name!r}") from None
+        return dataset(name).get(sample_id)  # by primary key; a missing one is SampleNotFound, a 404
 
     @app.middleware("http")
     async def check_key(request: Request, call_next: Any) -> Any:
@@ -114,8 +110,8 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
         return handler
 
     # the most specific class wins (Starlette looks handlers up along the exception's MRO)
-    for error, status in ((EditConflict, 409), (DatasetBusy, 409), (NotFound, 404), (TooLarge, 413),
-                          (ViscurateError, 400)):
+    for error, status in ((EditConflict, 409), (DatasetBusy, 409), (NotFound, 404), (SampleNotFound, 404),
+                          (TooLarge, 413), (ViscurateError, 400)):
         app.add_exception_handler(error, json_error(status))
 
     @app.exception_handler(StarletteHTTPException)
