@@ -374,16 +374,18 @@ async def drive(port: int, clients: int, feed: Feed, duration: float, warmup: fl
     """Closed loop: ``clients`` connections, each sending the next request when its answer is in."""
     lat: list[float] = []
     keys: list[str] = []
+    starts: list[float] = []
     errors: dict[str, int] = {}
     timing = {"on": False}
     loop = asyncio.get_running_loop()
 
-    def record(key: str, status: int | None, ms: float, what: str = "") -> None:
+    def record(key: str, status: int | None, ms: float, what: str = "", start: float = 0.0) -> None:
         if not timing["on"]:
             return
         if status == 200:
             lat.append(ms)
             keys.append(key)
+            starts.append(start)
         else:
             k = what or f"HTTP {status}"
             errors[k] = errors.get(k, 0) + 1
@@ -401,7 +403,7 @@ async def drive(port: int, clients: int, feed: Feed, duration: float, warmup: fl
                 t = time.perf_counter()
                 writer.write(req)
                 status, _body = await read_response(reader)
-                record(key, status, (time.perf_counter() - t) * 1000)
+                record(key, status, (time.perf_counter() - t) * 1000, start=t)
             except (OSError, asyncio.IncompleteReadError, ValueError) as e:
                 record(key, None, 0.0, type(e).__name__)
                 if writer is not None:
@@ -420,7 +422,7 @@ async def drive(port: int, clients: int, feed: Feed, duration: float, warmup: fl
                 t = time.perf_counter()
                 r = await client.request(method, path, json=body) if body is not None else await client.get(path)
                 await r.aread()
-                record(key, r.status_code, (time.perf_counter() - t) * 1000)
+                record(key, r.status_code, (time.perf_counter() - t) * 1000, start=t)
             except Exception as e:  # noqa: BLE001 - count it, keep going
                 record(key, None, 0.0, type(e).__name__)
 
@@ -440,7 +442,7 @@ async def drive(port: int, clients: int, feed: Feed, duration: float, warmup: fl
     server_cpu0 = cpu_seconds(SERVER_PID[0])
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - t0
-    out = {"lat": lat, "keys": keys, "errors": errors, "seconds": elapsed,
+    out = {"lat": lat, "keys": keys, "starts": [round(x - t0, 4) for x in starts], "errors": errors, "seconds": elapsed,
            "client_cpu_s": self_cpu() - cpu0, "server_cpu_s": cpu_seconds(SERVER_PID[0]) - server_cpu0}
     if client is not None:
         await client.aclose()
@@ -567,6 +569,8 @@ def main() -> int:
     ap.add_argument("--profile-args", default="--threads",
                     help="more py-spy record flags, e.g. '--gil' (only samples holding the GIL) or '--idle --native'")
     ap.add_argument("--out", help="results JSON (default bench/results/serve-<date>-n<N>.json)")
+    ap.add_argument("--trace", help="also write every timed request (scenario, start s, latency ms, kind) "
+                                    "as CSV here: where the slow ones fall in time")
     a = ap.parse_args()
 
     cache = Path(a.cache)
@@ -597,6 +601,7 @@ def main() -> int:
     port = free_port()
     log = cache / "server.log"
     cold_used = 0
+    traces: list[str] = []
     with Server(home, port, log, a.server_threads, a.server_workers) as server:
         SERVER_PID[0] = server.proc.pid
         res["server_argv"] = server.argv
@@ -630,10 +635,15 @@ def main() -> int:
                 if prof:
                     prof["proc"].wait()
                 row = summarize(name, clients, run)
+                if a.trace:
+                    traces.extend(f"{name},{clients},{t:.4f},{ms:.2f},{k}"
+                                  for t, ms, k in zip(run["starts"], run["lat"], run["keys"]))
                 row["load_average_1min"] = round(os.getloadavg()[0], 2)
                 res["rows"].append(row)
                 print(f"[serve]   {row['throughput']:.1f} req/s, p50 {row.get('p50_ms')} ms, "
                       f"p99 {row.get('p99_ms')} ms, errors {row['errors']}", file=sys.stderr, flush=True)
+    if a.trace:
+        Path(a.trace).write_text("scenario,clients,start_s,latency_ms,kind\n" + "\n".join(traces) + "\n")
     out = Path(a.out) if a.out else BENCH / "results" / f"serve-{dt.date.today().isoformat()}-n{a.samples}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1, default=str) + "\n")

@@ -59,6 +59,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
     from pydantic import BaseModel, Field
+    from starlette.datastructures import Headers
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from ..curate.edits import EditConflict
@@ -93,16 +94,31 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     def sample(name: str, sample_id: str) -> dict:
         return dataset(name).get(sample_id)  # by primary key; a missing one is SampleNotFound, a 404
 
-    @app.middleware("http")
-    async def check_key(request: Request, call_next: Any) -> Any:
-        if require_key:
-            owner = store.owner(request.headers.get(API_KEY_HEADER))
-            if owner is None:
-                return JSONResponse({"error": f"missing or unknown API key (header {API_KEY_HEADER})"}, status_code=401)
-            request.state.user = f"key:{owner}"
-        else:  # loopback only: the person at this machine says who they are, for the audit trail
-            request.state.user = user_name(request.headers.get(USER_HEADER))
-        return await call_next(request)
+    class Identify:
+        """Who is asking, as ``request.state.user``: the API key's owner (and a 401 without a known key),
+        or on loopback the person at this machine, as they say, for the audit trail. Plain ASGI: a
+        ``BaseHTTPMiddleware`` costs a task group and a stream per request."""
+
+        def __init__(self, inner: Any):
+            self.inner = inner
+
+        async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return await self.inner(scope, receive, send)
+            headers = Headers(scope=scope)
+            if require_key:
+                owner = store.owner(headers.get(API_KEY_HEADER))
+                if owner is None:
+                    refused = JSONResponse({"error": f"missing or unknown API key (header {API_KEY_HEADER})"},
+                                           status_code=401)
+                    return await refused(scope, receive, send)
+                user = f"key:{owner}"
+            else:
+                user = user_name(headers.get(USER_HEADER))
+            scope.setdefault("state", {})["user"] = user
+            await self.inner(scope, receive, send)
+
+    app.add_middleware(Identify)
 
     def json_error(status: int) -> Any:
         async def handler(_: Request, e: Exception) -> JSONResponse:

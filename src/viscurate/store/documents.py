@@ -191,47 +191,53 @@ def assemble(row: dict, objects: dict[str, list[dict]], extra: dict | None,
     fields = fields if fields is not None else schema.FIELDS
     object_attrs = object_attrs if object_attrs is not None else schema.OBJECT_ATTRS
     doc: dict[str, Any] = {}
-    top, kids = _layout(fields)
-    for spec in top:
-        _assemble_into(doc, spec, row, objects, kids, object_attrs)
+    for path, keys, count_column in _plan(fields):
+        if count_column is None:
+            value = row.get(path)
+            if value is None:
+                continue
+        else:  # a box list: its boxes, [] when its length is stored but it has none, else absent
+            items = objects.get(path)
+            if items is None:
+                if row.get(count_column) is None:
+                    continue
+                items = ()
+            value = [assemble_object(o, object_attrs) for o in items]
+        target = doc
+        for key in keys[:-1]:  # groups appear with their first value, in the order of the schema
+            target = target.setdefault(key, {})
+        target[keys[-1]] = value
     if extra:
         doc.update(extra)
     return doc
 
 
-_LAYOUTS: dict[int, tuple[dict, int, list[FieldSpec], dict[str, list[FieldSpec]]]] = {}
+_PLANS: dict[int, tuple[dict, int, list[tuple[str, tuple[str, ...], str | None]]]] = {}
 
 
-def _layout(fields: dict[str, FieldSpec]) -> tuple[list[FieldSpec], dict[str, list[FieldSpec]]]:
-    """(top-level fields, children of every group) of a field table, worked out once per table (a
-    document read assembles every row against the same one)."""
-    hit = _LAYOUTS.get(id(fields))
+def _plan(fields: dict[str, FieldSpec]) -> list[tuple[str, tuple[str, ...], str | None]]:
+    """Every value field of a field table in document order, as (column, keys from the document's
+    root, count column of a box list or None): worked out once per table, so assembling a row is one
+    flat pass over its columns instead of a walk of the schema's tree."""
+    hit = _PLANS.get(id(fields))
     if hit is None or hit[0] is not fields or hit[1] != len(fields):
-        if len(_LAYOUTS) > 64:
-            _LAYOUTS.clear()
-        hit = _LAYOUTS[id(fields)] = (fields, len(fields), schema.top_level(fields), schema.child_index(fields))
-    return hit[2], hit[3]
+        kids = schema.child_index(fields)
+        steps: list[tuple[str, tuple[str, ...], str | None]] = []
 
+        def walk(spec: FieldSpec) -> None:
+            if spec.kind == "group":
+                for child in kids.get(spec.path, ()):
+                    walk(child)
+            else:
+                steps.append((spec.path, tuple(spec.path.split(".")),
+                              spec.path + "#n" if spec.kind == "objects" else None))
 
-def _assemble_into(target: dict, spec: FieldSpec, row: dict, objects: dict, kids: dict[str, list[FieldSpec]],
-                   object_attrs: dict) -> None:
-    name = spec.path.rsplit(".", 1)[-1]
-    if spec.kind in ("scalar", "list"):
-        value = row.get(spec.path)
-        if value is not None:
-            target[name] = value
-    elif spec.kind == "group":
-        sub: dict[str, Any] = {}
-        for child in kids.get(spec.path, ()):
-            _assemble_into(sub, child, row, objects, kids, object_attrs)
-        if sub:
-            target[name] = sub
-    else:
-        items = objects.get(spec.path)
-        if items is None and row.get(spec.path + "#n") is not None:
-            items = []
-        if items is not None:
-            target[name] = [assemble_object(o, object_attrs) for o in items]
+        for spec in schema.top_level(fields):
+            walk(spec)
+        if len(_PLANS) > 64:
+            _PLANS.clear()
+        hit = _PLANS[id(fields)] = (fields, len(fields), steps)
+    return hit[2]
 
 
 def assemble_object(obj: dict, object_attrs: dict | None = None) -> dict:
