@@ -214,3 +214,21 @@ def test_similar_issues_and_duplicate_groups(home, client):
     flagged = counts["issues"].get("duplicate", 0) + counts["issues"].get("near_duplicate", 0)
     assert flagged == 36 - groups["length"]  # every member but the representatives
     assert counts["samples"] == 36 and counts["samples_with_issues"] >= flagged
+
+
+def test_the_server_runs_as_many_requests_at_once_as_asked(tmp_path):
+    """`viscurate serve --threads N`: the app's startup sets the event loop's thread limiter, so at most N
+    sync routes run at once and the others wait in arrival order."""
+    import anyio
+    import anyio.to_thread
+
+    from viscurate.server.app import request_threads
+
+    async def limit_inside(app) -> tuple[int, int]:
+        before = anyio.to_thread.current_default_thread_limiter().total_tokens
+        async with app.router.lifespan_context(app):
+            return before, anyio.to_thread.current_default_thread_limiter().total_tokens
+
+    assert anyio.run(limit_inside, create_app(tmp_path, request_threads=3)) == (40, 3)
+    assert anyio.run(limit_inside, create_app(tmp_path)) == (40, 40)  # None: the ASGI server's own limit
+    assert request_threads(1) == 8 and request_threads(64) == 40

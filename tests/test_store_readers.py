@@ -130,26 +130,33 @@ def test_a_reader_fetches_only_filled_columns_and_misses_no_value(home):
     ds = Dataset.create("filled")
     ds.add_documents(_docs(30))
     with Catalog(ds.directory, "filled") as cat:
-        select = cat._document_columns()
+        select = cat._filled_select("samples")
         assert select != "*" and '"width"' in select and '"object_analysis#n"' in select
         assert '"label_quality_estimation"' not in select  # never written: not fetched
+        assert '"eval"' not in cat._filled_select("objects") and '"attrs"' not in cat._filled_select("objects")
     ds.update({"width": {"$lt": 110}}, {"$set": {"label_quality_estimation": 0.25}})  # one-statement update
     ds.update({"width": 111}, {"$set": {"ground_truth": {"label": "cat"}}})  # read-modify-write update
     ds.add_documents([{"_id": "s0005", "faces": [{"confidence": 0.9, "bbox": [1, 2, 3, 4]}]}], mode="merge")
+    ds.add_documents([{"_id": "s0006", "object_analysis": [{"name": "dog", "bbox": [0, 0, 2, 2], "eval": "fp",
+                                                             "note": "free-form"}]}], mode="merge")
     ds.close()
     assert _reader_docs(ds.directory, "filled") == _writer_docs(ds.directory, "filled")
     got = _reader_docs(ds.directory, "filled")
     assert got["s0001"]["label_quality_estimation"] == 0.25 and got["s0011"]["ground_truth"] == {"label": "cat"}
     assert got["s0005"]["faces"][0]["confidence"] == 0.9
+    assert got["s0006"]["object_analysis"] == [{"name": "dog", "bbox": [0, 0, 2, 2], "eval": "fp", "note": "free-form"}]
 
     # a catalog from before the list: readers fetch every column, and its next write lists what is filled
     with Catalog(ds.directory, "filled", write=True) as cat:
-        cat.con.execute("DELETE FROM meta WHERE key = ?", [FILLED_COLUMNS])
+        cat.con.execute("DELETE FROM meta WHERE key IN (SELECT unnest(?))", [list(FILLED_COLUMNS.values())])
     with Catalog(ds.directory, "filled") as cat:
-        assert cat._document_columns() == "*"
+        assert cat._filled_select("samples") == "*" and cat._filled_select("objects") == "*"
     ds.tag({"_id": "s0002"}, "late")
+    ds.add_documents([{"_id": "s0007", "object_analysis": [{"name": "cat", "bbox": [1, 1, 2, 2]}]}], mode="merge")
     with Catalog(ds.directory, "filled") as cat:
-        assert '"label_quality_estimation"' in cat._document_columns() and '"tags"' in cat._document_columns()
+        samples = cat._filled_select("samples")
+        assert '"label_quality_estimation"' in samples and '"tags"' in samples
+        assert '"eval"' in cat._filled_select("objects") and '"attrs"' in cat._filled_select("objects")
     assert _reader_docs(ds.directory, "filled") == _writer_docs(ds.directory, "filled")
 
 

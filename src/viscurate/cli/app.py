@@ -918,12 +918,15 @@ def demo_cmd(name: str = typer.Option("demo", "--name", help="Dataset name for t
 @app.command("serve")
 def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback "
                                        "needs an API key (viscurate api-key create NAME)."),
-              port: int = typer.Option(8000, "--port", "-p", help="Port.")) -> None:
+              port: int = typer.Option(8000, "--port", "-p", help="Port."),
+              threads: Optional[int] = typer.Option(None, "--threads", min=1, max=1000,
+                                                    help="Requests handled at once, the others wait in "
+                                                    "arrival order (default: 4 per core, 8 to 40).")) -> None:
     """Serve the REST API (OpenAPI document at /docs) over this workspace."""
     try:
         import uvicorn
 
-        from ..server.app import create_app
+        from ..server.app import create_app, request_threads
     except ImportError as e:
         raise ViscurateError(f"the server needs the 'serve' extra: pip install 'viscurate[serve]' ({e})") from None
     from ..server.keys import KeyStore, check_bind, is_loopback
@@ -939,7 +942,8 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to l
     announce.parent.mkdir(parents=True, exist_ok=True)
     announce.write_text(json.dumps({"pid": os.getpid(), "url": f"http://{host}:{port}", "since": time.time()}))
     try:
-        server_app = create_app(state.home, require_key=not is_loopback(host))
+        server_app = create_app(state.home, require_key=not is_loopback(host),
+                                request_threads=threads or request_threads())
         # the objects of every module loaded so far live as long as the process: out of the collector's
         # sight, its full collections no longer stall every request in flight for tens of milliseconds
         gc.collect()

@@ -9,6 +9,7 @@ sample, bad query, bad body) and a bare 500 without details otherwise (the detai
 Media are only ever the files the catalog lists for a sample: a request names a sample id, never a path.
 """
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -20,7 +21,7 @@ from typing import Any
 from ..errors import ViscurateError
 from .analyze import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
 
-__all__ = ["create_app", "PAGE_SIZE", "MAX_THUMBNAIL_SIDE", "API_KEY_HEADER", "USER_HEADER"]
+__all__ = ["create_app", "request_threads", "PAGE_SIZE", "MAX_THUMBNAIL_SIDE", "API_KEY_HEADER", "USER_HEADER"]
 
 PAGE_SIZE = 25
 MAX_PAGE = 1_000_000
@@ -28,6 +29,21 @@ MAX_THUMBNAIL_SIDE = 1024
 API_KEY_HEADER = "X-API-Key"
 USER_HEADER = "X-Viscurate-User"
 _USER_RE = re.compile(r"[^A-Za-z0-9 ._@-]")
+
+
+def request_threads(cores: int | None = None) -> int:
+    """How many requests a server runs at once: 4 per core, 8 to 40. Past that they wait in arrival order
+    in the event loop. Requests are mostly Python holding the GIL between short DuckDB calls: 40 threads
+    at once on 2 cores (the thread pool's default) share it in a lottery that leaves some requests waiting
+    far longer than others (search p99 256-288 ms against 203-240 with 8, bench/README.md), and gain no
+    throughput.
+
+    >>> request_threads(2), request_threads(4), request_threads(16)
+    (8, 16, 40)
+    """
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(40, max(8, 4 * cores))
 
 
 def user_name(value: str | None) -> str:
@@ -48,13 +64,16 @@ class TooLarge(ViscurateError):
 
 def create_app(home: str | os.PathLike | None = None, *, require_key: bool = False,
                thumbnail_cache: str | os.PathLike | None = None, allow_private_urls: bool = False,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
+               request_threads: int | None = None) -> Any:
     """The ASGI app over the workspace at ``home``. ``require_key``: every request must carry one of the
     workspace's API keys (:class:`~viscurate.server.keys.KeyStore`) in the ``X-API-Key`` header; keys
     created or revoked while the server runs count from the next request. ``allow_private_urls``: let
     ``/v1/analyze`` fetch from loopback and private addresses (an operator's choice for an intranet, never
     a request's). ``max_upload_bytes``: the largest image ``/v1/analyze`` accepts, uploaded or fetched; ``max_pixels``: the
-    most pixels its header may declare (413 beyond, before any decoding)."""
+    most pixels its header may declare (413 beyond, before any decoding). ``request_threads``: how many
+    requests run at once (:func:`request_threads`; the others wait in arrival order); None keeps the
+    ASGI server's own limit."""
     from fastapi import Body, FastAPI, File, Form, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
@@ -72,7 +91,14 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     store = KeyStore(Workspace(home).home)
     datasets: dict[str, Dataset] = {}
     jobs = JobQueue()
-    app = FastAPI(title="viscurate", version="1", docs_url="/docs", openapi_url="/openapi.json")
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> Any:
+        if request_threads is not None:  # the limiter belongs to the running event loop
+            import anyio.to_thread
+            anyio.to_thread.current_default_thread_limiter().total_tokens = request_threads
+        yield
+
+    app = FastAPI(title="viscurate", version="1", docs_url="/docs", openapi_url="/openapi.json", lifespan=lifespan)
     app.state.jobs = jobs
 
     class Search(BaseModel):

@@ -43,10 +43,10 @@ from .query.projection import project
 from .schema import SCHEMA_VERSION, FieldSpec
 
 CATALOG_FILE = "catalog.duckdb"
-# meta: the samples columns that hold a value in some row, kept by every write (a superset: a column
-# emptied later stays listed). A reader fetches only those: each column of a point lookup costs the same,
-# and a catalog fills a few dozen of its ~100 declared ones.
-FILLED_COLUMNS = "filled_columns"
+# meta: the columns of samples and of objects that hold a value in some row, kept by every write (a
+# superset: a column emptied later stays listed). A reader fetches only those: each column of a point
+# lookup costs the same, and a catalog fills a few dozen of its ~100 declared ones.
+FILLED_COLUMNS = {"samples": "filled_columns", "objects": "filled_object_columns"}
 SCHEMA_STAMP = ".schema-stamp"  # signature of the declared fields the catalog has columns for
 DEFAULT_PAGE_SIZE = 25
 WriteMode = Literal["error", "skip", "replace", "merge"]
@@ -138,7 +138,7 @@ class Catalog:
         self._thread_cursors: dict[int, duckdb.DuckDBPyConnection] = {}
         self._local = threading.local()
         self._cache = None if write else ReadCache()  # counts, documents and match lists of a reader
-        self._select: str | None = None  # a reader's select list of documents (_document_columns)
+        self._selects: dict[str, str] = {}  # a reader's select lists of document reads (_filled_select)
         try:
             self.con = self._connect(write, threads)
         except BaseException:
@@ -481,7 +481,7 @@ class Catalog:
             names.append(spec.path + "#n")
         arrays.append(pa.array(columns["extra"], pa.string()))
         names.append("extra")
-        self._note_filled({n for n, a in zip(names, arrays) if a.null_count < len(a)})
+        self._note_filled("samples", {n for n, a in zip(names, arrays) if a.null_count < len(a)})
         batch = pa.Table.from_arrays(arrays, names=names)
         self.con.register("_vc_batch", batch)
         try:
@@ -498,6 +498,7 @@ class Catalog:
                 onames.append(a)
             oarrays.append(pa.array(ocols["attrs"], pa.string()))
             onames.append("attrs")
+            self._note_filled("objects", {n for n, a in zip(onames, oarrays) if a.null_count < len(a)})
             self.con.register("_vc_objects", pa.Table.from_arrays(oarrays, names=onames))
             try:
                 self.con.execute("INSERT INTO objects BY NAME SELECT * FROM _vc_objects")
@@ -534,7 +535,7 @@ class Catalog:
             try:
                 if fast is not None:
                     sets, changed_where = fast
-                    self._note_filled({path for op, body in ops.items() if op != "$unset" for path in body})
+                    self._note_filled("samples", {path for op, body in ops.items() if op != "$unset" for path in body})
                     n = self._execute(f"SELECT count(*) FROM samples s WHERE ({where}) AND ({changed_where})",
                                       ctx.params).fetchall()[0][0]
                     self._execute(f"UPDATE samples AS s SET {sets} WHERE ({where})", ctx.params)
@@ -641,7 +642,7 @@ class Catalog:
                 else:
                     out[i] = doc
         box_counts = [s.path + "#n" for s in self.fields.values() if s.kind == "objects"]
-        select = self._document_columns()
+        select = self._filled_select("samples")
         for i in range(0, len(todo), 1000):
             chunk = todo[i:i + 1000]
             marks = ", ".join(f"${k + 1}" for k in range(len(chunk)))
@@ -721,13 +722,13 @@ class Catalog:
             return self.con.execute(sql, params)
 
     def _objects_for(self, seqs: list[int]) -> dict[int, dict[str, list[dict]]]:
-        cur = self.con.execute(
-            "SELECT * FROM objects WHERE sample_seq IN (SELECT unnest(?)) ORDER BY sample_seq, field, idx", [seqs])
+        cur = self.con.execute(f"SELECT {self._filled_select('objects')} FROM objects WHERE sample_seq IN "
+                               "(SELECT unnest(?)) ORDER BY sample_seq, field, idx", [seqs])
         names = [c[0] for c in cur.description]
         out: dict[int, dict[str, list[dict]]] = {}
         for r in cur.fetchall():
             row = dict(zip(names, r))
-            attrs = row.pop("attrs")
+            attrs = row.pop("attrs", None)
             row["attrs"] = orjson.loads(attrs) if attrs else {}
             out.setdefault(row.pop("sample_seq"), {}).setdefault(row.pop("field"), []).append(row)
         return out
@@ -874,41 +875,45 @@ class Catalog:
                 "SELECT name, count(DISTINCT sample_seq) FROM objects WHERE field = ? AND name IS NOT NULL "
                 "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?", [field, int(top)]).fetchall())
 
-    def _document_columns(self) -> str:
-        """The select list of a document read: on a read-only catalog that lists its filled columns, only
-        those (worked out once: it cannot change while open); else every column."""
+    def _filled_select(self, table: str) -> str:
+        """The select list of a document read from ``table``: on a read-only catalog that lists its filled
+        columns, only those (worked out once: it cannot change while open); else every column."""
         if self.write_mode:
             return "*"
-        if self._select is None:
-            stored = self.meta_get(FILLED_COLUMNS)
+        select = self._selects.get(table)
+        if select is None:
+            stored = self.meta_get(FILLED_COLUMNS[table])
             if stored is None:
-                self._select = "*"
+                select = "*"
             else:
-                filled = set(orjson.loads(stored)) | {"_seq", "_id", "extra"}
-                self._select = ", ".join(schema.column_name(c) for c in self._sample_columns() if c in filled)
-        return self._select
+                filled = set(orjson.loads(stored)) | {"_seq", "_id", "extra", "sample_seq", "field", "idx"}
+                select = ", ".join(schema.column_name(c) for c in self._table_columns(table) if c in filled)
+            self._selects[table] = select
+        return select
 
-    def _sample_columns(self) -> list[str]:
-        """Every column of ``samples``, in table order."""
+    def _table_columns(self, table: str) -> list[str]:
+        """Every column of ``table``, in table order."""
         return [r[0] for r in self.con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'samples' AND schema_name = 'main' "
-            "ORDER BY column_index").fetchall()]
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main' "
+            "ORDER BY column_index", [table]).fetchall()]
 
-    def _note_filled(self, columns: set[str]) -> None:
-        """Add ``columns`` to the filled list in ``meta``, inside the caller's transaction (so a write
-        that rolls back leaves no trace). A catalog from before the list gets it whole on its first write."""
-        stored = self.con.execute("SELECT value FROM meta WHERE key = ?", [FILLED_COLUMNS]).fetchall()
+    def _note_filled(self, table: str, columns: set[str]) -> None:
+        """Add ``columns`` to ``table``'s filled list in ``meta``, inside the caller's transaction (so a
+        write that rolls back leaves no trace). A catalog from before the list gets it whole on its first
+        write."""
+        key = FILLED_COLUMNS[table]
+        stored = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
         if stored:
             filled = set(orjson.loads(stored[0][0]))
         else:
-            every = self._sample_columns()
+            every = self._table_columns(table)
             counts = self.con.execute("SELECT " + ", ".join(f"count({schema.column_name(c)})" for c in every)
-                                      + " FROM samples").fetchall()[0]
+                                      + f" FROM {table}").fetchall()[0]
             filled = {c for c, n in zip(every, counts) if n}
         if stored and columns <= filled:
             return
         self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                         [FILLED_COLUMNS, orjson.dumps(sorted(filled | columns)).decode()])
+                         [key, orjson.dumps(sorted(filled | columns)).decode()])
 
     def meta_get(self, key: str) -> str | None:
         with self._mutex:
