@@ -47,10 +47,8 @@ def resolve_threads(threads: int | None = None) -> int:
             except ValueError:
                 raise ViscurateError(f"VISCURATE_THREADS must be a positive integer, not {env!r}") from None
         else:
-            try:
-                threads = len(os.sched_getaffinity(0))
-            except (AttributeError, OSError):
-                threads = os.cpu_count() or 1
+            from ..pipeline.pool import cpu_count
+            threads = cpu_count()
     threads = int(threads)
     if threads < 1:
         raise ViscurateError(f"threads must be a positive integer, not {threads}")

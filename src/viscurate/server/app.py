@@ -42,7 +42,8 @@ def request_threads(cores: int | None = None) -> int:
     (8, 16, 40)
     """
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        from ..pipeline.pool import cpu_count
+        cores = cpu_count()
     return min(40, max(8, 4 * cores))
 
 

@@ -275,10 +275,8 @@ class Catalog:
             pass
         con = duckdb.connect(str(self.path), read_only=True)
         try:
-            have = {r[0] for r in con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE table_name = 'samples' AND schema_name = 'main'").fetchall()}
-            vector_cols = {r[0] for r in con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE table_name = 'vectors' AND schema_name = 'main'").fetchall()}
+            have = set(_table_columns(con, "samples"))
+            vector_cols = set(_table_columns(con, "vectors"))
         finally:
             con.close()
         wanted = {s.path for s in self.fields.values() if s.kind in ("scalar", "list")}
@@ -294,8 +292,7 @@ class Catalog:
     @staticmethod
     def _add_missing_columns(con: duckdb.DuckDBPyConnection, table: str, column_defs: list[str]) -> None:
         """Additive schema changes: declared fields newer than the catalog become empty columns."""
-        have = {r[0] for r in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main'", [table]).fetchall()}
+        have = set(_table_columns(con, table))
         for definition in column_defs:
             name = definition.split('" ', 1)[0].strip('"') if definition.startswith('"') else definition.split(" ", 1)[0]
             if name not in have and "PRIMARY KEY" not in definition and "NOT NULL" not in definition:
@@ -887,15 +884,9 @@ class Catalog:
                 select = "*"
             else:
                 filled = set(orjson.loads(stored)) | {"_seq", "_id", "extra", "sample_seq", "field", "idx"}
-                select = ", ".join(schema.column_name(c) for c in self._table_columns(table) if c in filled)
+                select = ", ".join(schema.column_name(c) for c in _table_columns(self.con, table) if c in filled)
             self._selects[table] = select
         return select
-
-    def _table_columns(self, table: str) -> list[str]:
-        """Every column of ``table``, in table order."""
-        return [r[0] for r in self.con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main' "
-            "ORDER BY column_index", [table]).fetchall()]
 
     def _note_filled(self, table: str, columns: set[str]) -> None:
         """Add ``columns`` to ``table``'s filled list in ``meta``, inside the caller's transaction (so a
@@ -906,7 +897,7 @@ class Catalog:
         if stored:
             filled = set(orjson.loads(stored[0][0]))
         else:
-            every = self._table_columns(table)
+            every = _table_columns(self.con, table)
             counts = self.con.execute("SELECT " + ", ".join(f"count({schema.column_name(c)})" for c in every)
                                       + f" FROM {table}").fetchall()[0]
             filled = {c for c, n in zip(every, counts) if n}
@@ -957,6 +948,13 @@ def _validate_update(changes: dict) -> dict:
             if path == "_id" or path.startswith("_id."):
                 raise QueryError("_id cannot be changed")
     return changes
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """Every column of ``table``, in table order."""
+    return [r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main' "
+        "ORDER BY column_index", [table]).fetchall()]
 
 
 @contextmanager
