@@ -209,6 +209,10 @@ class SSDMobileNetV2COCO:
         graph, config = weight_path(MODULE, GRAPH, PACKAGE), weight_path(MODULE, CONFIG, PACKAGE)
         if runtime == "opencv":
             import cv2
+            if not hasattr(cv2.dnn, "readNetFromTensorflow"):  # OpenCV 5 dropped its TensorFlow importer
+                raise ViscurateError(f"the 'opencv' runtime of {SPEC.name} needs OpenCV 4 (cv2.dnn.readNetFromTensorflow); "
+                                     f"this is OpenCV {cv2.__version__}: use runtime='onnxruntime' or "
+                                     f"pip install 'opencv-python-headless>=4.9,<5'")
             self._net: Any = cv2.dnn.readNetFromTensorflow(graph, config)
         else:
             self._net, self._anchors, self._params = _onnx_detector(graph, config, self.threads)
