@@ -9,13 +9,27 @@
 2. Runs the query set (QUERIES below) with only the _id index, then builds the indexes a
    competent Mongo user would build for these queries (INDEXES) and runs it again.
    Per query: ``count`` = count_documents(q); ``page`` = count_documents(q) + list(find(q)
-   [.sort(s)].limit(25)) (what a UI needs for page 1 with its total).  2 warm-ups, then --runs
-   timed runs (fewer when one query would take more than --budget seconds), p50 / p95 in ms.
+   [.sort(s)].limit(25)) (what a UI needs for a page with its total).
 3. viscurate side, in a child process measured from the outside (peak RSS): the same documents
    through ``Dataset.create("bench-query", home=tmp)``, ``ds.add_documents(iterable)``,
    ``ds.count(q)`` and ``ds.find(q, page=1)`` (which returns the total and the first 25 docs, so it
    is timed against Mongo's ``page``).  Counts are cross-checked against MongoDB.  While that API
    does not exist the script says so and reports MongoDB only.
+
+Two timings per query and operation on the viscurate side (MongoDB keeps no query results: every
+ask is a first ask there, and it runs q itself, page 1, as before):
+
+- **first ask** (what a user meets): every run, warm-ups included, asks a query no earlier one asked,
+  so that no read cache of viscurate (counts, match lists: docs/decisions.md #21) can answer it:
+  ``{"$and": [q, {"size_bytes": {"$ne": -k}}]}`` with a new k each time (no document has a negative
+  size, so the matches are q's), page 1, with the reader's document cache off (its 25 documents are
+  read from the catalog every time). 2 warm-ups, then --runs runs; all queries' first asks run
+  before any repeat.
+- **cached repeat**: q itself, page 1, asked again and again (2 warm-ups, then --runs runs): a UI
+  paging back to a query, a dashboard; viscurate answers from its read caches.
+
+Fewer than --runs (at least 5) are timed once one query's operation has used --budget seconds;
+p50 / p95 in ms.
 
 Prints a load table and a query table; writes bench/results/query-<date>-n<N>.json.
 """
@@ -120,6 +134,36 @@ def timed_runs(fn, runs: int, warmup: int, budget: float) -> tuple[list[float], 
         if i + 1 >= 5 and time.perf_counter() - t_all > budget:
             break
     return out, round(first or 0.0, 3)
+
+
+class Fresh:
+    """Numbers the first asks of a process: each gets constants no earlier ask used."""
+
+    def __init__(self) -> None:
+        self.k = 0
+
+    def query(self, q: dict) -> dict:
+        """``q`` with a condition that changes its constants but not its matches (sizes are >= 0)."""
+        self.k += 1
+        return {"$and": [q, {"size_bytes": {"$ne": -self.k}}]}
+
+
+def first_asks(fn, runs: int, warmup: int, budget: float) -> tuple[list[float], list]:
+    """(timed ms, what each call returned) of ``fn(i)`` for i = 1, 2, ...: warm-ups first (untimed),
+    then up to ``runs`` timed calls (stops after >= 5 past ``budget`` seconds). ``fn`` makes its query
+    distinct itself (``Fresh.query``)."""
+    got = []
+    for i in range(warmup):
+        got.append(fn(i + 1))
+    out: list[float] = []
+    t_all = time.perf_counter()
+    for i in range(runs):
+        t = time.perf_counter()
+        got.append(fn(warmup + i + 1))
+        out.append((time.perf_counter() - t) * 1000)
+        if i + 1 >= 5 and time.perf_counter() - t_all > budget:
+            break
+    return out, got
 
 
 class GenTimer:
@@ -242,6 +286,9 @@ class Mongod:
 
 
 def mongo_queries(coll, runs: int, warmup: int, budget: float) -> dict:
+    """Per query: count and page of q itself, page 1. MongoDB keeps no query results, so every one of
+    these asks is a first ask (what its own caches hold, the WiredTiger pages and the plan, a user's
+    server holds as well)."""
     out = {}
     for name, q, sort, _what in QUERIES:
         def count(q=q):
@@ -380,16 +427,41 @@ def viscurate_available() -> tuple[bool, str]:
     return False, last[:200]
 
 
-def _vc_page(ds, q, sort):
-    """ds.find(q, page=1) with the sort passed the way the API accepts it (tried in order)."""
+def _vc_page(ds, q, sort, number: int = 1):
+    """ds.find(q, page=number) with the sort passed the way the API accepts it (tried in order)."""
     if not sort:
-        return ds.find(q, page=1)
+        return ds.find(q, page=number)
     for form in (lambda s: s, lambda s: [list(x) for x in s], lambda s: dict(s)):
         try:
-            return ds.find(q, page=1, sort=form(sort))
+            return ds.find(q, page=number, sort=form(sort))
         except TypeError:
             continue
     raise NotImplementedError("Dataset.find does not accept sort=")
+
+
+def viscurate_first_asks(ds, a) -> dict[str, tuple]:
+    """query name -> (count ms, counts, page ms, pages) of first asks: distinct constants every time
+    (``Fresh``), and the reader's document cache off, so that no read cache answers any part of them."""
+    from viscurate.store import read_cache  # noqa: PLC0415
+
+    fresh = Fresh()
+    kept = read_cache.DOC_CACHE_BYTES
+    read_cache.DOC_CACHE_BYTES = 0  # read by each reader as it opens
+    ds.close()
+    out = {}
+    try:
+        for name, q, sort, _what in QUERIES:
+            try:
+                cf_ms, cf_got = first_asks(lambda _n, q=q: ds.count(fresh.query(q)), a.runs, a.warmup, a.budget)
+                pf_ms, pf_got = first_asks(lambda _n, q=q, s=sort: _vc_page(ds, fresh.query(q), s), a.runs,
+                                           a.warmup, a.budget)
+                out[name] = (cf_ms, cf_got, pf_ms, pf_got)
+            except Exception as e:  # noqa: BLE001 - the query's entry reports it
+                out[name] = e
+    finally:
+        read_cache.DOC_CACHE_BYTES = kept
+        ds.close()
+    return out
 
 
 def viscurate_worker(a) -> int:
@@ -416,10 +488,14 @@ def viscurate_worker(a) -> int:
         res["docs"] = ds.count({})
         print(f"[query] viscurate: loaded {res['docs']:,} docs in {res['load_seconds']:.2f} s "
               f"(+{gen.gen_seconds:.1f} s generating)", file=sys.stderr, flush=True)
+        firsts = viscurate_first_asks(ds, a)
         qres = {}
         for name, q, sort, _what in QUERIES:
             entry: dict = {}
             try:
+                if isinstance(firsts[name], Exception):
+                    raise firsts[name]
+                cf_ms, cf_got, pf_ms, pf_got = firsts[name]
                 c_ms, c_first = timed_runs(lambda q=q: ds.count(q), a.runs, a.warmup, a.budget)
                 p_ms, p_first = timed_runs(lambda q=q, s=sort: _vc_page(ds, q, s), a.runs,
                                            a.warmup, a.budget)
@@ -427,14 +503,17 @@ def viscurate_worker(a) -> int:
                 page = _vc_page(ds, q, sort)
                 docs = page.get("results", []) if isinstance(page, dict) else list(page)
                 entry = {"matches": n, "length": page.get("length") if isinstance(page, dict) else None,
+                         "count_first": summarize(cf_ms), "page_first": summarize(pf_ms),
+                         "first_asks_agree": all(got == n for got in cf_got) and all(
+                             got["length"] == n and len(got["results"]) == PAGE for got in pf_got),
                          "count": {**summarize(c_ms), "first_ms": c_first},
                          "page": {**summarize(p_ms), "first_ms": p_first},
                          "page_ids": [d.get("_id") for d in docs],
                          "page_sort_values": _sort_values(docs, sort),
                          "first_doc": docs[0] if docs else None}
-                print(f"[query]   viscurate {name:16s} matches={n:>8,} count p50="
-                      f"{entry['count']['p50_ms']:.2f} ms page p50={entry['page']['p50_ms']:.2f} ms",
-                      file=sys.stderr, flush=True)
+                print(f"[query]   viscurate {name:16s} matches={n:>8,} first ask: count p50="
+                      f"{entry['count_first']['p50_ms']:.2f} ms page p50={entry['page_first']['p50_ms']:.2f} ms;"
+                      f" repeat: page p50={entry['page']['p50_ms']:.2f} ms", file=sys.stderr, flush=True)
             except Exception as e:  # noqa: BLE001 - report per query, keep going
                 entry = {"error": f"{type(e).__name__}: {e}"[:300]}
                 print(f"[query]   viscurate {name:16s} ERROR {entry['error']}", file=sys.stderr)
@@ -506,6 +585,8 @@ def cross_check(mongo: dict, vc: dict, seed: int) -> None:
             problems.append(f"page has {len(e['page_ids'])} docs, mongo {len(r['page_ids'])}")
         if sort and e.get("page_sort_values") != r.get("page_sort_values"):
             problems.append("sorted page differs")
+        if not e.get("first_asks_agree", True):
+            problems.append("a first ask (distinct constants) found another count or a short page")
         doc = e.get("first_doc")
         if doc is not None and doc != original_doc(doc.get("_id", ""), seed):
             problems.append(f"document {doc.get('_id')} differs from the one inserted")
@@ -536,35 +617,37 @@ def print_tables(res: dict) -> None:
     load_hdr = ["engine", "docs", "load s", "docs/s", "index build s", "data+index MB",
                 "peak RSS MB"]
 
+    def pp(x: dict) -> str:
+        return f"{x['p50_ms']:.2f} / {x['p95_ms']:.2f}"
+
     qh = ["query", "matches"]
     if "unindexed" in mongo:
-        qh += ["mongo no-idx page p50/p95"]
-    qh += ["mongo count p50/p95", "mongo page p50/p95"]
+        qh += ["mongo no-idx: page"]
+    qh += ["mongo: count", "mongo: page"]
     if vc_ok:
-        qh += ["viscurate count p50/p95", "viscurate page p50/p95", "page speed-up", "agrees"]
+        qh += ["viscurate: count, first ask", "viscurate: page, first ask", "first-ask page speed-up",
+               "viscurate: page, cached repeat", "agrees"]
     qrows = []
     for name, _q, sort, _w in QUERIES:
         r = mongo["indexed"][name]
         row = [name + (" (sorted)" if sort else ""), _f(r["matches"])]
         if "unindexed" in mongo:
-            u = mongo["unindexed"][name]["page"]
-            row.append(f"{u['p50_ms']:.2f} / {u['p95_ms']:.2f}")
-        row += [f"{r['count']['p50_ms']:.2f} / {r['count']['p95_ms']:.2f}",
-                f"{r['page']['p50_ms']:.2f} / {r['page']['p95_ms']:.2f}"]
+            row.append(pp(mongo["unindexed"][name]["page"]))
+        row += [pp(r["count"]), pp(r["page"])]
         if vc_ok:
             e = vc["queries"].get(name, {})
             if "error" in e:
-                row += ["error", "error", "-", e["error"][:40]]
+                row += ["error", "error", "-", "-", e["error"][:40]]
             else:
-                sp = r["page"]["p50_ms"] / e["page"]["p50_ms"] if e["page"]["p50_ms"] else None
-                row += [f"{e['count']['p50_ms']:.2f} / {e['count']['p95_ms']:.2f}",
-                        f"{e['page']['p50_ms']:.2f} / {e['page']['p95_ms']:.2f}",
-                        f"{sp:.2f}x" if sp else "-",
+                vf = e["page_first"]["p50_ms"]
+                sp = r["page"]["p50_ms"] / vf if vf else None
+                row += [pp(e["count_first"]), pp(e["page_first"]), f"{sp:.2f}x" if sp else "-", pp(e["page"]),
                         "yes" if e.get("agrees") else ("NO: " + e.get("disagreement", "?"))[:40]]
         qrows.append(row)
-    foot = ("ms; count = count_documents(q) / ds.count(q); page = count + first 25 docs "
-            "(Mongo: count_documents + find().limit(25); viscurate: ds.find(q, page=1)); "
-            "speed-up = Mongo indexed page p50 / viscurate page p50")
+    foot = ("ms, p50 / p95; count = count_documents(q) / ds.count(q); page = count + 25 docs "
+            "(Mongo: count_documents + find().limit(25), no result cache: every ask is a first ask; "
+            "viscurate: ds.find(q, page=1)); first ask = constants no earlier ask used, document cache off; "
+            "cached repeat = q, page 1, again; speed-up = Mongo indexed page p50 / viscurate first-ask page p50")
     try:
         from rich.console import Console
         from rich.table import Table

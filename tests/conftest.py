@@ -5,6 +5,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -103,3 +104,24 @@ def skimage_photos(folder: Path, names: "tuple[str, ...]", copies: "dict[str, st
     for new, original in (copies or {}).items():
         shutil.copy(data / original, folder / new)
     return folder
+
+
+def skimage_photo(name: str) -> Path:
+    """The path of one of the photos bundled with scikit-image."""
+    import skimage
+    return Path(skimage.__file__).parent / "data" / name
+
+
+VISCURATE = shutil.which("viscurate") or str(Path(sys.executable).parent / "viscurate")
+
+
+def viscurate_cli(home, *args, check: bool = True, columns: int = 200, umask: int | None = None,
+                  timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real ``viscurate`` command on workspace ``home``; ``check``: a non-zero exit fails the test
+    with both outputs."""
+    env = dict(os.environ, VISCURATE_HOME=str(home), COLUMNS=str(columns), NO_COLOR="1")
+    proc = subprocess.run([VISCURATE, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout,
+                          preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"viscurate {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -2,26 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tests.conftest import viscurate_cli
 from viscurate import Dataset
 
-VISCURATE = shutil.which("viscurate") or str(Path(sys.executable).parent / "viscurate")
-
-
-def run(home, *args, check=True, timeout=300):
-    env = dict(os.environ, VISCURATE_HOME=str(home), COLUMNS="200", NO_COLOR="1")
-    proc = subprocess.run([VISCURATE, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"viscurate {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+run = viscurate_cli
 
 
 @pytest.fixture

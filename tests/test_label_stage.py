@@ -15,26 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import skimage_photo, viscurate_cli
 from viscurate import Dataset
 from viscurate.pipeline.label import LABEL_KEYS, select_models
 from viscurate.store.catalog import Catalog
 
-VISCURATE = shutil.which("viscurate") or str(Path(sys.executable).parent / "viscurate")
 EMBEDDER = "efficientnet_lite3@uint8-280-obj224"
 CAT_QUERY = {"object_analysis": {"$elemMatch": {"name": "cat", "label_quality_estimation": {"$gte": 0.5}}}}
 
 
-def cli(home, *args, check=True):
-    env = dict(os.environ, VISCURATE_HOME=str(home), COLUMNS="200", NO_COLOR="1")
-    proc = subprocess.run([VISCURATE, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"viscurate {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def skimage_photo(name: str) -> Path:
-    import skimage
-    return Path(skimage.__file__).parent / "data" / name
+cli = viscurate_cli
 
 
 @pytest.fixture(scope="module")
@@ -205,17 +195,18 @@ def test_a_failing_image_is_flagged_and_embed_is_incremental(tmp_path):
     shutil.copy(skimage_photo("coffee.png"), photos / "gone.png")
     ds = Dataset.create("small", tmp_path / "home")
     ds.add_images(photos, progress=False, workers=0)
-    (photos / "gone.png").unlink()  # ingested, then deleted: its pixels cannot be read any more
+    (photos / "gone.png").write_bytes(b"no longer a png")  # ingested, then overwritten: it cannot be decoded
+    # (a deleted file is skipped as missing, not failed: tests/test_ingest_missing.py)
     report = ds.label(models="face", workers=0, progress=False)
     assert report.processed == 2 and report.failed == 1 and len(report.errors) == 1
     gone = ds.find({"label_error": {"$exists": True}})["results"]
     assert len(gone) == 1 and gone[0]["filepath"].endswith("gone.png") and "decode_error" in gone[0]["label_error"]
     assert ds.count({"face_analysis_processed": True}) == 1
-    # embed: only what lacks a vector, the missing file flagged again, never fatal
+    # embed: only what lacks a vector, the broken file flagged again, never fatal
     first = ds.embed(workers=0, progress=False)
     assert first.processed == 2 and first.image_vectors == 1 and first.failed == 1
     second = ds.embed(workers=0, progress=False)
-    assert second.processed == 1 and second.image_vectors == 0  # only the missing file is tried again
+    assert second.processed == 1 and second.image_vectors == 0  # only the broken file is tried again
     chelsea = ds.find({"embeddings": EMBEDDER})["results"]
     assert len(chelsea) == 1 and chelsea[0]["face_analysis"] == []  # the face labels survived
 

@@ -10,13 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import skimage_photo
 from viscurate import Dataset
 from viscurate.brain.object_duplicates import MIN_SIMILARITY
-
-
-def skimage_photo(name: str) -> Path:
-    import skimage
-    return Path(skimage.__file__).parent / "data" / name
 
 
 @pytest.fixture(scope="module")

@@ -65,7 +65,7 @@ def client(home):
 
 
 def test_datasets_list_and_info(client):
-    assert client.get("/v1/datasets").json() == {"datasets": ["photos"], "length": 1}
+    assert client.get("/v1/datasets").json() == {"datasets": ["photos"], "length": 1, "recent": "photos"}
     info = client.get("/v1/datasets/photos").json()
     assert info["name"] == "photos" and "directory" not in info
     assert client.get("/v1/datasets/nope").status_code == 404
@@ -145,8 +145,8 @@ def test_analyze_an_upload_returns_the_labeled_document_and_keeps_it_only_when_a
     cat = [o for o in doc["object_analysis"] if o["name"] == "cat"]
     assert cat and cat[0]["confidence"] > 0.5 and 0 <= cat[0]["label_quality_estimation"] <= 1
     assert 0 <= doc["label_quality_estimation"] <= 1
-    scratch = client.post("/v1/datasets/analyze-scratch/search", json={"q": {}}).json()
-    assert scratch["length"] == 0  # not kept
+    assert client.post("/v1/datasets/analyze-scratch/search", json={"q": {}}).status_code == 404  # not kept
+    assert "analyze-scratch" not in client.get("/v1/datasets").json()["datasets"]
 
     r = client.post("/v1/analyze/upload", data={"dataset": "kept"},
                     files={"file": ("cup.png", _photo_bytes("coffee.png"), "image/png")})

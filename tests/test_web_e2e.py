@@ -6,22 +6,17 @@ Screenshots of each main screen go to ``test-artifacts/web/``.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-pytest.importorskip("fastapi")
-playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = os.environ.get("VISCURATE_CHROMIUM", "/usr/bin/chromium")
-if not os.path.exists(CHROMIUM):
-    if os.environ.get("CI"):
-        raise RuntimeError(f"the web tests need Chromium at {CHROMIUM} (.ci/run installs Debian's chromium)")
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+from tests.chromium import chromium_browser, require_chromium
 
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+require_chromium()
+
+from playwright.sync_api import expect  # noqa: E402
 
 from tests.conftest import skimage_photos  # noqa: E402
 from tests.test_server_api import _Server  # noqa: E402
@@ -63,10 +58,8 @@ def server(web_home):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+    with chromium_browser() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture

@@ -12,10 +12,12 @@
 1
 
 Reads keep the catalog open (and DuckDB's caches warm) for a moment after each call, and let go at
-once when another process asks to write; writes hold it for the call. So several processes can take
-turns on one dataset. ``with ds.session():`` keeps it open for a whole block. A call that must wait
-for another process's write waits up to ``lock_timeout`` seconds (default 10, or
-``VISCURATE_LOCK_TIMEOUT``) and then raises ``DatasetBusy`` naming that process.
+once when another process asks to write; writes hold it for the call. A long write (label, embed,
+ingest, an analysis) lets waiting reads in between its batches, so reads keep answering, within about a
+second, with what its last batch committed. So several processes can take turns on one dataset.
+``with ds.session():`` keeps it open for a whole block. A call that must wait for another process's
+write waits up to ``lock_timeout`` seconds (default 10, or ``VISCURATE_LOCK_TIMEOUT``) and then raises
+``DatasetBusy`` naming that process.
 """
 from __future__ import annotations
 
@@ -121,12 +123,17 @@ class Dataset:
         """The cached read-only catalog: opened on first use, reused by later calls, closed after
         ``idle_release()`` seconds without use or as soon as another process wants to write."""
         with self._reader_lock:
-            if self._writers_waiting and not getattr(self._reading, "depth", 0):  # (a nested read never waits)
+            nested = getattr(self._reading, "depth", 0) > 0  # (a nested read never waits)
+            if self._writers_waiting and not nested:
                 self._reader_idle.wait_for(lambda: not self._writers_waiting, timeout=self._timeout())
             cat = self._reader
-            if cat is not None and self._reader_users == 0 and write_wanted(self.directory):
+            if cat is not None and not nested and write_wanted(self.directory):
+                # a writer waits: let the reads in flight finish, then let go (new reads would keep the
+                # shared lock forever under a steady load); this read waits for the writer's batch. A
+                # long read in flight (an export) keeps the reader: waiting for it would stall every request
+                self._reader_idle.wait_for(lambda: self._reader_users == 0, timeout=min(1.0, self._timeout()))
                 self._drop_reader()
-                cat = None
+                cat = self._reader
             if cat is None:
                 cat = self._reader = Catalog(self.directory, self.name, write=False, timeout=self._timeout())
                 _OPEN_READERS.add(self)
@@ -139,7 +146,7 @@ class Dataset:
                 self._reading.depth -= 1
                 self._reader_users -= 1
                 self._reader_last = time.monotonic()
-                if self._writers_waiting and not self._reader_users:
+                if not self._reader_users:
                     self._reader_idle.notify_all()
                 self._start_reaper()
 
@@ -173,7 +180,7 @@ class Dataset:
 
         def reap() -> None:
             while True:
-                time.sleep(min(0.25, idle_release()))
+                time.sleep(min(0.05, idle_release()))  # a writer waiting for this reader waits this long
                 with self._reader_lock:
                     if self._reader is None:
                         self._reaper = None
@@ -206,13 +213,16 @@ class Dataset:
                 held.close()
                 self._held = None
             cat = Catalog(self.directory, self.name, write=write, timeout=self._timeout())
-            try:
-                if held is not None:
-                    self._held = cat
-                yield cat
-            finally:
-                if self._held is not cat:
-                    cat.close()
+        # from here on this object's reads wait at the dataset's lock like any other process's: the catalog
+        # lets them in between its calls, and holds them back again while it takes the dataset back
+        cat.relock_guard = self._reads_held_back
+        try:
+            if held is not None:
+                self._held = cat
+            yield cat
+        finally:
+            if self._held is not cat:
+                cat.close()
 
     @contextlib.contextmanager
     def session(self, write: bool = False) -> Iterator["Dataset"]:
@@ -222,6 +232,7 @@ class Dataset:
             return
         self._drop_reader()
         self._held = Catalog(self.directory, self.name, write=write, timeout=self._timeout())
+        self._held.relock_guard = self._reads_held_back
         try:
             yield self
         finally:
@@ -234,17 +245,25 @@ class Dataset:
     def add_images(self, paths: str | os.PathLike | Iterable[str | os.PathLike], *,
                    include: Sequence[str] | None = None, exclude: Sequence[str] | None = None,
                    workers: int | None = None, batch_size: int = 256, progress: bool = True,
-                   thresholds: Any = None):
+                   thresholds: Any = None, prune: bool = False):
         """Ingest folders, files, zip/tar archives or path lists: profile every image, incrementally.
 
-        Returns an ``IngestReport`` (added, changed, unchanged, failed, files, bytes, seconds)."""
+        A bad input (not found, unreadable, not a folder or file) raises ``ViscurateError`` before the
+        catalog is touched. Samples under these inputs whose file is gone are flagged ``missing``
+        (``prune=True``: removed, with their boxes and vectors).
+
+        Returns an ``IngestReport`` (added, changed, unchanged, failed, missing, pruned, files, bytes, seconds).
+
+        >>> ds.add_images("~/photos", prune=True).missing                               # doctest: +SKIP
+        0
+        """
         from .pipeline.ingest import ingest
-        if isinstance(paths, (str, os.PathLike)):
-            paths = [paths]
+        from .sources.resolve import check_inputs
+        paths = check_inputs([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
         with self._catalog(write=True) as cat:
-            return ingest(cat, [str(p) for p in paths], include=include, exclude=exclude,
+            return ingest(cat, paths, include=include, exclude=exclude,
                           media_dir=self.directory / "media", workers=workers, batch_size=batch_size,
-                          progress=progress, thresholds=thresholds)
+                          progress=progress, thresholds=thresholds, prune=prune)
 
     def add_documents(self, docs: Iterable[dict], *, mode: WriteMode = "error", batch_size: int = 5000) -> dict:
         """Insert ready-made sample documents (a missing ``_id`` is generated). ``mode`` decides what
@@ -267,7 +286,8 @@ class Dataset:
 
     def find(self, query: dict | None = None, *, page: int = 1, page_size: int = DEFAULT_PAGE_SIZE,
              sort: Any = None, projection: dict | None = None) -> dict:
-        """One page of the samples matching a MongoDB query: ``{"length", "page", "page_size", "results"}``.
+        """One page of the samples matching a MongoDB query: ``{"length", "page", "page_size", "results"}``,
+        and ``"warnings"`` when the query names a field no sample has (see :meth:`check_query`).
 
         Pages are 1-based; without ``sort`` they come in insertion order, so paging visits every match
         once. ``sort`` is ``[("width", -1), ...]`` or ``{"width": -1}``."""
@@ -277,6 +297,17 @@ class Dataset:
     def count(self, query: dict | None = None) -> int:
         with self._catalog() as cat:
             return cat.count(query)
+
+    def check_query(self, query: dict | None) -> list[str]:
+        """Warnings about ``query``: each field it names that no sample has, with the closest field that
+        exists (``find`` returns them too, as ``"warnings"``). An unknown operator is an error instead.
+
+        >>> ds.check_query({"isues": "dark"})                                            # doctest: +SKIP
+        ["no sample has field 'isues' — did you mean 'issues'?"]
+        """
+        with self._catalog() as cat:
+            cat._where(query)  # a malformed query is an error here as in find
+            return cat.query_warnings(query)
 
     def get(self, sample_id: str) -> dict:
         with self._catalog() as cat:
@@ -470,9 +501,10 @@ class Dataset:
         return out
 
     def export(self, out_path: str | os.PathLike, *, format: str = "jsonl", query: dict | None = None,
-               field: str = "ground_truth.detections", progress: Any = None) -> dict:
+               field: str | None = None, progress: Any = None) -> dict:
         """Write the samples matching ``query`` to ``out_path``: ``jsonl`` (every field) or ``coco``
-        (the boxes of ``field``). ``progress(done, total)`` is called as it goes."""
+        (the boxes of ``field``; by default the ground truth if a sample has some, else the auto-labels;
+        corrupt samples left out). ``progress(done, total)`` is called as it goes."""
         if format == "jsonl":
             from .formats.jsonl import export_jsonl
             return export_jsonl(self, out_path, query=query, progress=progress)
@@ -621,11 +653,14 @@ class Dataset:
                     predictions: str | os.PathLike | None = None, field: str = "predictions",
                     progress: bool = True) -> dict:
         """Ingest the images of a COCO detection file and store its boxes as ``ground_truth.detections``;
-        with ``predictions`` (a COCO results file), store those as ``field`` too. Returns counts.
+        with ``predictions`` (a COCO results file), store those as ``field`` too. Returns counts. Bad inputs
+        (unreadable files, no images folder, none of its images there) raise before anything is written.
 
         >>> ds.import_coco("instances_val.json", images="val2017", predictions="results.json")  # doctest: +SKIP
         """
-        from .formats.coco import import_coco, import_coco_predictions
+        from .formats.coco import import_coco, import_coco_predictions, read_coco_results
+        if predictions is not None:
+            read_coco_results(predictions)  # a bad results file must not leave the ground truth half-imported
         out = {"ground_truth": import_coco(self, path, images=images, progress=progress).as_dict()}
         if predictions is not None:
             out[field] = import_coco_predictions(self, predictions, path, images=images, field=field,
@@ -671,6 +706,7 @@ class Dataset:
         with embeddings, 30 or more), label errors and label conflicts
         (``ground_truth.label`` values of 2 classes or more; label errors also need embeddings). Returns ``{analysis: report}``; ``progress(name)`` is called before each."""
         from .brain.duplicates import _default_model
+        from .usable import usable
         out: dict[str, Any] = {}
         steps: list[tuple[str, Any]] = [("duplicates", lambda: self.find_duplicates(model=model))]
         if self.count({split_field: {"$exists": True, "$ne": None}}):
@@ -681,7 +717,7 @@ class Dataset:
             box_vectors = cat.sql("SELECT count(DISTINCT sample_seq) FROM vectors WHERE field = 'object_analysis'")[0][0]
             gt_box_vectors = cat.sql(
                 "SELECT count(*) FROM vectors WHERE field = 'ground_truth.detections'")[0][0]
-        if has_vectors and self.count({"issues": {"$ne": "corrupt"}}) >= 3:
+        if has_vectors and self.count(usable()) >= 3:
             steps.append(("outliers", lambda: self.find_outliers(model=model)))
             steps.append(("clusters", lambda: self.find_clusters(model=model)))
             if label_classes >= 2:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ViscurateError
+from ..usable import usable
 from .findings import store_findings
 from .neighbours import hamming_pairs, hex_codes, normalize, similar_pairs
 
@@ -233,14 +234,14 @@ def _graph(cat: "Catalog", scope: dict, model: str | None | bool, rules: Duplica
 
 
 def _scope(query: dict | None) -> dict:
-    scope: dict = {"issues": {"$ne": "corrupt"}}
-    return {"$and": [query, scope]} if query else scope
+    """The samples every analysis works on: ``query``'s, less those whose pixels cannot be read."""
+    return usable(query)
 
 
 def find_duplicates(cat: "Catalog", *, model: str | None | bool = None, rules: DuplicateRules | None = None,
                     query: dict | None = None, write: bool = True, threads: int | None = None) -> DuplicatesReport:
-    """Find exact and near duplicates among the samples matching ``query`` (corrupt ones excluded), group
-    them and (``write=True``, the catalog opened for writing) store the findings on the samples.
+    """Find exact and near duplicates among the samples matching ``query`` (``corrupt`` and ``missing`` ones
+    excluded), group them and (``write=True``, the catalog opened for writing) store the findings on the samples.
 
     ``model``: the embedding model whose image vectors add the ``embedding`` rule (default: the default
     embedder if its vectors are stored, see ``viscurate embed``; ``False``: hashes only).

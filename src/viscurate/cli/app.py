@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -139,18 +140,24 @@ def ingest_cmd(
     batch_size: int = typer.Option(256, "--batch-size", help="Samples per catalog transaction."),
     threshold: Optional[List[str]] = typer.Option(None, "--threshold", "-t", help="Issue threshold NAME=VALUE, "
                                                   "e.g. dark=0.1 (repeatable; see docs/profile.md)."),
+    prune: bool = typer.Option(False, "--prune", help="Remove the samples whose file is gone (default: flag "
+                               "them 'missing')."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Profile and catalogue images; a re-run only adds new or changed files."""
+    """Profile and catalogue images; a re-run only adds new or changed files, and flags the samples whose
+    file is gone."""
     from ..dataset import Dataset
+    from ..sources.resolve import check_inputs
     thresholds = _thresholds(threshold or [])
+    checked = check_inputs(paths)  # before the dataset is created: a wrong input writes nothing
     ds = Dataset.create(dataset, state.home, exist_ok=True, lock_timeout=state.wait)
-    report = ds.add_images(paths, include=include, exclude=exclude, workers=workers, batch_size=batch_size,
-                           progress=not no_progress and not as_json, thresholds=thresholds)
+    report = ds.add_images(checked, include=include, exclude=exclude, workers=workers, batch_size=batch_size,
+                           progress=not no_progress and not as_json, thresholds=thresholds, prune=prune)
     summary = {
         "dataset": dataset, "added": report.added, "changed": report.changed, "unchanged": report.unchanged,
-        "failed": report.failed, "files": report.files, "bytes": report.bytes,
+        "failed": report.failed, "unsupported": report.unsupported, "missing": report.missing,
+        "pruned": report.pruned, "restored": report.restored, "files": report.files, "bytes": report.bytes,
         "seconds": round(report.seconds, 3), "images_per_s": round(report.images_per_s, 1),
         "mb_per_s": round(report.mb_per_s, 2),
     }
@@ -160,12 +167,23 @@ def ingest_cmd(
     table = Table(title=f"ingest into {dataset}", show_header=False)
     for k in ("added", "changed", "unchanged", "failed", "files"):
         table.add_row(k, f"{summary[k]:,}")
+    for k in ("unsupported", "missing", "pruned", "restored"):
+        if summary[k]:
+            table.add_row(k, f"{summary[k]:,}")
     table.add_row("data", _human_bytes(report.bytes))
     table.add_row("time", f"{report.seconds:.1f} s ({summary['images_per_s']:,} images/s, {summary['mb_per_s']} MB/s)")
     console.print(table)
     if report.failed:
         console.print(f"[yellow]{report.failed} file(s) could not be decoded; they are samples flagged "
                       f"'corrupt': viscurate find {dataset} '{{\"issues\": \"corrupt\"}}'[/]")
+    if report.unsupported:
+        console.print(f"[yellow]{report.unsupported} file(s) are valid but in an encoding viscurate cannot decode; "
+                      f"they are samples flagged 'unsupported', with the reason: "
+                      f"viscurate find {dataset} '{{\"issues\": \"unsupported\"}}'[/]")
+    if report.missing and not report.pruned:
+        console.print(f"[yellow]{report.missing} file(s) are gone; their samples are flagged 'missing' "
+                      f"(viscurate find {dataset} '{{\"issues\": \"missing\"}}'); run again with --prune "
+                      f"to remove them[/]")
 
 
 def _thresholds(items: list[str]):
@@ -214,6 +232,56 @@ def _cell(doc: dict, path: str) -> str:
     return str(cur)
 
 
+PATH_COLUMNS = ("filepath",)
+ELLIPSIS = "…"
+
+
+def elide_path(path: str, width: int) -> str:
+    """``path`` in at most ``width`` characters, its middle elided; the file name is never cut (the
+    result is longer than ``width`` when the name alone is).
+
+    >>> elide_path("/tmp/newcomer/photos/2024/holiday/broken.jpg", 30)
+    '/tmp/newco…/holiday/broken.jpg'
+    >>> elide_path("/tmp/a/a-very-long-file-name.jpg", 10)
+    '…/a-very-long-file-name.jpg'
+    """
+    if len(path) <= width:
+        return path
+    name = path.rsplit("/", 1)[-1]
+    keep = width - len(ELLIPSIS)
+    if keep < len(name) + 1:
+        return f"{ELLIPSIS}/{name}" if "/" in path else name
+    tail = path[len(path) - (keep - min(keep // 3, keep - len(name) - 1)):]
+    tail = tail[tail.index("/"):]  # whole folder names only (it holds at least "/name")
+    return path[:keep - len(tail)] + ELLIPSIS + tail
+
+
+def _path_width(rows: list[list[str]], cols: list[str], total: int) -> int:
+    """The characters a path column gets when the other columns keep their natural width in a table of
+    ``total`` columns (rich's default box: a border and a space either side of every cell)."""
+    others = sum(max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols) if c not in PATH_COLUMNS)
+    paths = sum(1 for c in cols if c in PATH_COLUMNS) or 1
+    return max(24, (total - others - 3 * len(cols) - 1) // paths)
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for w in warnings:
+        err_console.print(f"[yellow]warning: {w}[/]", highlight=False)
+
+
+def _page_title(length: int, page: int, page_size: int) -> str:
+    """The line above a page of results; past the last page it says so, with the real count.
+
+    >>> _page_title(7, 2, 25), _page_title(0, 2, 25)
+    ('page 2 is past the end: 7 match(es) on 1 page', 'page 2 is past the end: no match')
+    """
+    pages = max(1, -(-length // page_size))
+    if page > pages:
+        counted = f"{length:,} match(es) on {pages:,} page{'s' if pages > 1 else ''}" if length else "no match"
+        return f"page {page} is past the end: {counted}"
+    return f"{length:,} match(es) · page {page} of {pages:,}"
+
+
 @app.command("find")
 def find_cmd(
     name: str = typer.Argument(..., help="Dataset name."),
@@ -239,13 +307,25 @@ def find_cmd(
         if as_json:
             projection = {c: 1 for c in cols}
     res = _dataset(name).find(q, page=page, page_size=page_size, sort=sort_spec, projection=projection)
+    _print_warnings(res.get("warnings", []))
     if as_json:
         _print_json(res)
         return
-    pages = max(1, -(-res["length"] // page_size))
-    table = Table(*cols, title=f"{res['length']:,} match(es) · page {page} of {pages}")
-    for doc in res["results"]:
-        table.add_row(*[_cell(doc, c) for c in cols])
+    title = _page_title(res["length"], page, page_size)
+    if page > 1 and not res["results"]:
+        console.print(title, highlight=False)
+        return
+    rows = [[_cell(doc, c) for c in cols] for doc in res["results"]]
+    width = _path_width(rows, cols, console.width)
+    rows = [[elide_path(v, width) if c in PATH_COLUMNS else v for c, v in zip(cols, row)] for row in rows]
+    table = Table(title=title)
+    for i, c in enumerate(cols):
+        if c in PATH_COLUMNS:  # rich would cut the end, the file name: never narrower than the elided paths
+            table.add_column(c, no_wrap=True, min_width=max([len(c)] + [len(r[i]) for r in rows]))
+        else:
+            table.add_column(c)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 
@@ -258,7 +338,9 @@ def get_cmd(name: str, sample_id: str) -> None:
 @app.command("count")
 def count_cmd(name: str, query: str = typer.Argument("{}")) -> None:
     """Count the samples matching a query."""
-    typer.echo(_dataset(name).count(_parse_json(query, "the query")))
+    ds, q = _dataset(name), _parse_json(query, "the query")
+    _print_warnings(ds.check_query(q))
+    typer.echo(ds.count(q))
 
 
 @app.command("update")
@@ -271,8 +353,13 @@ def update_cmd(name: str, query: str, changes: str) -> None:
 @app.command("tag")
 def tag_cmd(name: str, query: str, tags: List[str]) -> None:
     """Add tags to the samples matching a query."""
-    n = _dataset(name).tag(_parse_json(query, "the query"), *tags)
-    console.print(f"tagged {n:,} sample(s)")
+    ds, q = _dataset(name), _parse_json(query, "the query")
+    _print_warnings(ds.check_query(q))
+    matched = ds.count(q)
+    n = ds.tag(q, *tags)
+    had = matched - n
+    names = ", ".join(repr(t) for t in tags)
+    console.print(f"tagged {n:,} sample(s)" + (f"; {had:,} already had {names}" if had > 0 else ""), highlight=False)
 
 
 @app.command("untag")
@@ -361,6 +448,9 @@ def _print_label_report(title: str, report, as_json: bool, dataset: str) -> None
             per = 1000 * sec / report.processed if report.processed else 0
             timing.add_row(key, f"{sec:.2f}", f"{per:.1f}")
         console.print(timing)
+    if report.missing:
+        console.print(f"[yellow]{report.missing:,} skipped: file missing (flagged 'missing'; `viscurate ingest` "
+                      f"again clears the flag when the file is back, --prune removes them)[/]")
     if report.failed:
         console.print(f"[yellow]{report.failed} image(s) could not be labelled; see their label_error: "
                       f"viscurate find {dataset} '{{\"label_error\": {{\"$exists\": true}}}}'[/]")
@@ -448,13 +538,7 @@ def duplicates_cmd(
     if report.note:
         console.print(f"[yellow]{report.note}[/]")
     if report.groups:
-        def short(path: str) -> str:  # the file and its folder: enough to tell copies apart on screen
-            parts = Path(path).parts
-            return str(Path(*parts[-2:])) if len(parts) > 2 else path
-
-        paths = {d["_id"]: short(d.get("filepath") or d["_id"]) for d in ds.find(
-            {"_id": {"$in": [i for g in report.groups[:show] for i in g.ids]}},
-            projection={"filepath": 1}, page_size=10_000)["results"]}
+        paths = _short_paths(ds, [i for g in report.groups[:show] for i in g.ids])
         table = Table("kept (representative)", "duplicate", "reason", "hash bits", "similarity",
                       title=f"the {min(show, len(report.groups))} largest groups")
         for g in report.groups[:show]:
@@ -467,6 +551,23 @@ def duplicates_cmd(
         if not dry_run:
             console.print(f"copies to review: viscurate find {name} '{{\"issues\": {{\"$in\": [\"duplicate\", "
                           f"\"near_duplicate\"]}}}}' --sort duplicates.group")
+
+
+def _short_path(path: str) -> str:
+    """The file and its folder: enough to tell images apart on screen.
+
+    >>> _short_path("/home/me/photos/cats/tom.jpg")
+    'cats/tom.jpg'
+    """
+    parts = Path(path).parts
+    return str(Path(*parts[-2:])) if len(parts) > 2 else path
+
+
+def _short_paths(ds: Any, ids: list[str]) -> dict[str, str]:
+    """``{_id: folder/file}`` of these samples (the id itself for one without a file)."""
+    ids = list(dict.fromkeys(ids))
+    found = ds.find({"_id": {"$in": ids}}, projection={"filepath": 1}, page_size=max(1, min(10_000, len(ids))))
+    return {d["_id"]: _short_path(d.get("filepath") or d["_id"]) for d in found["results"]}
 
 
 @app.command("calibrate")
@@ -559,7 +660,8 @@ def object_duplicates_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Find boxes whose objects appear again in another image (box-embedding near duplicates)."""
-    report = _dataset(name).find_object_duplicates(field=field, model=model, min_similarity=min_similarity)
+    ds = _dataset(name)
+    report = ds.find_object_duplicates(field=field, model=model, min_similarity=min_similarity)
     if as_json:
         _print_json(dict(report.as_dict(), dataset=name))
         return
@@ -567,9 +669,11 @@ def object_duplicates_cmd(
                   f"with a twin in another image (similarity >= {report.min_similarity}) in {report.samples:,} "
                   f"samples · {report.seconds:.1f} s")
     if report.examples:
-        table = Table("sample", "box", "sample", "box", "similarity", title="the closest pairs")
-        for a, i, b, j, sim in report.examples[:show]:
-            table.add_row(a, str(i), b, str(j), f"{sim:.3f}")
+        shown = report.examples[:show]
+        files = _short_paths(ds, [x for a, _, b, _, _ in shown for x in (a, b)])
+        table = Table("image", "box", "twin's image", "box", "similarity", title="the closest pairs")
+        for a, i, b, j, sim in shown:
+            table.add_row(files.get(a, a), str(i), files.get(b, b), str(j), f"{sim:.3f}")
         console.print(table)
         console.print(f"find them: viscurate find {name} '{{\"issues\": \"object_duplicate\"}}'")
 
@@ -657,8 +761,13 @@ def import_coco_cmd(
 ) -> None:
     """Ingest the images of a COCO detection file, with its boxes as ground truth (and a model's results)."""
     from ..dataset import Dataset
+    from ..formats.coco import check_coco_inputs
     from ..store.workspace import Workspace
-    ds = _dataset(name) if Workspace(state.home).exists(name) else Dataset.create(name, state.home)
+    if Workspace(state.home).exists(name):
+        ds = _dataset(name)  # (the import checks its inputs before it writes)
+    else:
+        check_coco_inputs(coco_json, images=images, predictions=predictions)  # a wrong input creates nothing
+        ds = Dataset.create(name, state.home)
     counts = ds.import_coco(coco_json, images=images, predictions=predictions, field=field, progress=not as_json)
     if as_json:
         _print_json(counts)
@@ -676,7 +785,9 @@ def import_folders_cmd(
 ) -> None:
     """Ingest an image-classification folder tree: the class from each image's folder, the split above it."""
     from ..dataset import Dataset
+    from ..formats.classification import check_classification_root
     from ..store.workspace import Workspace
+    check_classification_root(root)  # before the dataset is created: a wrong input creates nothing
     ds = _dataset(name) if Workspace(state.home).exists(name) else Dataset.create(name, state.home)
     report = ds.import_classification(root, progress=not as_json)
     if as_json:
@@ -758,6 +869,9 @@ def analyze_cmd(
         lines.append(f"clusters: {reports['clusters'].clusters:,}, {reports['clusters'].edge_cases:,} edge cases")
     else:
         lines.append("outliers, clusters: need embeddings (viscurate embed)")
+    missing = ds.count({"issues": "missing"})
+    if missing:
+        lines.append(f"[yellow]{missing:,} skipped: file missing[/]")
     for line in lines:
         console.print(line)
     console.print(f"\nfindings are fields: viscurate info {name} · viscurate find {name} "
@@ -808,11 +922,17 @@ def export_cmd(
     out: Path = typer.Argument(..., help="Output file."),
     fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl (every field) or coco (boxes)."),
     query: str = typer.Option("{}", "--query", "-q", help="Only the samples matching this query."),
-    field: str = typer.Option("ground_truth.detections", "--field", help="coco: the boxes to write."),
+    field: Optional[str] = typer.Option(None, "--field", help="coco: the boxes to write (default: "
+                                        "ground_truth.detections if a sample has some, else object_analysis)."),
 ) -> None:
     """Write samples to a file: JSON Lines documents or a COCO detection file."""
     result = _dataset(name).export(out, format=fmt, query=_parse_json(query, "the query") or None, field=field)
-    console.print(f"wrote {out}: " + ", ".join(f"{v:,} {k}" for k, v in result.items()))
+    counts = {k: v for k, v in result.items() if isinstance(v, int) and k != "corrupt_left_out"}
+    console.print(f"wrote {out}: " + ", ".join(f"{v:,} {k}" for k, v in counts.items())
+                  + (f" (boxes of {result['field']})" if result.get("field") else ""), highlight=False)
+    if result.get("corrupt_left_out"):
+        console.print(f"[yellow]left out {result['corrupt_left_out']:,} corrupt sample(s) (no size to write): "
+                      f"viscurate find {name} '{{\"issues\": \"corrupt\"}}'[/]", highlight=False)
 
 
 view_app = typer.Typer(help="Saved views (queries) and slices (frozen sets of samples).", no_args_is_help=True)
@@ -940,7 +1060,11 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to l
                       f"({'API key required' if not is_loopback(host) else 'loopback only'}); web app at /")
     announce = home / SERVER_FILE  # so that a CLI write that finds a dataset busy can say who holds it
     announce.parent.mkdir(parents=True, exist_ok=True)
+    # (a file left by a killed server is simply replaced: running_server already ignores a dead pid)
     announce.write_text(json.dumps({"pid": os.getpid(), "url": f"http://{host}:{port}", "since": time.time()}))
+    # uvicorn shuts down on SIGTERM, then raises it again under the handler it found: the default one
+    # would end the process before the finally below; this one unwinds the stack
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         server_app = create_app(state.home, require_key=not is_loopback(host),
                                 request_threads=threads or request_threads())
@@ -950,6 +1074,20 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to l
         gc.freeze()
         uvicorn.run(server_app, host=host, port=port, log_level="info")
     finally:
+        _withdraw_announcement(announce)
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _withdraw_announcement(announce: Path) -> None:
+    """Remove the server's ``running.json``, unless another server has announced itself since."""
+    try:
+        mine = json.loads(announce.read_text()).get("pid") == os.getpid()
+    except (OSError, ValueError, AttributeError):
+        return
+    if mine:
         announce.unlink(missing_ok=True)
 
 

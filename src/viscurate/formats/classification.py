@@ -25,7 +25,7 @@ from ..errors import ViscurateError
 if TYPE_CHECKING:
     from ..dataset import Dataset
 
-__all__ = ["SPLIT_NAMES", "ClassificationImport", "import_classification_folders"]
+__all__ = ["SPLIT_NAMES", "ClassificationImport", "check_classification_root", "import_classification_folders"]
 
 SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing", "dev"})
 
@@ -56,12 +56,23 @@ def _label_of(path: Path, root: Path, with_splits: bool) -> tuple[str | None, st
     return (parts[0] if parts else None), None
 
 
+def check_classification_root(root: str | os.PathLike) -> Path:
+    """The absolute ``root`` of a classification tree, checked to be a folder that can be read (raises
+    :class:`~viscurate.errors.ViscurateError`); reads no image."""
+    path = Path(root).expanduser().resolve()
+    if not path.exists():
+        raise ViscurateError(f"input not found: {root}")
+    if not path.is_dir():
+        raise ViscurateError(f"{root} is not a folder (a classification tree is ROOT/<class>/<image>)")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ViscurateError(f"input not readable (permission denied): {root}")
+    return path
+
+
 def import_classification_folders(ds: "Dataset", root: str | os.PathLike, *, progress: bool = True
                                   ) -> ClassificationImport:
     """Ingest every image under ``root`` and set ``ground_truth.label`` (and ``split``) from its folders."""
-    root = Path(root).resolve()
-    if not root.is_dir():
-        raise ViscurateError(f"{root} is not a folder")
+    root = check_classification_root(root)
     top = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     with_splits = bool(top) and all(p.name.lower() in SPLIT_NAMES for p in top)
     ingest = ds.add_images(root, progress=progress)

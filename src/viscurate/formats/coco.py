@@ -25,7 +25,8 @@ from ..errors import ViscurateError
 if TYPE_CHECKING:
     from ..dataset import Dataset
 
-__all__ = ["CocoImport", "read_coco", "import_coco", "import_coco_predictions"]
+__all__ = ["CocoImport", "check_coco_inputs", "read_coco", "read_coco_results", "import_coco",
+           "import_coco_predictions"]
 
 
 @dataclass
@@ -58,6 +59,46 @@ def read_coco(path: str | os.PathLike) -> dict[str, Any]:
         if isinstance(a, dict) and a.get("image_id") in images and _bbox(a.get("bbox")) is not None:
             annotations.setdefault(a["image_id"], []).append(a)
     return {"images": images, "categories": categories, "annotations": annotations}
+
+
+def read_coco_results(path: str | os.PathLike) -> list:
+    """A COCO results file (a list of detections), checked to be one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ViscurateError(f"cannot read COCO results file {path}: {e}") from None
+    if not isinstance(rows, list):
+        raise ViscurateError(f"{path} is not a COCO results file (a list of detections)")
+    return rows
+
+
+def _images_folder(path: str | os.PathLike, images: str | os.PathLike | None) -> Path:
+    return Path(images) if images is not None else Path(path).resolve().parent
+
+
+def check_coco_inputs(path: str | os.PathLike, *, images: str | os.PathLike | None = None,
+                      predictions: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Everything an import needs, checked before it writes anything: the COCO file parses, the images
+    folder exists and holds at least one of its images, the results file (if any) parses. Returns the
+    COCO file (as :func:`read_coco`); raises :class:`~viscurate.errors.ViscurateError` naming the problem.
+
+    >>> check_coco_inputs("instances.json", images="no/such/folder")                 # doctest: +SKIP
+    Traceback (most recent call last):
+    ...
+    viscurate.errors.ViscurateError: images folder not found: no/such/folder
+    """
+    coco = read_coco(path)
+    folder = _images_folder(path, images)
+    if not folder.is_dir():
+        raise ViscurateError(f"images folder not found: {folder}")
+    names = [im["file_name"] for im in coco["images"].values()]
+    if names and not any((folder / str(n)).is_file() for n in names):
+        raise ViscurateError(f"none of the {len(names):,} images of {path} is in {folder} "
+                             f"(e.g. {folder / str(names[0])}); name their folder with --images")
+    if predictions is not None:
+        read_coco_results(predictions)
+    return coco
 
 
 def _bbox(value: Any) -> list[float] | None:
@@ -107,8 +148,8 @@ def _write_boxes(ds: "Dataset", field: str, boxes: dict[str, list[dict]]) -> int
 def import_coco(ds: "Dataset", path: str | os.PathLike, *, images: str | os.PathLike | None = None,
                 field: str = "ground_truth.detections", progress: bool = True) -> CocoImport:
     """Ingest the images of a COCO detection file and store its boxes as ground truth (``field``)."""
-    coco = read_coco(path)
-    folder = Path(images) if images is not None else Path(path).resolve().parent
+    coco = check_coco_inputs(path, images=images)
+    folder = _images_folder(path, images)
     ids, missing = _samples_for(ds, coco, folder, progress)
     boxes: dict[str, list[dict]] = {}
     for iid, sid in ids.items():
@@ -132,14 +173,8 @@ def import_coco_predictions(ds: "Dataset", results: str | os.PathLike, coco_path
     (``field``) of the images of ``coco_path`` (which maps image ids to files and category ids to names).
     Images of the ground-truth file without any result get an empty list: the model found nothing there."""
     coco = read_coco(coco_path)
-    try:
-        with open(results, encoding="utf-8") as f:
-            rows = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ViscurateError(f"cannot read COCO results file {results}: {e}") from None
-    if not isinstance(rows, list):
-        raise ViscurateError(f"{results} is not a COCO results file (a list of detections)")
-    folder = Path(images) if images is not None else Path(coco_path).resolve().parent
+    rows = read_coco_results(results)
+    folder = _images_folder(coco_path, images)
     ids, missing = _samples_for(ds, coco, folder, progress)
     boxes: dict[str, list[dict]] = {sid: [] for sid in ids.values()}
     for r in rows:
@@ -154,22 +189,47 @@ def import_coco_predictions(ds: "Dataset", results: str | os.PathLike, coco_path
     return CocoImport(images=len(coco["images"]), samples=len(boxes), boxes=n, missing=missing)
 
 
-def export_coco(ds: "Dataset", out_path: str | os.PathLike, *, field: str = "ground_truth.detections",
-                query: dict | None = None, progress: Any = None) -> dict[str, int]:
+GROUND_TRUTH = "ground_truth.detections"
+AUTO_LABELS = "object_analysis"
+
+
+def default_export_field(ds: "Dataset", query: dict | None = None) -> str:
+    """The boxes a COCO export writes when none are named: the ground truth if a sample (of ``query``)
+    has any, else the auto-labels (``viscurate label``)."""
+    has_truth = {GROUND_TRUTH: {"$exists": True}}
+    return GROUND_TRUTH if ds.count({"$and": [query, has_truth]} if query else has_truth) else AUTO_LABELS
+
+
+def _is_corrupt(doc: dict) -> bool:
+    """A sample COCO cannot describe: it could not be decoded, so it has no size (COCO needs one)."""
+    return "corrupt" in (doc.get("issues") or ()) or not doc.get("width") or not doc.get("height")
+
+
+def export_coco(ds: "Dataset", out_path: str | os.PathLike, *, field: str | None = None,
+                query: dict | None = None, progress: Any = None) -> dict[str, Any]:
     """Write the boxes of ``field`` of the samples matching ``query`` as a COCO detection file.
 
+    ``field`` defaults to :func:`default_export_field` (the ground truth, else the auto-labels).
     ``file_name`` is the sample's absolute path (so :func:`import_coco` reads the file back with any
     ``images`` folder), categories are numbered from 1 by name, scores are kept for predictions, and
-    each image carries its sample's ``viscurate_id``. ``progress(done, total)`` is called as it goes.
-    Returns ``{"images", "annotations", "categories"}``.
+    each image carries its sample's ``viscurate_id``. Corrupt samples (no size) are left out.
+    ``progress(done, total)`` is called as it goes. Returns ``{"images", "annotations", "categories",
+    "field", "corrupt_left_out"}``.
 
     >>> export_coco(ds, "labels.json", query={"split": "val"})                        # doctest: +SKIP
     """
     from ..files import write_atomic
 
+    field = field or default_export_field(ds, query)
     total = ds.count(query)
     images, annotations, categories = [], [], {}
+    corrupt = 0
     for n, doc in enumerate(ds.iter(query), 1):
+        if progress is not None and (n % 200 == 0 or n == total):
+            progress(n, total)
+        if _is_corrupt(doc):
+            corrupt += 1
+            continue
         image_id = len(images) + 1
         images.append({"id": image_id, "file_name": doc.get("filepath") or doc["_id"], "width": doc.get("width"),
                        "height": doc.get("height"), "viscurate_id": doc["_id"]})
@@ -186,10 +246,9 @@ def export_coco(ds: "Dataset", out_path: str | os.PathLike, *, field: str = "gro
             if box.get("confidence") is not None:
                 ann["score"] = box["confidence"]
             annotations.append(ann)
-        if progress is not None and (n % 200 == 0 or n == total):
-            progress(n, total)
     data = {"info": {"description": f"viscurate export of {ds.name} ({field})"}, "images": images,
             "annotations": annotations,
             "categories": [{"id": cid, "name": name} for name, cid in categories.items()]}
     write_atomic(Path(out_path), json.dumps(data).encode())
-    return {"images": len(images), "annotations": len(annotations), "categories": len(categories)}
+    return {"images": len(images), "annotations": len(annotations), "categories": len(categories),
+            "field": field, "corrupt_left_out": corrupt}

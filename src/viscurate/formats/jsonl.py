@@ -9,11 +9,12 @@ The plainest exchange format there is: any tool reads it, ``jq`` filters it, and
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from ..files import atomic_file
 
 if TYPE_CHECKING:
     from ..dataset import Dataset
@@ -28,16 +29,10 @@ def export_jsonl(ds: "Dataset", out_path: str | os.PathLike, *, query: dict | No
     out = Path(out_path)
     total = ds.count(query)
     n = 0
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for n, doc in enumerate(ds.iter(query), 1):
-                f.write(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
-                f.write(b"\n")
-                if progress is not None and (n % 500 == 0 or n == total):
-                    progress(n, total)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(out) as f:  # the user's usual permissions, not a temporary file's 0600
+        for n, doc in enumerate(ds.iter(query), 1):
+            f.write(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
+            f.write(b"\n")
+            if progress is not None and (n % 500 == 0 or n == total):
+                progress(n, total)
     return {"samples": n}

@@ -27,6 +27,10 @@ Safety: the bytes are decoded from memory; Pillow's ``Image.MAX_IMAGE_PIXELS`` l
 width/height of such a bomb are still read from its header. ``ImageFile.LOAD_TRUNCATED_IMAGES`` is
 never touched: a truncated file is reported, not half-decoded. EPS is not decoded (Pillow would run
 Ghostscript, an external program, on untrusted input). :func:`decode_image` never raises for bad input.
+
+TIFFs Pillow cannot decode (float64, float16, more than four channels, codecs its libtiff lacks) get a
+second chance with tifffile (:mod:`viscurate.media.tiff`), under the same limits; one that needs a codec
+neither has fails as ``unsupported``, not as corrupt.
 """
 from __future__ import annotations
 
@@ -84,8 +88,9 @@ class Decoded:
     small: Image.Image | None = None  # upright, 8-bit "RGB" or "L", longer side <= SMALL_SIDE
     single_channel: bool = False  # the stored image has one colour channel
     stored_size: tuple[int, int] | None = None  # (width, height) as stored, before orientation
-    failure: str | None = None  # failure flag (truncated, not_an_image, ...)
+    failure: str | None = None  # failure flag (truncated, not_an_image, ..., unsupported)
     error: str | None = None  # "<failure>: <message>"
+    tiff: dict[str, Any] = field(default_factory=dict)  # dtype/channels/compression when tifffile read it
 
 
 # --------------------------------------------------------------------------------------------------
@@ -306,7 +311,9 @@ def decode_image(data: bytes, side: int = SMALL_SIDE) -> Decoded:
         im = open_image(data)
     except DecodeFailure as f:
         out.failure, out.error = f.reason, f"{f.reason}: {f}"
-        if f.reason == "decompression_bomb":
+        if f.reason == "not_an_image" and _is_tiff(data):  # float64, float16, 5 channels...
+            _decode_with_tifffile(data, out, side)
+        elif f.reason == "decompression_bomb":
             hdr = header_only(data)
             if hdr is not None:
                 try:
@@ -331,6 +338,8 @@ def decode_image(data: bytes, side: int = SMALL_SIDE) -> Decoded:
             pass
         if out.stored_size is not None:
             out.width, out.height = _upright(*out.stored_size, out.exif.get("orientation"))
+        if out.failure == "decode_error" and _is_tiff(data):  # e.g. a codec Pillow's libtiff lacks
+            _decode_with_tifffile(data, out, side)
     finally:
         try:
             im.close()
@@ -381,6 +390,42 @@ def _decode_opened(im: Image.Image, out: Decoded, side: int) -> None:
     if t is not None:
         small = small.transpose(t)
     out.small = small
+
+
+def _is_tiff(data: bytes) -> bool:
+    from .tiff import is_tiff
+    return is_tiff(data)
+
+
+def _decode_with_tifffile(data: bytes, out: Decoded, side: int) -> None:
+    """Second chance for a TIFF Pillow could not decode: ``out`` (Pillow's failure) is overwritten with
+    what tifffile reads, or left as it is when tifffile cannot parse the file either."""
+    from .tiff import LIBTIFF_CODECS, decode_tiff
+    pillow_said = out.error.partition(": ")[2] if out.error and out.format else ""  # Pillow opened it
+    try:
+        page = decode_tiff(data, side)
+    except DecodeFailure:
+        return
+    if (pillow_said and page.failure is not None and page.failure.reason == "unsupported"
+            and page.facts.get("compression") in LIBTIFF_CODECS):
+        return  # Pillow's libtiff has that codec and still failed: the data is broken, as Pillow said
+    out.format = "TIFF"
+    out.frames = page.pages
+    out.tiff = page.facts
+    out.stored_size = (page.width, page.height)
+    out.exif = exif_fields(page.exif)
+    orientation = out.exif.get("orientation")
+    out.width, out.height = _upright(page.width, page.height, orientation)
+    out.single_channel = page.single_channel
+    if page.failure is not None:
+        out.small = None
+        out.failure = page.failure.reason
+        out.error = f"{out.failure}: {page.failure}" + (f" (Pillow: {pillow_said})" if pillow_said else "")
+        return
+    small = page.small
+    t = _TRANSPOSE.get(orientation) if orientation is not None else None
+    out.small = small.transpose(t) if t is not None and small is not None else small
+    out.failure = out.error = None
 
 
 def decode_header(prefix: bytes) -> Decoded:

@@ -85,15 +85,15 @@ def load_upright(source: Any) -> Image.Image:
             arr = arr[:, :, 0]
         im = Image.fromarray(np.ascontiguousarray(arr))
     elif isinstance(source, (str, os.PathLike)):
-        from .decode import DecodeFailure, open_image
+        from .decode import open_image
         with open(source, "rb") as f:
             data = f.read()
         try:
             im = open_image(data)  # keeps Pillow's decompression-bomb check
             im.load()
-        except DecodeFailure as e:
-            raise ValueError(f"cannot draw {os.fspath(source)!r}: {e}") from None
-        im = ImageOps.exif_transpose(im)
+            im = ImageOps.exif_transpose(im)
+        except Exception as e:  # noqa: BLE001 - e.g. a float64 TIFF: the profile's decoder reads more
+            im = _decoded_full_size(data, source, e)
     else:
         raise TypeError(f"expected a path, a numpy array or a PIL image, got {type(source).__name__}")
     if im.mode != "RGB":
@@ -103,6 +103,16 @@ def load_upright(source: Any) -> Image.Image:
             im = Image.alpha_composite(white, im)
         im = im.convert("RGB")
     return im
+
+
+def _decoded_full_size(data: bytes, source: Any, pillow_error: BaseException) -> Image.Image:
+    """The upright picture as the profile decodes it, at full size: the way to draw what Pillow alone
+    cannot open (a float64 or five-channel TIFF, read by tifffile). Raises ``ValueError``."""
+    from .decode import decode_image
+    decoded = decode_image(data, side=1 << 30)  # never upscaled: the full size
+    if decoded.small is None:
+        raise ValueError(f"cannot draw {os.fspath(source)!r}: {decoded.error or pillow_error}") from None
+    return decoded.small
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -23,6 +23,9 @@ DEFAULT_MAX_BYTES = 512 * 2**20
 #: Failure reasons; each comes with ``corrupt`` in ``issues``.
 FAILURE_FLAGS = ("empty_file", "not_an_image", "truncated", "decompression_bomb", "too_large", "decode_error", "unreadable")
 
+#: A file that may well be valid but that no decoder viscurate has can read (flagged alone, never ``corrupt``).
+UNSUPPORTED = "unsupported"
+
 
 def profile_file(
     path: str | os.PathLike[str],
@@ -124,10 +127,14 @@ def _document(d: Decoded, size: int, digest: str | None, th: QualityThresholds) 
         q = measure(rgb, grey, d.single_channel, w, h, th, grey_hist=grey_hist)
         doc["quality"] = q
         issues += quality_issues(q, th)
+    elif d.failure == UNSUPPORTED:
+        issues.append(UNSUPPORTED)
     else:
         issues += ["corrupt", d.failure or "decode_error"]
     if d.exif:
         doc["exif"] = d.exif
+    if d.tiff:
+        doc["tiff"] = {k: v for k, v in d.tiff.items() if v is not None}
     if d.width and d.height:
         issues += size_issues(d.width, d.height, th)
     doc["issues"] = issues

@@ -6,7 +6,7 @@
 ...     report.image_vectors, report.images_per_s
 
 The same machinery as :mod:`viscurate.pipeline.label` (worker pool, batches of one transaction, a failing
-image flagged with ``label_error``, corrupt samples skipped), running the embedder role only: each
+image flagged with ``label_error``, ``corrupt`` and ``missing`` samples skipped), running the embedder role only: each
 vector goes to the catalog's vector table under the model's key (``name@version``) and the key is added
 to the sample's ``embeddings`` list. Incremental on the vectors themselves: a sample is embedded when no
 vector of that model is stored for it (or with ``force``). ``boxes=True`` also embeds the crops of its

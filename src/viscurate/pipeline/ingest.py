@@ -34,10 +34,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from ..errors import FieldTypeError, ViscurateError
 from ..media import profile_bytes, profile_file
 from ..sources.archive import MemberError, extract_member
+from ..sources.coverage import InputCoverage
 from ..sources.ref import MediaRef, sample_id
-from ..sources.resolve import resolve_entries
+from ..sources.resolve import check_inputs, resolve_entries
 from ..store.schema import PROFILE_FIELDS
+from ..usable import MISSING
 from .pool import ItemError, ProcessPool
+from .stderr_capture import captured_stderr, warning_lines
 
 if TYPE_CHECKING:  # the store is imported by the parent only, never by workers
     from ..media import QualityThresholds
@@ -64,10 +67,15 @@ class IngestReport:
 
     - ``added`` / ``changed`` / ``unchanged``: samples new, re-profiled, left as they were;
     - ``failed``: samples written flagged ``corrupt`` (they are also counted as added or changed);
+    - ``unsupported``: samples written flagged ``unsupported``: valid files in an encoding viscurate
+      cannot decode (also counted as added or changed, never as failed);
     - ``files``: media references found in the inputs (every file or member, unchanged included);
     - ``skipped``: references not ingested (a duplicate origin, a path that cannot be stored);
     - ``bytes``: bytes read and profiled; ``seconds``: wall time of the whole call;
-    - ``warnings``: what was skipped on the way (unreadable folders, broken links, bad archives).
+    - ``warnings``: what was skipped on the way (unreadable folders, broken links, bad archives);
+    - ``missing``: samples under this run's inputs whose file is gone (flagged ``missing``, or removed
+      with ``prune``: then also counted in ``pruned``); ``restored``: samples flagged ``missing`` whose
+      file is back (the flag is cleared).
     """
 
     added: int = 0
@@ -80,6 +88,10 @@ class IngestReport:
     skipped: int = 0
     warnings: list[str] = field(default_factory=list)
     warning_count: int = 0
+    missing: int = 0
+    pruned: int = 0
+    restored: int = 0
+    unsupported: int = 0
 
     @property
     def profiled(self) -> int:
@@ -98,7 +110,9 @@ class IngestReport:
     def as_dict(self) -> dict[str, Any]:
         return {"added": self.added, "changed": self.changed, "unchanged": self.unchanged, "failed": self.failed,
                 "files": self.files, "skipped": self.skipped, "bytes": self.bytes, "seconds": self.seconds,
-                "images_per_s": self.images_per_s, "mb_per_s": self.mb_per_s, "warnings": self.warning_count}
+                "images_per_s": self.images_per_s, "mb_per_s": self.mb_per_s, "warnings": self.warning_count,
+                "missing": self.missing, "pruned": self.pruned, "restored": self.restored,
+                "unsupported": self.unsupported}
 
 
 # ---- worker side ---------------------------------------------------------------------------------
@@ -107,15 +121,30 @@ class IngestReport:
 _PATH, _EXPECT, _ORIGIN, _ID, _SOURCE, _SIZE, _MTIME, _STATUS = range(8)
 _ADDED, _CHANGED = "added", "changed"
 
-_worker_state: dict[str, Any] = {"thresholds": None, "max_bytes": DEFAULT_MAX_BYTES}
+_worker_state: dict[str, Any] = {"thresholds": None, "max_bytes": DEFAULT_MAX_BYTES, "own_process": False}
 
 
-def _init_worker(thresholds: Any, max_bytes: int) -> None:
+def _init_worker(thresholds: Any, max_bytes: int, own_process: bool = True) -> None:
     _worker_state["thresholds"] = thresholds
     _worker_state["max_bytes"] = max_bytes
+    _worker_state["own_process"] = own_process
 
 
 def _profile_item(item: tuple) -> dict | None:
+    """:func:`_profile`, plus ``decode_warnings``: what the decoders (libtiff...) wrote on stderr for this
+    file, caught in a worker process so that the terminal stays clean (see ``stderr_capture``)."""
+    if not _worker_state["own_process"]:
+        return _profile(item)
+    with captured_stderr() as said:
+        doc = _profile(item)
+        text = said()
+    lines = warning_lines(text) if text else []
+    if doc is not None and lines:
+        doc["decode_warnings"] = lines
+    return doc
+
+
+def _profile(item: tuple) -> dict | None:
     """The profile of the item's file, or ``None`` when its bytes hash to the expected sha256."""
     path, expect = item[_PATH], item[_EXPECT]
     th, max_bytes = _worker_state["thresholds"], _worker_state["max_bytes"]
@@ -159,8 +188,11 @@ class _Writer:
             r.added += 1
         else:
             r.changed += 1
-        if "corrupt" in (doc.get("issues") or ()):
+        issues = doc.get("issues") or ()
+        if "corrupt" in issues:
             r.failed += 1
+        elif "unsupported" in issues:
+            r.unsupported += 1
         self.docs.append(doc)
         if len(self.docs) >= self.batch_size:
             self.flush()
@@ -290,7 +322,7 @@ def ingest(catalog: "Catalog", inputs: Iterable[str | os.PathLike] | str | os.Pa
            progress: bool = True, thresholds: "QualityThresholds | None" = None,
            max_bytes: int = DEFAULT_MAX_BYTES, chunk_size: int = DEFAULT_CHUNK_SIZE,
            item_timeout: float | None = DEFAULT_ITEM_TIMEOUT,
-           on_batch: Callable[[IngestReport], None] | None = None) -> IngestReport:
+           on_batch: Callable[[IngestReport], None] | None = None, prune: bool = False) -> IngestReport:
     """Profile every media file under ``inputs`` into ``catalog`` (open with ``write=True``).
 
     ``inputs``: folders, zip/tar archives, path lists (``.txt``/``.lst``) or files; a missing one raises
@@ -298,7 +330,9 @@ def ingest(catalog: "Catalog", inputs: Iterable[str | os.PathLike] | str | os.Pa
     (see :mod:`viscurate.sources.folder`). ``media_dir``: where archive members are copied (default:
     the dataset's ``media/``). ``workers``: processes (default: all cores; ``0`` profiles in this
     process, without crash isolation). ``batch_size``: samples per catalog transaction.
-    ``on_batch(report)`` is called after every committed batch.
+    ``on_batch(report)`` is called after every committed batch. Samples under these inputs whose file
+    is gone get the issue ``missing`` (cleared when the file comes back); ``prune=True`` removes them
+    instead (see :func:`settle_missing`).
 
     Returns an :class:`IngestReport`."""
     t0 = time.monotonic()
@@ -310,7 +344,10 @@ def ingest(catalog: "Catalog", inputs: Iterable[str | os.PathLike] | str | os.Pa
     def warn(message: str) -> None:
         planner.warn(message) if planner is not None else log.warning(message)
 
-    entries = resolve_entries(inputs, include, exclude, on_warning=warn)  # raises on a missing input
+    paths = check_inputs(inputs)  # raises on a bad input, before anything is written
+    entries = resolve_entries(paths, include, exclude, on_warning=warn)
+    coverage = InputCoverage.of(paths)
+    was_missing = _flagged_missing(catalog)
     media_dir = os.path.abspath(os.fspath(media_dir if media_dir is not None else catalog.directory / "media"))
     _remove_partial_copies(media_dir)
     index = catalog.file_index()
@@ -329,7 +366,7 @@ def ingest(catalog: "Catalog", inputs: Iterable[str | os.PathLike] | str | os.Pa
         items = planner.items(entries)
         try:
             if workers == 0:
-                _init_worker(thresholds, max_bytes)
+                _init_worker(thresholds, max_bytes, own_process=False)
                 chunks: Iterator[list[tuple[tuple, Any]]] = ([(it, _run_inline(it))] for it in items)
                 _consume(chunks, writer, report, tick)
             else:
@@ -342,10 +379,45 @@ def ingest(catalog: "Catalog", inputs: Iterable[str | os.PathLike] | str | os.Pa
             writer.flush()  # keep the profiles already computed (the workers are stopped by now)
             raise
         writer.flush()
+        if planner.done:  # the inputs were listed to their end: what was not seen is not there
+            settle_missing(catalog, coverage, planner.seen, was_missing, report, prune=prune)
         report.seconds = time.monotonic() - t0
         tick(force=True)
     report.seconds = time.monotonic() - t0
     return report
+
+
+def _flagged_missing(catalog: "Catalog") -> dict[str, str]:
+    """origin -> _id of every sample flagged ``missing`` now (few, usually)."""
+    rows = catalog.sql("SELECT origin, _id FROM samples WHERE origin IS NOT NULL AND list_contains(issues, ?)",
+                       [MISSING])
+    return {r[0]: r[1] for r in rows}
+
+
+def settle_missing(catalog: "Catalog", coverage: InputCoverage, seen: set[str], was_missing: dict[str, str],
+                   report: IngestReport, *, prune: bool = False) -> None:
+    """After a complete listing of the inputs: flag ``missing`` (or, with ``prune``, delete with their
+    boxes and vectors) the samples the inputs cover whose file is gone, and clear the flag of those
+    listed again (``seen``). A covered file that still exists but was not listed (now excluded,
+    unreadable) is left alone: only a file that no longer exists is missing."""
+    back = [sid for origin, sid in was_missing.items() if origin in seen]
+    if back:  # a changed file was re-profiled (its issues rewritten); an unchanged one keeps its flag until here
+        catalog.update(None, {"$pull": {"issues": MISSING}}, ids=back)
+        report.restored = len(back)
+    rows = catalog.sql("SELECT _id, origin, source, coalesce(list_contains(issues, ?), false) FROM samples "
+                       "WHERE origin IN (SELECT unnest(?::VARCHAR[])) "
+                       "OR len(list_filter(?::VARCHAR[], lambda p: starts_with(origin, p))) > 0",
+                       [MISSING, sorted(coverage.files), coverage.prefixes()])
+    gone = [(sid, flagged) for sid, origin, source, flagged in rows
+            if origin not in seen and coverage.covers(origin, source) and coverage.gone(origin, source)]
+    report.missing = len(gone)
+    if prune:
+        if gone:  # the catalog's delete takes the boxes and vectors along
+            report.pruned = catalog.delete(ids=[sid for sid, _ in gone])
+        return
+    unflagged = [sid for sid, flagged in gone if not flagged]  # (an update of many samples is not free)
+    if unflagged:
+        catalog.update(None, {"$addToSet": {"issues": MISSING}}, ids=unflagged)
 
 
 def _remove_partial_copies(media_dir: str) -> None:

@@ -5,7 +5,8 @@
 ...     report = label(cat)                       # detector, classifier/embedder, faces, poses
 ...     print(report.processed, report.images_per_s, report.model_seconds)
 
-For each sample (``corrupt`` ones are skipped and left alone) whose labels were not made by the current
+For each sample (``corrupt`` and ``missing`` ones are skipped and left alone; a file gone since ingest is
+flagged ``missing``, not failed) whose labels were not made by the current
 model versions, a worker process decodes the upright RGB image (EXIF orientation applied; longest side
 capped at ``max_side``, default 1024, for speed; boxes are reported in pixels of the *original* upright
 image) and runs what that sample still needs:
@@ -62,6 +63,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import ViscurateError
+from ..usable import MISSING, usable
 from .pool import ItemError, ProcessPool, cpu_count
 
 if TYPE_CHECKING:
@@ -105,6 +107,8 @@ class LabelReport:
     - ``failed``: samples written with a ``label_error`` (unreadable file, a model raised, a crash);
     - ``up_to_date``: samples skipped because the current models had labelled them already;
     - ``corrupt``: samples skipped because ingest flagged them ``corrupt``;
+    - ``missing``: samples skipped because their file is gone: flagged ``missing`` by ingest, or found
+      gone by this run (which flags them ``missing``); never counted as ``failed``;
     - ``objects`` / ``faces`` / ``poses``: what was found; ``image_vectors`` / ``box_vectors``: vectors stored;
     - ``refined``: boxes whose LQE the neighbour pass changed;
     - ``model_seconds``: seconds spent in each model (summed over workers), plus ``decode``;
@@ -115,6 +119,7 @@ class LabelReport:
     failed: int = 0
     up_to_date: int = 0
     corrupt: int = 0
+    missing: int = 0
     objects: int = 0
     faces: int = 0
     poses: int = 0
@@ -137,7 +142,8 @@ class LabelReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"processed": self.processed, "failed": self.failed, "up_to_date": self.up_to_date,
-                "corrupt": self.corrupt, "objects": self.objects, "faces": self.faces, "poses": self.poses,
+                "corrupt": self.corrupt, "missing": self.missing, "objects": self.objects, "faces": self.faces,
+                "poses": self.poses,
                 "image_vectors": self.image_vectors, "box_vectors": self.box_vectors, "refined": self.refined,
                 "seconds": round(self.seconds, 3), "refine_seconds": round(self.refine_seconds, 3),
                 "images_per_s": round(self.images_per_s, 2),
@@ -278,25 +284,12 @@ def _quiet_stderr(enabled: bool) -> Iterator[Callable[[], str]]:
     if not enabled:
         yield lambda: ""
         return
-    import tempfile
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-
+    from .stderr_capture import captured_stderr
+    with captured_stderr() as text:
         def said() -> str:
-            try:
-                sys.stderr.flush()
-                tmp.seek(0)
-                lines = tmp.read().decode("utf-8", "replace").splitlines()
-            except (OSError, ValueError):
-                return ""
+            lines = text().splitlines()
             return " ".join(ln.strip() for ln in lines if ln.strip() and not ln.startswith("INFO:"))[-500:]
-        try:
-            yield said
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+        yield said
 
 
 def _r(v: float, nd: int = 1) -> float:
@@ -314,7 +307,8 @@ def _decode(path: str, max_side: int) -> tuple[np.ndarray, int, int]:
         if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
             raise ValueError(f"the file is larger than {MAX_FILE_BYTES // 2**20} MiB")
         data = f.read()
-    dec = decode_image(data, side=max_side)
+    with _quiet_stderr(_state.get("own_process", False)):  # libtiff's warnings: ingest recorded them already
+        dec = decode_image(data, side=max_side)
     if dec.small is None or not dec.width or not dec.height:
         raise ValueError(dec.error or "the image could not be decoded")
     small = dec.small if dec.small.mode == "RGB" else dec.small.convert("RGB")
@@ -412,6 +406,9 @@ def _label_sample(sid: str, path: str | None, tasks: frozenset, stored: dict) ->
     t0 = time.perf_counter()
     try:
         img, width, height = _decode(path, _state["max_side"])
+    except (FileNotFoundError, NotADirectoryError) as e:  # gone since ingest: skipped, not failed
+        out["missing"] = f"{type(e).__name__}: {e}"
+        return out
     except Exception as e:  # noqa: BLE001 - unreadable or undecodable file: flag it, go on
         out["error"] = f"decode_error: {type(e).__name__}: {e}"
         return out
@@ -569,8 +566,7 @@ def lqe_version() -> str:
 
 
 def _base_query(query: dict | None) -> dict:
-    not_corrupt = {"issues": {"$ne": "corrupt"}}
-    return {"$and": [query, not_corrupt]} if query else not_corrupt
+    return usable(query)
 
 
 def _ids_with_image_vector(cat: "Catalog", model: str) -> set[str]:
@@ -594,7 +590,9 @@ def plan(cat: "Catalog", sel: Selection, query: dict | None = None, force: bool 
     base = _base_query(query)
     ids = cat.ids(base)
     if report is not None:
-        report.corrupt = cat.count(query or {}) - len(ids)
+        flagged = {"issues": MISSING}
+        report.missing = cat.count({"$and": [query, flagged]} if query else flagged)
+        report.corrupt = cat.count(query or {}) - len(ids) - report.missing
     if force:
         tasks = frozenset(sel.roles) | ({"crops"} if sel.crops else set())
         return [(i, tasks) for i in ids]
@@ -667,6 +665,7 @@ class _Writer:
         self.report = report
         self.batch_size = max(1, int(batch_size))
         self.pending: list[dict] = []
+        self.vanished = 0  # samples whose file was gone when a worker looked
         self.detector_ran = False
         self.lqe_version = lqe_version() if "detector" in sel.roles else None
 
@@ -679,14 +678,22 @@ class _Writer:
         results, self.pending = self.pending, []
         if not results:
             return
+        with self.cat.hold():  # readers waiting get in after the batch's documents and its vectors, not between
+            self._write(results)
+
+    def _write(self, results: list[dict]) -> None:
         cat, sel, r = self.cat, self.sel, self.report
         ids = [res["id"] for res in results]
         current = {d["_id"]: d for d in cat.find({"_id": {"$in": ids}}, page_size=len(ids))["results"]}
         docs = []
         vectors: dict[tuple[str, str | None], list[tuple[str, int | None, np.ndarray]]] = {}
+        gone: list[str] = []
         for res in results:
             old = current.get(res["id"])
             if old is None:
+                continue
+            if res.get("missing"):
+                gone.append(res["id"])
                 continue
             doc = {"_id": res["id"]}
             doc.update({k: old[k] for k in LABEL_KEYS if k in old})
@@ -731,6 +738,10 @@ class _Writer:
                         vectors.setdefault((ekey, fld), []).append((res["id"], idx, v))
                     r.box_vectors += len(vecs)
             docs.append(doc)
+        if gone:  # the file vanished since ingest: say so on the sample, as ingest would
+            r.missing += len(gone)
+            self.vanished += len(gone)
+            cat.update(None, {"$addToSet": {"issues": MISSING}}, ids=gone)
         if not docs:
             return
         # the merge keeps every vector whose boxes it leaves where they were (and the image vectors); the
@@ -929,7 +940,7 @@ def run_stage(cat: "Catalog", sel: Selection, *, batch_size: int = DEFAULT_BATCH
                 writer.add(result)
                 if on_batch is not None and not writer.pending:
                     on_batch(report)
-            bar.update(report.processed + len(writer.pending), report.failed)
+            bar.update(report.processed + writer.vanished + len(writer.pending), report.failed)
 
     if todo:
         with _Progress(progress, len(todo), description) as bar:
@@ -952,7 +963,7 @@ def run_stage(cat: "Catalog", sel: Selection, *, batch_size: int = DEFAULT_BATCH
                 writer.flush()  # keep what the models already computed
                 raise
             writer.flush()
-            bar.update(report.processed, report.failed, force=True)
+            bar.update(report.processed + writer.vanished, report.failed, force=True)
     if neighbours and sel.crops and (writer.detector_ran or report.box_vectors or force):
         t1 = time.monotonic()
         report.refined = refine(cat, sel.key("embedder"), k=neighbours)

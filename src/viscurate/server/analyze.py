@@ -1,7 +1,7 @@
 """Cortex's "analyze this image": bytes from a URL or an upload become a profiled, labeled sample document.
 
 The bytes are kept content-addressed under ``<workspace>/server/media/`` (so the same image sent twice is
-one file), ingested into a dataset (the caller's, or a scratch one whose sample is removed again) and
+one file), ingested into a dataset (the caller's, or a scratch one deleted again right after) and
 labeled in this process (the models stay loaded between calls), with the same pipeline as
 ``viscurate ingest`` and ``viscurate label``: the answer is exactly what the catalog would hold.
 """
@@ -14,7 +14,8 @@ from typing import Any
 
 from ..errors import ViscurateError
 
-__all__ = ["analyze_bytes", "image_pixels", "SCRATCH_DATASET", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_PIXELS"]
+__all__ = ["analyze_bytes", "image_pixels", "original_name", "remove_scratch", "SCRATCH_DATASET", "DEFAULT_MAX_UPLOAD_BYTES",
+           "DEFAULT_MAX_PIXELS"]
 
 SCRATCH_DATASET = "analyze-scratch"
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 2**20
@@ -54,10 +55,38 @@ def image_pixels(data: bytes) -> int | None:
         return None
 
 
+def remove_scratch(home: str | os.PathLike | None) -> bool:
+    """Delete the scratch dataset (left behind only by a crash mid-analysis); True when there was one.
+
+    The web app and ``GET /v1/datasets`` never show it either way."""
+    from ..dataset import Dataset
+
+    if not Dataset.exists(SCRATCH_DATASET, home):
+        return False
+    Dataset.open(SCRATCH_DATASET, home).delete()
+    return True
+
+
+def original_name(filename: str | None) -> str | None:
+    r"""An uploaded file's name as the client gave it, kept as ``metadata.original_filename``: its last
+    path part only (a client's folders are not ours to record), printable, 255 characters at most.
+
+    >>> original_name(r"C:\Users\me\cat.png"), original_name("../../etc/passwd"), original_name("")
+    ('cat.png', 'passwd', None)
+    """
+    if not filename:
+        return None
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable()).strip()[:255]
+    return name if name not in ("", ".", "..") else None
+
+
 def analyze_bytes(data: bytes, home: str | os.PathLike | None, *, dataset: str | None = None,
-                  url: str | None = None) -> dict:
+                  url: str | None = None, filename: str | None = None) -> dict:
     """The sample document of ``data`` after ingest and label. ``dataset``: keep it there (created if
-    missing); else it is analyzed in :data:`SCRATCH_DATASET` and removed from it afterwards."""
+    missing), else it is analyzed in :data:`SCRATCH_DATASET`, which is deleted again afterwards;
+    ``filename``: an upload's original name, kept (sanitized, :func:`original_name`) as
+    ``metadata.original_filename``."""
     from ..dataset import Dataset
     from ..store.workspace import Workspace
 
@@ -78,12 +107,20 @@ def analyze_bytes(data: bytes, home: str | os.PathLike | None, *, dataset: str |
         if not ids:
             raise ViscurateError("the image could not be added")
         sid = ids[0]
+        known: dict[str, Any] = {}  # what the bytes alone do not say: where they came from
         if url is not None:
-            ds.set_field(sid, "url", url)
-        ds.label(query={"_id": sid}, workers=0, progress=False, neighbours=None)
-        doc: dict[str, Any] = ds.get(sid)
-        if dataset is None:
-            ds.delete_samples(sid)
+            known["url"] = url
+        name = original_name(filename)
+        if name is not None:
+            known["metadata.original_filename"] = name
+        if known:
+            ds.update(sid, {"$set": known})
+        try:
+            ds.label(query={"_id": sid}, workers=0, progress=False, neighbours=None)
+            doc: dict[str, Any] = ds.get(sid)
+        finally:
+            if dataset is None:  # the whole scratch dataset goes, so nobody ever opens an empty one
+                ds.delete()
     if dataset is None:
         doc.pop("filepath", None)  # a scratch file's path means nothing to a client
     return doc

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ViscurateError
-from .analyze import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
+from .analyze import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, SCRATCH_DATASET
 
 __all__ = ["create_app", "request_threads", "PAGE_SIZE", "MAX_THUMBNAIL_SIDE", "API_KEY_HEADER", "USER_HEADER"]
 
@@ -94,6 +94,8 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     jobs = JobQueue()
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> Any:
+        from .analyze import remove_scratch
+        remove_scratch(home)  # left behind by a crash mid-analysis
         if request_threads is not None:  # the limiter belongs to the running event loop
             import anyio.to_thread
             anyio.to_thread.current_default_thread_limiter().total_tokens = request_threads
@@ -109,7 +111,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
 
     def dataset(name: str) -> Dataset:
         try:
-            known = Dataset.exists(name, home)
+            known = Dataset.exists(name, home) and name != SCRATCH_DATASET  # scratch: analyze's, briefly
         except ViscurateError:  # not even a valid name
             known = False
         if not known:
@@ -147,6 +149,21 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
 
     app.add_middleware(Identify)
 
+    class UploadsToAnalyze:
+        """``POST /v1/analyze`` with a multipart body is an upload (Cortex's "analyze this image" took a
+        URL or an image on one route): it is served by ``/v1/analyze/upload``, limits and all."""
+
+        def __init__(self, inner: Any):
+            self.inner = inner
+
+        async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+            if (scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/v1/analyze"
+                    and Headers(scope=scope).get("content-type", "").lower().startswith("multipart/form-data")):
+                scope = dict(scope, path="/v1/analyze/upload", raw_path=b"/v1/analyze/upload")
+            await self.inner(scope, receive, send)
+
+    app.add_middleware(UploadsToAnalyze)
+
     def json_error(status: int) -> Any:
         async def handler(_: Request, e: Exception) -> JSONResponse:
             return JSONResponse({"error": str(e)}, status_code=status)
@@ -177,6 +194,8 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
         dataset: str | None = Field(None, description="keep the sample in this dataset (created if missing)")
 
     def target(name: str | None) -> str | None:
+        if name == SCRATCH_DATASET:
+            raise ViscurateError(f"{SCRATCH_DATASET!r} is the server's own scratch dataset: name another")
         return None if name is None else validate_name(name)
 
     def within_pixels(data: bytes) -> bytes:
@@ -186,10 +205,17 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
             raise TooLarge(f"the image declares {pixels:,} pixels, over this server's limit of {max_pixels:,}")
         return data
 
-    @app.post("/v1/analyze")
+    upload_form = {"type": "object", "properties": {
+        "file": {"type": "string", "format": "binary", "description": "the image (or as field 'image')"},
+        "image": {"type": "string", "format": "binary"},
+        "dataset": {"type": "string", "description": "keep the sample in this dataset (created if missing)"}}}
+
+    @app.post("/v1/analyze", openapi_extra={"requestBody": {"content": {
+        "multipart/form-data": {"schema": upload_form}}}})
     def analyze_url(body: Analyze = Body(...)) -> dict:
         """Cortex's analyze: download the image at ``url`` (public addresses only), profile and label it,
-        and return its sample document (kept in ``dataset`` when one is named)."""
+        and return its sample document (kept in ``dataset`` when one is named). A multipart upload (field
+        ``file`` or ``image``) is analyzed as by ``/v1/analyze/upload``."""
         from .analyze import analyze_bytes
         from .netguard import fetch
 
@@ -197,9 +223,15 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
         return analyze_bytes(within_pixels(fetched.data), home, dataset=target(body.dataset), url=body.url)
 
     @app.post("/v1/analyze/upload")
-    def analyze_upload(request: Request, file: UploadFile = File(...), dataset: str | None = Form(None)) -> dict:
-        """The same for an uploaded image (multipart field ``file``)."""
+    def analyze_upload(request: Request, file: UploadFile | None = File(None), image: UploadFile | None = File(None),
+                       dataset: str | None = Form(None)) -> dict:
+        """The same for an uploaded image (multipart field ``file`` or ``image``); its file name is kept as
+        ``metadata.original_filename``."""
         from .analyze import analyze_bytes
+
+        file = file or image
+        if file is None:
+            raise ViscurateError("send the image as the multipart field 'file' (or 'image')")
 
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_upload_bytes + 64 * 1024:
@@ -207,12 +239,15 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
         data = file.file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise TooLarge(f"the upload is more than {max_upload_bytes} bytes")
-        return analyze_bytes(within_pixels(data), home, dataset=target(dataset))
+        return analyze_bytes(within_pixels(data), home, dataset=target(dataset), filename=file.filename)
 
     @app.get("/v1/datasets")
     def list_datasets() -> dict:
-        names = Dataset.list(home)
-        return {"datasets": names, "length": len(names)}
+        """The datasets (not the analyze scratch one) and ``recent``: the one written last, which the web
+        app opens on."""
+        from .web import most_recent
+        names = [n for n in Dataset.list(home) if n != SCRATCH_DATASET]
+        return {"datasets": names, "length": len(names), "recent": most_recent(home, names)}
 
     @app.get("/v1/datasets/{name}")
     def dataset_info(name: str) -> dict:
@@ -224,7 +259,10 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     def search(name: str, body: Search = Body(...)) -> dict:
         """Cortex's search: a MongoDB query ``q`` and a ``page`` of 25; ``length`` is the total count."""
         found = dataset(name).find(body.q, page=body.page, page_size=PAGE_SIZE, sort=body.sort)
-        return {"length": found["length"], "page": body.page, "page_size": PAGE_SIZE, "results": found["results"]}
+        out = {"length": found["length"], "page": body.page, "page_size": PAGE_SIZE, "results": found["results"]}
+        if found.get("warnings"):  # fields no sample has ("isues": did you mean "issues"?)
+            out["warnings"] = found["warnings"]
+        return out
 
     @app.get("/v1/datasets/{name}/samples/{sample_id}")
     def get_sample(name: str, sample_id: str) -> dict:

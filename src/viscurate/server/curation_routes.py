@@ -19,7 +19,7 @@ def register(app: Any, dataset: Callable[[str], Any], sample: Callable[[str, str
     from fastapi import Body, Query, Request
     from pydantic import BaseModel, Field
 
-    from ..curate.edits import ACTIONS, BOX_FIELDS
+    from ..curate.edits import ACTIONS, AUTO_LABEL_FIELDS, BOX_FIELDS
     from ..curate.review import REVIEW_KINDS
 
     def who(request: Request) -> str:
@@ -143,6 +143,35 @@ def register(app: Any, dataset: Callable[[str], Any], sample: Callable[[str, str
         who and when. 409 when the box changed since the editor looked. Returns the sample after the edit."""
         sample(name, sample_id)
         return dataset(name).edit(sample_id, body.model_dump(exclude_none=True), by=who(request))
+
+    class LabelReview(BaseModel):
+        name: str | None = Field(None, min_length=1, max_length=128, description="the right class (relabel)")
+        bbox: list[float] | None = Field(None, min_length=4, max_length=4, description="the right [x, y, w, h] (move)")
+        expect: dict[str, Any] | None = Field(None, description="what the reviewer saw in that box, e.g. {\"name\": \"cat\"}")
+
+    @app.post("/v1/datasets/{name}/samples/{sample_id}/labels/{field}/{index}/{verdict}")
+    def review_label(name: str, sample_id: str, field: Literal[AUTO_LABEL_FIELDS],  # type: ignore[valid-type]
+                     index: int, verdict: Literal["accept", "reject", "relabel", "move"], request: Request,
+                     body: LabelReview | None = Body(None)) -> dict:
+        """Review a model's box: ``accept`` copies it into ``ground_truth.detections``, ``relabel`` (with
+        ``name``) and ``move`` (with ``bbox``) copy it corrected, ``reject`` refuses it. The model's box
+        stays, marked with ``review`` (accepted, relabeled, moved, corrected, rejected); recorded in the
+        audit trail. 409 when the box changed since the reviewer looked or was already reviewed."""
+        if not 0 <= index <= 100_000:
+            raise ViscurateError("index must be between 0 and 100000")
+        given = body or LabelReview()
+        if verdict == "relabel" and given.name is None:
+            raise ViscurateError("relabel needs the new class: {\"name\": \"...\"}")
+        if verdict == "move" and given.bbox is None:
+            raise ViscurateError("move needs the new box: {\"bbox\": [x, y, w, h]}")
+        edit: dict[str, Any] = {"action": "reject_label" if verdict == "reject" else "accept_label",
+                                "field": field, "index": index}
+        if verdict != "reject":
+            edit.update({k: v for k, v in (("name", given.name), ("bbox", given.bbox)) if v is not None})
+        if given.expect is not None:
+            edit["expect"] = given.expect
+        sample(name, sample_id)
+        return dataset(name).edit(sample_id, edit, by=who(request))
 
     @app.get("/v1/datasets/{name}/edits")
     def edits(name: str, sample_id: str | None = None, page: int = Query(1, ge=1, le=1_000_000)) -> dict:

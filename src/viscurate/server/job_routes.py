@@ -31,8 +31,9 @@ def register(app: Any, dataset: Callable[[str], Any], exports: Path) -> None:
         q: dict[str, Any] | None = Field(None, description="limit the work to the samples matching this query")
         model: str | None = Field(None, max_length=200, description="label: roles/models; embed, analyze, map: the embedder")
         format: Literal["jsonl", "coco"] = Field("jsonl", description="export: the file format")
-        field: Literal["ground_truth.detections", "object_analysis", "predictions"] = Field(
-            "ground_truth.detections", description="export as coco: the boxes to write")
+        field: Literal["ground_truth.detections", "object_analysis", "predictions"] | None = Field(
+            None, description="export as coco: the boxes to write (default: the ground truth if a sample has "
+                              "some, else object_analysis)")
 
     def job_or_404(job_id: str) -> Any:
         try:

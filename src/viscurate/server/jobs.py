@@ -2,7 +2,8 @@
 
 A job is one library call (label, embed, analyze, map, export) on one dataset. Jobs run one at a time
 in a worker thread, in order, because each holds its dataset's write lock and the models share the
-machine's cores; a request only queues one and gets its id back at once.
+machine's cores; a request only queues one and gets its id back at once. Requests that read the
+dataset meanwhile are let in between the job's batches (see ``Catalog``; docs/decisions.md #22).
 
 >>> jobs = JobQueue()
 >>> job = jobs.submit("demo", "photos", lambda progress: {"answer": 42})

@@ -58,8 +58,7 @@ class KeyStore:
 
     def _write(self, keys: dict[str, dict]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.path, json.dumps(keys, indent=1, sort_keys=True).encode())
-        os.chmod(self.path, 0o600)
+        write_atomic(self.path, json.dumps(keys, indent=1, sort_keys=True).encode(), mode=0o600)
 
     def create(self, name: str) -> str:
         """A new key named ``name`` (shown once: only its digest is kept)."""

@@ -145,6 +145,35 @@ def _iter_zip(arc: str, flt: PathFilter, warn: Warn) -> Iterator[ArchiveMember]:
             yield ArchiveMember(ref, lambda info=info: zf.open(info))
 
 
+def archive_member_names(path: str | os.PathLike, kind: ArchiveKind | None = None) -> set[str] | None:
+    """The names of every regular-file member, whatever the filters (as they appear in origins), or
+    ``None`` when the archive cannot be read to its end: then nobody knows what it holds.
+
+    Used to tell a member that left its archive from one the filters now skip. A zip's names come from
+    its central directory; a tar (compressed or not) is read through once."""
+    arc = os.path.abspath(os.fspath(path))
+    kind = kind or archive_kind(arc)
+    names: set[str] = set()
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(arc) as zf:
+                for info in zf.infolist():
+                    ftype = stat.S_IFMT(info.external_attr >> 16)
+                    if not info.is_dir() and (not ftype or ftype == stat.S_IFREG):
+                        names.add(_normalize(info.filename, True))
+        elif kind == "tar":
+            with tarfile.open(arc, mode="r|*", errors="replace") as tf:
+                for m in tf:
+                    if m.isreg():
+                        names.add(_normalize(m.name, False))
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - damaged, truncated, gone: what it holds is unknown
+        return None
+    names.discard("")
+    return names
+
+
 def _iter_tar(arc: str, flt: PathFilter, warn: Warn) -> Iterator[ArchiveMember]:
     try:
         tf = tarfile.open(arc, mode="r|*", errors="replace")

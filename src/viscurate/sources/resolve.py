@@ -8,6 +8,8 @@ viscurate.errors.ViscurateError: input not found: /no/such/path
 from __future__ import annotations
 
 import os
+import tarfile
+import zipfile
 from typing import Iterable, Iterator
 
 from ..errors import ViscurateError
@@ -35,7 +37,18 @@ def input_kind(path: str | os.PathLike) -> str:
     return archive_kind(p) or "file"
 
 
-def _check_inputs(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> list[str]:
+def check_inputs(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> list[str]:
+    """The absolute paths of the inputs, each checked: it exists, it can be read, it is a folder or a
+    regular file, and an archive named by its ending opens. Raises
+    :class:`~viscurate.errors.ViscurateError` naming the first bad one; reads no media.
+
+    Commands that create or change a dataset call it first, so a wrong input writes nothing.
+
+    >>> check_inputs(["/no/such/folder"])
+    Traceback (most recent call last):
+    ...
+    viscurate.errors.ViscurateError: input not found: /no/such/folder
+    """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     out = []
@@ -44,12 +57,30 @@ def _check_inputs(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> lis
         if not os.path.exists(s):
             why = "broken symlink" if os.path.lexists(s) else "input not found"
             raise ViscurateError(f"{why}: {os.fspath(p)}")
-        if not os.access(s, os.R_OK):
+        if not os.access(s, os.R_OK) or (os.path.isdir(s) and not os.access(s, os.X_OK)):
             raise ViscurateError(f"input not readable (permission denied): {os.fspath(p)}")
+        if not (os.path.isdir(s) or os.path.isfile(s)):  # a FIFO or a device would block or never end
+            raise ViscurateError(f"input is not a folder or a regular file: {os.fspath(p)}")
+        _check_archive(s, os.fspath(p))
         out.append(s)
     if not out:
         raise ViscurateError("no input given: name at least one folder, archive, path list or file")
     return out
+
+
+def _check_archive(path: str, shown: str) -> None:
+    """An input named like an archive must open as one (its first header, nothing more)."""
+    kind = archive_kind(path, sniff=False)
+    if kind is None or os.path.isdir(path):
+        return
+    try:
+        if kind == "zip":
+            zipfile.ZipFile(path).close()
+        else:
+            with tarfile.open(path, mode="r|*") as tf:
+                next(iter(tf), None)
+    except Exception as e:  # noqa: BLE001 - whatever the reason, it is not an archive we can read
+        raise ViscurateError(f"input is not a readable {kind} archive: {shown} ({type(e).__name__}: {e})") from None
 
 
 def _entries_for(path: str, include, exclude, warn: Warn, from_list: bool = False) -> Iterator[Entry]:
@@ -80,7 +111,7 @@ def resolve_entries(paths: Iterable[str | os.PathLike] | str | os.PathLike, incl
     """Like :func:`resolve_inputs`, with each archive member's reader (``None`` for files).
 
     Checks every input path first, so a missing one raises before any work starts."""
-    checked = _check_inputs(paths)
+    checked = check_inputs(paths)
     warn = on_warning or _default_warn
 
     def gen() -> Iterator[Entry]:

@@ -13,6 +13,10 @@ Layout:
 
 Every write is one transaction: a run that dies leaves the catalog as it was before its last batch.
 
+A writable catalog holds the dataset for as long as it is open, but lets waiting readers in between two
+of its calls (a long job's batches): it closes its connection and unlocks, and reopens when it is next
+used (docs/decisions.md #22). ``with cat.hold():`` keeps readers out across several calls.
+
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> with Catalog(d, "demo", write=True) as cat:
@@ -22,12 +26,16 @@ Every write is one transaction: a run that dies leaves the catalog as it was bef
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import threading
+import time
 import uuid
-from contextlib import contextmanager
+import weakref
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Literal, Sequence
 
 import duckdb
 import orjson
@@ -35,10 +43,11 @@ import pyarrow as pa
 
 from ..errors import DatasetExists, QueryError, SchemaVersionError, ViscurateError
 from . import documents, schema
-from .lock import DatasetLock
+from .lock import DatasetLock, readers_waiting
 from .read_cache import ReadCache
 from .query import bson_order
 from .query.compiler import Ctx, bind, compile_query, compile_sort
+from .query.known_fields import KnownPaths, declared_paths, json_paths, query_paths, query_warnings
 from .query.projection import project
 from .schema import SCHEMA_VERSION, FieldSpec
 
@@ -47,9 +56,24 @@ CATALOG_FILE = "catalog.duckdb"
 # superset: a column emptied later stays listed). A reader fetches only those: each column of a point
 # lookup costs the same, and a catalog fills a few dozen of its ~100 declared ones.
 FILLED_COLUMNS = {"samples": "filled_columns", "objects": "filled_object_columns"}
+# meta: the dotted paths of the free-form JSON (samples' extra, boxes' attrs prefixed by their list) that
+# some row holds, kept by every insert like the filled columns: a query's unknown fields are warned about
+# (query.known_fields) without reading any document.
+FREE_PATHS = "free_paths"
 SCHEMA_STAMP = ".schema-stamp"  # signature of the declared fields the catalog has columns for
 DEFAULT_PAGE_SIZE = 25
 WriteMode = Literal["error", "skip", "replace", "merge"]
+
+log = logging.getLogger("viscurate.catalog")
+
+#: A writable catalog looks this often (seconds) whether readers wait, and lets them in when it is idle.
+READER_CHECK = 0.02
+#: ... but not in its first moments: a short write (a tag, an edit) finishes first.
+LET_IN_AFTER = 0.25
+#: After letting readers in, a writer waits at most this long for the ones waiting then to get in.
+LET_IN_WAIT = 1.0
+#: How long a writer that let readers in waits to get the dataset back (a long read may be in progress).
+RELOCK_TIMEOUT = 600.0
 
 _ARROW = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_()}
 
@@ -117,7 +141,13 @@ def new_id() -> str:
 
 
 class Catalog:
-    """An open catalog. Use as a context manager; ``write=True`` takes the dataset's write lock."""
+    """An open catalog. Use as a context manager; ``write=True`` takes the dataset's write lock.
+
+    A writable catalog lets readers that wait for the dataset in between its calls (after
+    :data:`LET_IN_AFTER` seconds open): it closes its DuckDB connection and unlocks, and its next call
+    takes the dataset back. Other writers stay out throughout (the ``.write-session`` lock).
+    ``relock_guard``: a context manager factory wrapped around taking it back (the ``Dataset`` holds
+    its own threads' reads back meanwhile)."""
 
     def __init__(self, directory: str | os.PathLike, name: str = "", *, write: bool = False,
                  timeout: float | None = None, threads: int | None = None):
@@ -128,9 +158,22 @@ class Catalog:
         self.fields: dict[str, FieldSpec] = schema.FIELDS
         self.object_attrs: dict[str, FieldSpec] = schema.OBJECT_ATTRS
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock = DatasetLock(self.directory, self.name, exclusive=write,
-                                 timeout=lock_timeout() if timeout is None else timeout)
-        self._lock.acquire()
+        self._timeout = lock_timeout() if timeout is None else timeout
+        self._threads = threads
+        self._paused = False  # a writer that let readers in: its next call takes the dataset back
+        self.pauses = 0  # how often it did
+        self.relock_guard: Callable[[], ContextManager] | None = None
+        self._watcher: threading.Thread | None = None
+        self._stop_watching = threading.Event()
+        self._session = DatasetLock(self.directory, self.name, exclusive=True, timeout=self._timeout,
+                                    session=True).acquire() if write else None
+        self._lock = DatasetLock(self.directory, self.name, exclusive=write, timeout=self._timeout)
+        try:
+            self._lock.acquire()
+        except BaseException:
+            if self._session is not None:
+                self._session.release()
+            raise
         # A writable catalog is one cursor, its calls serialized by a mutex. A read-only one cannot
         # change while it is open (DuckDB opened it read-only and our shared lock keeps writers out),
         # so each thread gets a cursor of its own and reads of several threads run at once (a server's
@@ -139,17 +182,32 @@ class Catalog:
         self._local = threading.local()
         self._cache = None if write else ReadCache()  # counts, documents and match lists of a reader
         self._selects: dict[str, str] = {}  # a reader's select lists of document reads (_filled_select)
+        self._known: KnownPaths | None = None  # known_paths(), until this catalog's next write
+        self._mutex = threading.RLock() if write else _NO_LOCK
         try:
             self.con = self._connect(write, threads)
         except BaseException:
             self._lock.release()
+            if self._session is not None:
+                self._session.release()
             raise
-        self._mutex = threading.RLock() if write else _NO_LOCK
+        if write:
+            self._let_in_after = time.monotonic() + LET_IN_AFTER
+            self._watcher = threading.Thread(target=_watch_readers, args=(weakref.ref(self), self._stop_watching),
+                                             name=f"viscurate-let-readers-in-{self.name}", daemon=True)
+            self._watcher.start()
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection | None:
-        """The DuckDB cursor of the calling thread (read-only catalogs) or of the catalog."""
-        if self.write_mode or self._con is None:
+        """The DuckDB cursor of the calling thread (read-only catalogs) or of the catalog (a writer that
+        let readers in takes the dataset back here; its callers hold ``_mutex``)."""
+        if self.write_mode:
+            if self._con is None and self._paused:
+                with self._mutex:
+                    if self._con is None and self._paused:
+                        self._resume()
+            return self._con
+        if self._con is None:
             return self._con
         cur = getattr(self._local, "cursor", None)
         if cur is None:
@@ -185,7 +243,8 @@ class Catalog:
 
     # ---- connection -------------------------------------------------------------------------
 
-    def _connect(self, write: bool, threads: int | None) -> duckdb.DuckDBPyConnection:
+    def _connect(self, write: bool, threads: int | None, resume: bool = False) -> duckdb.DuckDBPyConnection:
+        """Open the DuckDB file (``resume``: a writer taking the dataset back, whose schema is in place)."""
         fresh = not self.path.exists()
         if not write and fresh:
             # nothing written yet: create the empty schema once, then read it
@@ -216,11 +275,13 @@ class Catalog:
             self._lock.acquire()
         def setup(root: duckdb.DuckDBPyConnection) -> None:
             root.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
-            if write:
+            if write and not resume:
                 self._create_schema(root)
             self._register_functions(root)
 
         con = _SharedDatabase.cursor(self.path, not write, setup)
+        if resume:
+            return con
         try:
             self._check_version(con)
         except BaseException:
@@ -314,18 +375,78 @@ class Catalog:
         con.create_function("vc_sort_key", bson_order.sort_key_from_json, ["VARCHAR", "VARCHAR", "BOOLEAN"],
                             "BLOB", null_handling="special", side_effects=False)
 
-    def close(self) -> None:
-        con, self._con = getattr(self, "_con", None), None
-        if con is not None:
+    # ---- letting readers in (writable catalogs) ----------------------------------------------
+
+    @contextmanager
+    def hold(self) -> Iterator["Catalog"]:
+        """Keep waiting readers out across the calls in the block: they see all of its writes or none
+        (a batch of documents and its vectors)."""
+        with self._mutex:
+            yield self
+
+    def _let_readers_in(self) -> bool:
+        """Called by the watcher thread: when readers wait and no call is in progress, close and
+        unlock (the next call takes the dataset back). True when it did."""
+        if self._con is None or time.monotonic() < self._let_in_after or not readers_waiting(self.directory):
+            return False
+        if not self._mutex.acquire(blocking=False):
+            return False  # a call (or a held block) is in progress: readers get in after it
+        try:
+            if self._con is None:
+                return False
+            con, self._con = self._con, None
+            self._paused = True
+            self.pauses += 1
             try:
-                with _SharedDatabase._lock:
-                    extra = [c for c in self._thread_cursors.values() if c is not con]
-                    self._thread_cursors.clear()
-                for cur in extra:
-                    cur.close()
                 _SharedDatabase.release(self.path, con)
             finally:
                 self._lock.release()
+            return True
+        finally:
+            self._mutex.release()
+
+    def _resume(self) -> None:
+        """Take the dataset back after letting readers in: first let the readers that wait now get in
+        (for at most :data:`LET_IN_WAIT`), then lock, announcing it (readers that come later wait for
+        this writer), and reconnect."""
+        deadline = time.monotonic() + LET_IN_WAIT
+        while readers_waiting(self.directory) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self._lock.timeout = max(self._timeout, RELOCK_TIMEOUT)
+        with (self.relock_guard() if self.relock_guard is not None else nullcontext()):
+            self._lock.acquire()
+        try:
+            self._con = self._connect(True, self._threads, resume=True)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._paused = False
+
+    def close(self) -> None:
+        stop = getattr(self, "_stop_watching", None)
+        if stop is not None:
+            stop.set()
+        watcher = getattr(self, "_watcher", None)
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join()
+        with getattr(self, "_mutex", _NO_LOCK):
+            self._paused = False
+            con, self._con = getattr(self, "_con", None), None
+            try:
+                if con is not None:
+                    try:
+                        with _SharedDatabase._lock:
+                            extra = [c for c in self._thread_cursors.values() if c is not con]
+                            self._thread_cursors.clear()
+                        for cur in extra:
+                            cur.close()
+                        _SharedDatabase.release(self.path, con)
+                    finally:
+                        self._lock.release()
+            finally:
+                session = getattr(self, "_session", None)
+                if session is not None:
+                    session.release()
 
     def __enter__(self) -> "Catalog":
         return self
@@ -453,8 +574,10 @@ class Catalog:
         for spec in self.object_attrs.values():
             ocols[spec.path] = []
         ocols["attrs"] = []
+        free: set[str] = set()
         for doc, seq in zip(docs, seqs):
             row, objects, extra = documents.split(doc, self.fields, self.object_attrs)
+            free.update(json_paths(extra))
             for spec in leaves:
                 columns[spec.path].append(row.get(spec.path))
             for spec in lists:
@@ -467,6 +590,7 @@ class Catalog:
                     for a in self.object_attrs:
                         ocols[a].append(obj.get(a))
                     ocols["attrs"].append(orjson.dumps(obj["attrs"]).decode() if obj["attrs"] else None)
+                    free.update(json_paths(obj["attrs"], spec.path))
             columns["extra"].append(orjson.dumps(extra).decode() if extra else None)
         arrays, names = [pa.array(seqs, pa.int64())], ["_seq"]
         for spec in leaves:
@@ -479,6 +603,7 @@ class Catalog:
         arrays.append(pa.array(columns["extra"], pa.string()))
         names.append("extra")
         self._note_filled("samples", {n for n, a in zip(names, arrays) if a.null_count < len(a)})
+        self._note_free_paths(free)
         batch = pa.Table.from_arrays(arrays, names=names)
         self.con.register("_vc_batch", batch)
         try:
@@ -588,7 +713,11 @@ class Catalog:
             results = self._docs_by_ids(ids, cache=True)
         if projection:
             results = [project(d, projection) for d in results]
-        return {"length": length, "page": page, "page_size": page_size, "results": results}
+        found: dict[str, Any] = {"length": length, "page": page, "page_size": page_size, "results": results}
+        warnings = self.query_warnings(query)
+        if warnings:
+            found["warnings"] = warnings
+        return found
 
     def _page_ids(self, where: str, params: list, order: list[str], limit: int, offset: int,
                   count: bool = False) -> tuple[list[str], int | None]:
@@ -677,7 +806,8 @@ class Catalog:
             offset += batch_size
 
     def get(self, sample_id: str) -> dict | None:
-        docs = self._docs_by_ids([sample_id], cache=True)
+        with self._mutex:
+            docs = self._docs_by_ids([sample_id], cache=True)
         return docs[0] if docs else None
 
     def _docs_where(self, where: str, params: list, with_seq: bool = False) -> list[dict]:
@@ -893,6 +1023,7 @@ class Catalog:
         write that rolls back leaves no trace). A catalog from before the list gets it whole on its first
         write."""
         key = FILLED_COLUMNS[table]
+        self._known = None
         stored = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
         if stored:
             filled = set(orjson.loads(stored[0][0]))
@@ -905,6 +1036,67 @@ class Catalog:
             return
         self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                          [key, orjson.dumps(sorted(filled | columns)).decode()])
+
+    def _note_free_paths(self, paths: set[str]) -> None:
+        """Add free-form JSON paths to :data:`FREE_PATHS` in ``meta``, inside the caller's transaction. A
+        catalog from before the list gets the top-level keys its rows hold, each open below (``key.*``)."""
+        self._known = None
+        stored = self.con.execute("SELECT value FROM meta WHERE key = ?", [FREE_PATHS]).fetchall()
+        if stored:
+            noted = set(orjson.loads(stored[0][0]))
+            if paths <= noted:
+                return
+        else:
+            noted = {f"{k}.*" for k in self._legacy_free_keys()}
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                         [FREE_PATHS, orjson.dumps(sorted(noted | paths)).decode()])
+
+    def _legacy_free_keys(self) -> set[str]:
+        """The top-level keys of the free-form JSON the rows hold (one scan; only for a catalog from
+        before :data:`FREE_PATHS`), box attributes prefixed by their list."""
+        keys = {r[0] for r in self.con.execute(
+            "SELECT DISTINCT unnest(json_keys(extra)) FROM samples WHERE extra IS NOT NULL").fetchall()}
+        keys |= {f"{r[0]}.{r[1]}" for r in self.con.execute(
+            "SELECT DISTINCT field, unnest(json_keys(attrs)) FROM objects WHERE attrs IS NOT NULL").fetchall()}
+        return keys
+
+    def known_paths(self) -> KnownPaths | None:
+        """The field paths some sample holds (a superset: a value removed later stays known), from
+        ``meta`` alone; None for an empty catalog or one written before the filled columns were kept. A
+        catalog written before :data:`FREE_PATHS` knows its free-form paths only once
+        :meth:`query_warnings` needs them (``complete`` is False until then)."""
+        known = self._known
+        if known is not None:
+            return known
+        with self._mutex:
+            filled, attrs, free = (self.meta_get(k) for k in (FILLED_COLUMNS["samples"],
+                                                              FILLED_COLUMNS["objects"], FREE_PATHS))
+        if filled is None:
+            return None
+        boxes = [s.path for s in self.fields.values() if s.kind == "objects"]
+        box_attrs = [a for a in (orjson.loads(attrs) if attrs else ()) if a in self.object_attrs]
+        paths = declared_paths(orjson.loads(filled), boxes, box_attrs)
+        paths |= set(orjson.loads(free)) if free is not None else set()
+        if not paths and free is not None:
+            return None
+        paths.add("_id")
+        declared = set(self.fields) | {f"{b}.{a}" for b in boxes for a in self.object_attrs}
+        known = self._known = KnownPaths(frozenset(paths), frozenset(declared), complete=free is not None)
+        return known
+
+    def query_warnings(self, query: dict | None) -> list[str]:
+        """A warning for each field ``query`` names that no sample has (``isues``: did you mean
+        ``issues``?), from ``meta`` alone (see :mod:`.query.known_fields`); on a catalog written before
+        :data:`FREE_PATHS`, the first query naming an undeclared field reads its free-form keys once."""
+        if not query:
+            return []
+        known = self.known_paths()
+        if known is not None and not known.complete and any(
+                p.split(".")[0] not in self.fields for p in query_paths(query)):
+            with self._mutex:
+                legacy = {f"{k}.*" for k in self._legacy_free_keys()}
+            known = self._known = dataclasses.replace(known, paths=known.paths | legacy, complete=True)
+        return query_warnings(query, known)
 
     def meta_get(self, key: str) -> str | None:
         with self._mutex:
@@ -925,6 +1117,20 @@ EDIT_COLUMNS = ("at", "by", "sample_id", "action", "field", "idx", "before", "af
 _EDIT_COLS = ", ".join(f'"{c}"' for c in EDIT_COLUMNS)
 
 
+
+
+def _watch_readers(ref: "weakref.ref[Catalog]", stop: threading.Event) -> None:
+    """The thread of a writable catalog that lets waiting readers in while the catalog is idle (it holds
+    the catalog weakly: a forgotten catalog still closes)."""
+    while not stop.wait(READER_CHECK):
+        cat = ref()
+        if cat is None:
+            return
+        try:
+            cat._let_readers_in()
+        except Exception:  # noqa: BLE001 - the writer's next call reports a real problem itself
+            log.debug("letting readers in failed", exc_info=True)
+        del cat
 
 
 def _edit_row(record: dict) -> list:

@@ -92,8 +92,13 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     _f("exif.make", "scalar", "VARCHAR"),
     _f("exif.model", "scalar", "VARCHAR"),
     _f("exif.gps", "scalar", "BOOLEAN"),
+    _f("tiff", "group"),  # a TIFF read by tifffile, not Pillow (media.tiff)
+    _f("tiff.dtype", "scalar", "VARCHAR"),
+    _f("tiff.channels", "scalar", "BIGINT"),
+    _f("tiff.compression", "scalar", "VARCHAR"),
     _f("issues", "list", "VARCHAR"),
     _f("error", "scalar", "VARCHAR"),
+    _f("decode_warnings", "list", "VARCHAR"),  # what the decoders wrote on stderr (pipeline.ingest)
     _f("split", "scalar", "VARCHAR"),
     _f("tags", "list", "VARCHAR"),
     _f("slices", "list", "VARCHAR"),  # frozen named subsets (curate.views)
@@ -191,7 +196,8 @@ OBJECT_ATTRS: dict[str, FieldSpec] = {f.path: f for f in OBJECT_FIELDS}
 # Fields that ingest (re)computes from the bytes; a changed file overwrites exactly these.
 PROFILE_FIELDS: tuple[str, ...] = (
     "filepath", "origin", "source", "type", "width", "height", "format", "mode", "frames", "size_bytes",
-    "mtime", "hash", "phash", "dhash", "phash_flip", "histogram", "quality", "exif", "issues", "error",
+    "mtime", "hash", "phash", "dhash", "phash_flip", "histogram", "quality", "exif", "tiff", "issues", "error",
+    "decode_warnings",
 )
 
 

@@ -94,7 +94,9 @@ class Workspace:
         dst = self.dataset_dir(new)
         if dst.exists():
             raise DatasetExists(f"dataset {new!r} already exists in {self.home}")
-        with DatasetLock(src, old, exclusive=True, timeout=timeout):
+        # the writers' session lock too: a long job lets readers in between batches, never this
+        with DatasetLock(src, old, exclusive=True, timeout=timeout, session=True), \
+                DatasetLock(src, old, exclusive=True, timeout=timeout):
             src.rename(dst)
         path = dst / INFO_FILE
         info = json.loads(path.read_text())
@@ -103,6 +105,7 @@ class Workspace:
 
     def delete(self, name: str, timeout: float = 0) -> None:
         d = self.require(name)
-        with DatasetLock(d, name, exclusive=True, timeout=timeout):
+        with DatasetLock(d, name, exclusive=True, timeout=timeout, session=True), \
+                DatasetLock(d, name, exclusive=True, timeout=timeout):
             (d / INFO_FILE).unlink()  # first, so a half-deleted folder is no longer a dataset
         shutil.rmtree(d, ignore_errors=True)

@@ -47,6 +47,7 @@ const state = {
   detailDoc: null,
   editing: false,
   selectedBox: null,
+  labels: [],             // the open sample's box labels, placed once the picture has its size
   generation: 0,          // bumped on each new query, so late answers to old ones are dropped
 };
 
@@ -66,6 +67,13 @@ async function api(path, options = {}) {
 }
 const ds = (path = "") => `/v1/datasets/${encodeURIComponent(state.dataset)}${path}`;
 const thumb = (id, size = 256) => ds(`/samples/${encodeURIComponent(id)}/thumbnail?size=${size}`);
+
+function showWarnings(warnings) {
+  // what the server noticed about a query that still ran (a field no sample has, with a suggestion)
+  const line = $("warnings");
+  line.textContent = warnings?.length ? "⚠ " + warnings.join(" · ") : "";
+  line.hidden = !warnings?.length;
+}
 
 function showError(e) {
   const box = $("error");
@@ -113,6 +121,7 @@ async function refresh() {
     showError(null);
   } catch (e) {
     showError(e);
+    showWarnings(null);
     state.length = 0;
   }
   $("grid").scrollTop = 0;
@@ -130,6 +139,7 @@ async function fetchPage(n) {
     if (generation !== state.generation) return null;
     state.length = out.length;
     state.pages.set(n, out.results);
+    if (n === 1) showWarnings(out.warnings);
     $("count").textContent = `${out.length.toLocaleString()} samples`;
     return out.results;
   } finally {
@@ -193,13 +203,46 @@ function drawGrid() {
   }
 }
 
+function fileName(doc) {
+  const path = doc.filepath || doc.url || doc.origin || "";
+  return String(path).split(/[\\/]/).pop() || doc._id;
+}
+
+function nameLine(name) {
+  // a long name is cut in its middle: its end (a number, the extension) is what tells files apart
+  const cut = name.length > 14 ? name.length - 10 : 0;
+  return el("div", {class: "name", title: name},
+    el("span", {class: "head", text: name.slice(0, cut)}), el("span", {class: "tail", text: name.slice(cut)}));
+}
+
+function failureOf(doc) {
+  // ingest flags an undecodable file "corrupt" followed by the reason (truncated, not_an_image, ...)
+  const issues = doc.issues || [];
+  const at = issues.indexOf("corrupt");
+  if (at < 0) return null;
+  return issues[at + 1] || String(doc.error || "").split(":")[0] || "unreadable";
+}
+
+function placeholder(text) {
+  return el("div", {class: "placeholder", role: "img", "aria-label": text}, el("span", {text}));
+}
+
 function cellFor(i, doc) {
   if (!doc) return el("div", {class: "cell loading", "data-index": i, "data-id": ""});
   const names = [...new Set((doc.object_analysis || []).map((o) => o.name))];
   const issues = doc.issues || [];
+  const failure = failureOf(doc);
+  let picture;
+  if (failure) {
+    picture = placeholder(`corrupt: ${failure}`);
+  } else {
+    picture = el("img", {src: thumb(doc._id), loading: "lazy", alt: "", draggable: "false"});
+    picture.addEventListener("error", () => picture.replaceWith(placeholder("no preview: file missing or unreadable")));
+  }
   const node = el("div", {class: "cell", "data-index": i, "data-id": doc._id, role: "button",
-                          "aria-label": `sample ${doc._id}`, title: doc.filepath || doc._id},
-    el("img", {src: thumb(doc._id), loading: "lazy", alt: names.join(", ") || "sample", draggable: "false"}),
+                          "aria-label": `sample ${fileName(doc)}`, title: doc.filepath || doc._id},
+    picture,
+    nameLine(fileName(doc)),
     el("div", {class: "caption", text: names.length ? names.join(", ") : `${doc.width ?? "?"}×${doc.height ?? "?"}`}),
     issues.length ? el("span", {class: "badge", text: issues.join(" ")}) : null);
   node.addEventListener("click", () => { state.cursor = i; openDetail(i); });
@@ -241,12 +284,12 @@ async function showSample(id) {
   state.detailDoc = doc;
   state.selectedBox = null;
   $("detail").hidden = false;
-  $("d-title").textContent = doc.filepath ? doc.filepath.split("/").pop() : doc._id;
   const image = $("d-image");
   image.onload = () => placeOverlay();
   image.src = ds(`/samples/${encodeURIComponent(doc._id)}/media`);
   drawOverlay();
   drawHistogram(doc.histogram);
+  drawSummary(doc);
   drawFields(doc);
   $("d-reviewed").textContent = (doc.tags || []).includes("reviewed") ? "Unmark reviewed" : "Mark reviewed";
   loadSampleEdits(doc._id);
@@ -267,8 +310,21 @@ function placeOverlay() {
   overlay.style.top = `${image.offsetTop}px`;
   overlay.style.width = `${image.clientWidth}px`;
   overlay.style.height = `${image.clientHeight}px`;
+  layoutLabels();  // label sizes are in screen pixels: they depend on how large the picture is shown
 }
 window.addEventListener("resize", () => { if (!$("detail").hidden) placeOverlay(); renderGrid(); });
+
+const TRUTH = "ground_truth.detections";
+const MODEL_FIELDS = ["object_analysis", "predictions"];
+
+function labelText(box, field) {
+  let text = String(box.name ?? "?");
+  if (box.confidence != null) text += ` ${(box.confidence * 100).toFixed(0)}%`;
+  if (box.label_quality_estimation != null) text += ` · q ${box.label_quality_estimation.toFixed(2)}`;
+  if (field === TRUTH) text += " · truth";
+  if (box.review) text += ` · ${box.review}`;
+  return text;
+}
 
 function drawOverlay() {
   const doc = state.detailDoc;
@@ -277,29 +333,35 @@ function drawOverlay() {
   overlay.setAttribute("viewBox", `0 0 ${doc.width || 1} ${doc.height || 1}`);
   overlay.setAttribute("preserveAspectRatio", "none");
   const layers = [];
-  if ($("layer-objects").checked && !state.editing) layers.push(["object_analysis", doc.object_analysis || [], ""]);
-  if ($("layer-truth").checked || state.editing) layers.push(["ground_truth.detections", doc.ground_truth?.detections || [], " truth"]);
+  // while editing, the model's boxes are there to be reviewed, and the ground truth to be edited
+  if ($("layer-objects").checked || state.editing) layers.push(["object_analysis", doc.object_analysis || [], " auto"]);
+  if ($("layer-truth").checked || state.editing) layers.push([TRUTH, doc.ground_truth?.detections || [], " truth"]);
+  state.labels = [];
+  const rects = [];
   for (const [field, boxes, kind] of layers) {
     boxes.forEach((box, index) => {
       if (!Array.isArray(box.bbox)) return;
       const [x, y, w, h] = box.bbox;
       const color = colorOf(box.name);
       const selected = state.selectedBox && state.selectedBox.field === field && state.selectedBox.index === index;
-      const rect = svg("rect", {x, y, width: w, height: h, class: `box${kind}${selected ? " selected" : ""}`, stroke: color,
+      const review = box.review ? ` review-${box.review === "rejected" ? "rejected" : "accepted"}` : "";
+      const rect = svg("rect", {x, y, width: w, height: h, class: `box${kind}${review}${selected ? " selected" : ""}`, stroke: color,
                                 "data-name": box.name, "data-field": field, "data-index": index, tabindex: 0,
                                 role: "link", "aria-label": `${box.name} box`});
       const title = svg("title");
-      const lqe = box.label_quality_estimation != null ? `, label quality ${box.label_quality_estimation.toFixed(2)}` : "";
-      title.textContent = state.editing ? `${box.name}: click to select` : `${box.name}${lqe}: click to search the web for "${box.name}"`;
+      title.textContent = state.editing ? `${labelText(box, field)}: click to select` + (field === TRUTH ? "" : ", drag to move")
+                                        : `${labelText(box, field)}: click to search the web for "${box.name}"`;
       rect.append(title);
       rect.addEventListener("click", (event) => { event.stopPropagation(); clickBox(field, index, box); });
-      overlay.append(rect);
-      const conf = box.confidence != null ? ` ${(box.confidence * 100).toFixed(0)}%` : "";
-      const label = svg("text", {x: x + 3, y: Math.max(14, y - 4)});
-      label.textContent = `${box.name}${conf}`;
-      overlay.append(label);
+      rects.push([w * h, rect]);
+      state.labels.push({field, index, box, bbox: box.bbox, color, text: labelText(box, field),
+                         rank: box.review === "rejected" ? -1 : box.confidence ?? 1});
     });
   }
+  // small boxes over large ones, so that each can be clicked; the most confident labels get the best places
+  rects.sort((a, b) => b[0] - a[0]);
+  overlay.append(...rects.map(([, rect]) => rect));
+  state.labels.sort((a, b) => b.rank - a.rank);
   if ($("layer-faces").checked && !state.editing) {
     for (const face of doc.face_analysis || []) {
       if (!Array.isArray(face.bbox)) continue;
@@ -321,6 +383,85 @@ function drawOverlay() {
       });
     }
   }
+  layoutLabels();
+}
+
+// ---- box labels: each placed where it hides no other label --------------------------------------
+
+const LABEL_FONT = 12;   // screen pixels, whatever the picture's size
+
+function layoutLabels() {
+  const overlay = $("overlay");
+  const doc = state.detailDoc;
+  overlay.querySelector("g.labels")?.remove();
+  const shown = overlay.getBoundingClientRect().width;
+  if (!doc || !shown || !state.labels.length) return;
+  const W = doc.width || 1, H = doc.height || 1;
+  const unit = W / shown;  // image pixels per screen pixel: the SVG is in image pixels
+  const font = LABEL_FONT * unit, pad = 3 * unit, height = font + 5 * unit, gap = unit;
+  const group = svg("g", {class: "labels"});
+  overlay.append(group);
+  const placed = [];
+  let hidden = 0;
+  for (const item of state.labels) {
+    const node = svg("g", {class: "label", "data-field": item.field, "data-index": item.index});
+    // a label never hides another, so it is the sure way to pick one of two boxes drawn on top of each other
+    node.addEventListener("click", (event) => { event.stopPropagation(); clickBox(item.field, item.index, item.box); });
+    const back = svg("rect", {class: "label-back", stroke: item.color, "stroke-width": unit});
+    const text = svg("text", {"font-size": font, "dominant-baseline": "central"});
+    text.textContent = item.text;
+    node.append(back, text);
+    group.append(node);
+    const width = text.getComputedTextLength() + 2 * pad;
+    const spot = findLabelSpot(item.bbox, width, height, W, H, placed, gap);
+    if (!spot) { node.remove(); hidden += 1; continue; }  // only when the picture has no room left at all
+    placed.push(spot);
+    for (const [k, v] of Object.entries({x: spot.x, y: spot.y, width: spot.w, height: spot.h})) back.setAttribute(k, v);
+    text.setAttribute("x", spot.x + pad);
+    text.setAttribute("y", spot.y + height / 2);
+    const [bx, by, bw, bh] = item.bbox;
+    const cx = spot.x + spot.w / 2, cy = spot.y + spot.h / 2;
+    const nx = Math.min(Math.max(cx, bx), bx + bw), ny = Math.min(Math.max(cy, by), by + bh);
+    if (Math.hypot(cx - nx, cy - ny) > spot.h + spot.w / 2) {  // pushed away from its box: a leader line
+      node.prepend(svg("line", {x1: cx, y1: cy, x2: nx, y2: ny, class: "leader", stroke: item.color}));
+    }
+  }
+  overlay.dataset.hiddenLabels = String(hidden);
+}
+
+function findLabelSpot([bx, by, bw, bh], w, h, W, H, placed, gap) {
+  const free = (x, y) => x >= 0 && y >= 0 && x + w <= W + 0.01 && y + h <= H + 0.01 && placed.every((p) =>
+    x + w + gap <= p.x || p.x + p.w + gap <= x || y + h + gap <= p.y || p.y + p.h + gap <= y);
+  const clampX = (x) => Math.min(Math.max(0, x), Math.max(0, W - w));
+  const step = h + gap;
+  const candidates = [];
+  // above the box, inside its top edge, below it, inside its bottom edge, flush left then right; then
+  // further out, and then shifted sideways
+  for (let k = 0; k < 6; k++) {
+    for (const x of [bx, bx + bw - w]) {
+      const inside = by + k * step + h <= by + bh;
+      candidates.push([x, by - h - k * step]);
+      if (inside) candidates.push([x, by + k * step]);
+      candidates.push([x, by + bh + k * step]);
+      if (inside) candidates.push([x, by + bh - h - k * step]);
+    }
+  }
+  for (let j = 1; j <= 6; j++) {
+    for (const dx of [j * w / 2, -j * w / 2]) {
+      for (let k = 0; k < 3; k++) candidates.push([bx + dx, by - h - k * step], [bx + dx, by + bh + k * step], [bx + dx, by + k * step]);
+    }
+  }
+  for (const [x0, y] of candidates) {
+    const x = clampX(x0);
+    if (free(x, y)) return {x, y, w, h};
+  }
+  // a crowd: the free place nearest to the box anywhere in the picture
+  const spots = [];
+  for (let y = 0; y + h <= H; y += step / 2) for (let x = 0; x + w <= W; x += w / 6) spots.push([x, y]);
+  const distance = ([x, y]) => Math.hypot(x + w / 2 - (bx + bw / 2), y + h / 2 - by);
+  spots.sort((a, b) => distance(a) - distance(b));
+  for (const [x, y] of spots) if (free(x, y)) return {x, y, w, h};
+  return null;
 }
 
 function clickBox(field, index, box) {
@@ -328,6 +469,7 @@ function clickBox(field, index, box) {
     state.selectedBox = {field, index, box};
     $("edit-class").value = box.name || "";
     drawOverlay();
+    updateEditbar();
     return;
   }
   window.open(WEB_SEARCH + encodeURIComponent(box.name), "_blank", "noopener");
@@ -348,23 +490,62 @@ function drawHistogram(histogram) {
   }
 }
 
-function drawFields(doc) {
-  const table = $("d-fields");
-  table.replaceChildren();
+function formatBytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(0)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function drawSummary(doc) {
+  // what a person reads first: the file, its size, its labels, its problems, its tags
+  $("d-title").textContent = fileName(doc);
+  $("d-title").title = doc.filepath || doc._id;
+  const meta = [];
+  if (doc.width != null) meta.push(`${doc.width}×${doc.height} px`);
+  if (doc.format) meta.push(doc.format);
+  if (doc.size_bytes != null) meta.push(formatBytes(doc.size_bytes));
+  if (doc.label_quality_estimation != null) meta.push(`label quality ${doc.label_quality_estimation.toFixed(2)}`);
+  if (doc.ground_truth?.label) meta.push(`labelled ${doc.ground_truth.label}`);
+  $("d-meta").textContent = meta.join(" · ");
   const rows = [];
+  const cell = (text) => el("td", {text: text ?? ""});
+  for (const [field, from] of [["object_analysis", "model"], ["predictions", "predictions"], [TRUTH, "truth"]]) {
+    const boxes = field === TRUTH ? doc.ground_truth?.detections : doc[field];
+    for (const box of boxes || []) {
+      rows.push(el("tr", {class: box.review === "rejected" ? "rejected" : ""}, cell(box.name),
+        cell(box.confidence != null ? `${(box.confidence * 100).toFixed(0)}%` : ""),
+        cell(box.label_quality_estimation != null ? box.label_quality_estimation.toFixed(2) : ""),
+        cell(from), cell(box.review)));
+    }
+  }
+  $("d-labels").querySelector("tbody").replaceChildren(...rows);
+  $("d-labels").hidden = !rows.length;
+  const chips = (id, label, values, kind) => {
+    $(id).replaceChildren(...(values.length ? [el("span", {class: "dim", text: label + " "}),
+      ...values.map((v) => el("span", {class: `pill ${kind}`, text: v}))] : []));
+  };
+  chips("d-issues", "issues", doc.issues || [], "issue");
+  chips("d-tags", "tags", doc.tags || [], "tag");
+}
+
+const RAW_KEYS = /(^|\.)(hash|phash|dhash|phash_flip|histogram|embeddings)(\.|$)/;
+
+function drawFields(doc) {
+  // scalars in the open table; hashes and arrays (boxes, keypoints, histogram values) in the folded one
+  const plain = $("d-fields"), raw = $("d-raw-fields");
+  plain.replaceChildren();
+  raw.replaceChildren();
   const walk = (value, path) => {
     if (value && typeof value === "object" && !Array.isArray(value)) {
       for (const [k, v] of Object.entries(value)) walk(v, path ? `${path}.${k}` : k);
-    } else {
-      rows.push([path, value]);
+      return;
     }
-  };
-  walk(doc, "");
-  for (const [path, value] of rows) {
     let text = typeof value === "string" ? value : JSON.stringify(value);
     if (text && text.length > 600) text = text.slice(0, 600) + "…";
-    table.append(el("tr", {}, el("td", {text: path}), el("td", {text: text ?? "null"})));
-  }
+    const row = el("tr", {}, el("td", {text: path}), el("td", {text: text ?? "null"}));
+    (Array.isArray(value) || RAW_KEYS.test(path) ? raw : plain).append(row);
+  };
+  walk(doc, "");
 }
 
 async function loadSimilar(id) {
@@ -392,7 +573,10 @@ function describeEdit(e) {
   const name = (v) => (v && typeof v === "object" && !Array.isArray(v) ? v.name : JSON.stringify(v));
   if (e.action === "relabel") return `relabelled box ${e.idx} ${name(e.before)} → ${name(e.after)}`;
   if (e.action === "delete_box") return `deleted box ${e.idx} (${name(e.before)})`;
+  if (e.action === "add_box" && e.after?.source) return `added a ${name(e.after)} box to ground truth from ${e.after.source}`;
   if (e.action === "add_box") return `drew a ${name(e.after)} box`;
+  if (e.action === "accept_label") return `${e.after?.review ?? "accepted"} ${e.field} box ${e.idx} (${name(e.before)})`;
+  if (e.action === "reject_label") return `rejected ${e.field} box ${e.idx} (${name(e.before)})`;
   if (e.action === "mark_reviewed") return "marked reviewed";
   if (e.action === "unmark_reviewed") return "unmarked reviewed";
   const verdicts = {"review:accept": "accepted", "review:ignore": "ignored", "review:reopen": "reopened"};
@@ -412,15 +596,41 @@ function setEditing(on) {
   state.selectedBox = null;
   $("editbar").hidden = !on;
   $("d-edit").textContent = on ? "Done editing" : "Edit labels";
-  if (state.detailDoc) drawOverlay();
+  updateEditbar();
+  if (state.detailDoc) { placeOverlay(); drawOverlay(); }  // the edit bar takes room from the picture
 }
 
-async function edit(body) {
+function updateEditbar() {
+  const b = state.selectedBox;
+  const model = b && b.field !== TRUTH;
+  $("edit-accept").disabled = !model || (b.box.review != null && b.box.review !== "rejected");
+  $("edit-reject").disabled = !model || b.box.review != null;
+  $("edit-relabel").disabled = !b || (model && b.box.review != null && b.box.review !== "rejected");
+  $("edit-delete").disabled = !b || model;
+}
+
+function expectOf(box) { return {name: box.name, bbox: box.bbox}; }
+
+function reviewLabel(verdict, extra = {}) {
+  // a model's box: accepted into ground truth (as it is, relabeled or moved) or rejected; it stays, marked
+  const b = state.selectedBox;
+  if (!b || b.field === TRUTH) { showError(new Error("select a model's box (solid) first")); return; }
+  const id = encodeURIComponent(state.detailDoc._id);
+  send(ds(`/samples/${id}/labels/${b.field}/${b.index}/${verdict}`), {...extra, expect: expectOf(b.box)});
+}
+
+function edit(body) {
+  send(ds(`/samples/${encodeURIComponent(state.detailDoc._id)}/edits`), body);
+}
+
+async function send(path, body) {
   const doc = state.detailDoc;
   try {
-    state.detailDoc = await api(ds(`/samples/${encodeURIComponent(doc._id)}/edits`), {method: "POST", body: JSON.stringify(body)});
+    state.detailDoc = await api(path, {method: "POST", body: JSON.stringify(body)});
     state.selectedBox = null;
+    updateEditbar();
     drawOverlay();
+    drawSummary(state.detailDoc);
     drawFields(state.detailDoc);
     loadSampleEdits(doc._id);
     $("d-reviewed").textContent = (state.detailDoc.tags || []).includes("reviewed") ? "Unmark reviewed" : "Mark reviewed";
@@ -444,14 +654,38 @@ function svgPoint(event) {
   return [Math.min(Math.max(0, p.x), doc.width), Math.min(Math.max(0, p.y), doc.height)];
 }
 let drawing = null;
+let moving = null;   // a model's box dragged to where it should be
 function startDraw(event) {
-  if (!state.editing || event.target.tagName === "rect" && event.target.classList.contains("box")) return;
+  if (!state.editing || event.target.closest("g.label")) return;
+  const target = event.target;
+  const isBox = target.tagName === "rect" && target.classList.contains("box");
+  const field = target.dataset?.field, index = Number(target.dataset?.index);
+  const picked = state.selectedBox;
+  if (isBox && field !== TRUTH && picked && picked.field === field && picked.index === index) {
+    // the selected model box follows the mouse; any other model box lets a new box be drawn over it
+    moving = {field, index, box: picked.box, start: svgPoint(event), rect: target, bbox: picked.box.bbox, moved: false};
+    event.preventDefault();
+    return;
+  }
+  if (isBox && field === TRUTH) return;  // a click: it selects the box
   const [x, y] = svgPoint(event);
   drawing = {x, y, rect: svg("rect", {x, y, width: 0, height: 0, class: "drawing"})};
   $("overlay").append(drawing.rect);
   event.preventDefault();
 }
 function moveDraw(event) {
+  if (moving) {
+    const [x, y] = svgPoint(event);
+    const [bx, by, bw, bh] = moving.box.bbox;
+    const doc = state.detailDoc;
+    const nx = Math.min(Math.max(0, bx + x - moving.start[0]), doc.width - bw);
+    const ny = Math.min(Math.max(0, by + y - moving.start[1]), doc.height - bh);
+    moving.bbox = [Math.round(nx * 100) / 100, Math.round(ny * 100) / 100, bw, bh];
+    moving.moved = moving.moved || Math.hypot(nx - bx, ny - by) > 2;
+    moving.rect.setAttribute("x", nx);
+    moving.rect.setAttribute("y", ny);
+    return;
+  }
   if (!drawing) return;
   const [x, y] = svgPoint(event);
   drawing.rect.setAttribute("x", Math.min(x, drawing.x));
@@ -460,6 +694,14 @@ function moveDraw(event) {
   drawing.rect.setAttribute("height", Math.abs(y - drawing.y));
 }
 function endDraw() {
+  if (moving) {
+    const done = moving;
+    moving = null;
+    if (!done.moved) return;  // a click: it selects the box
+    state.selectedBox = {field: done.field, index: done.index, box: done.box};
+    reviewLabel("move", {bbox: done.bbox});
+    return;
+  }
   if (!drawing) return;
   const r = drawing.rect;
   const box = ["x", "y", "width", "height"].map((k) => Number(r.getAttribute(k)));
@@ -595,7 +837,7 @@ async function loadReview() {
 }
 
 function evidence(kind, doc) {
-  if (kind === "duplicates") return `${doc.duplicates?.reason ?? "near"} duplicate of the sample beside it (group of ${doc.duplicates?.size ?? "?"})`;
+  if (kind === "duplicates") return `${doc.duplicates?.reason ?? "near"} duplicate of the original below (group of ${doc.duplicates?.size ?? "?"})`;
   if (kind === "leaks") return `${doc.leak?.value} also in ${doc.leak?.with_value} (${doc.leak?.reason}) with ${doc.leak?.with}`;
   if (kind === "outliers") return `outlier: more unusual than ${((doc.scores?.outlier ?? 0) * 100).toFixed(1)}% of the dataset`;
   if (kind === "label_errors") return `labelled ${doc.ground_truth?.label}, looks like ${doc.mislabel?.suggested} (score ${doc.mislabel?.score})`;
@@ -616,10 +858,15 @@ function reviewCard(kind, doc) {
     } catch (e) { showError(e); }
   };
   const partner = kind === "leaks" ? doc.leak?.with : kind === "duplicates" ? doc.duplicates?.group : null;
+  // which card is which: in a duplicate group the flagged sample is the copy, the group's representative is kept
+  const [mine, theirs] = kind === "duplicates" ? ["copy", "original (kept)"] : kind === "leaks" ? ["this sample", "leaks into"]
+                                               : ["flagged sample", "the other sample"];
+  const shot = (id, size, role, cls) => el("figure", {class: `shot ${cls}`},
+    el("img", {src: thumb(id, size), alt: role, title: id, onclick: () => { state.detailIndex = null; showSample(id); }}),
+    el("figcaption", {class: `role ${cls}`, text: role}));
   return el("div", {class: "card" + (decided ? " decided" : ""), "data-id": doc._id},
-    el("img", {src: thumb(doc._id), alt: "flagged sample", onclick: () => { state.detailIndex = null; showSample(doc._id); }}),
-    partner ? el("div", {class: "members"}, el("img", {src: thumb(partner, 128), alt: "the other sample", title: partner,
-                                                       onclick: () => showSample(partner)})) : null,
+    shot(doc._id, 256, `${mine} · ${fileName(doc)}`, "mine"),
+    partner ? el("div", {class: "members"}, shot(partner, 128, theirs, "theirs")) : null,
     el("div", {class: "why", text: evidence(kind, doc)}),
     el("div", {class: "actions"},
       el("button", {class: "accept", onclick: decide("accept"), title: "the problem is real"}, "Accept"),
@@ -821,8 +1068,13 @@ function wire() {
     const b = state.selectedBox;
     const name = $("edit-class").value.trim();
     if (!b) { showError(new Error("select a box first")); return; }
-    edit({action: "relabel", field: b.field, index: b.index, name, expect: {name: b.box.name, bbox: b.box.bbox}});
+    if (b.field === TRUTH) edit({action: "relabel", field: b.field, index: b.index, name, expect: expectOf(b.box)});
+    else reviewLabel("relabel", {name});
   });
+  $("edit-accept").addEventListener("click", () => reviewLabel("accept"));
+  $("edit-reject").addEventListener("click", () => reviewLabel("reject"));
+  // the picture fits the room it has: it changes with the window and when the edit bar opens
+  new ResizeObserver(() => { if (!$("detail").hidden) placeOverlay(); }).observe($("stage"));
   $("edit-delete").addEventListener("click", deleteSelected);
   const overlay = $("overlay");
   overlay.addEventListener("mousedown", startDraw);
@@ -836,6 +1088,8 @@ function wire() {
     else if (e.key === "e") setEditing(!state.editing);
     else if (e.key === "r") toggleReviewed();
     else if ((e.key === "Delete" || e.key === "Backspace") && state.editing) deleteSelected();
+    else if (e.key === "a" && state.editing) reviewLabel("accept");
+    else if (e.key === "x" && state.editing) reviewLabel("reject");
     else return;
     e.preventDefault();
   });
@@ -869,17 +1123,19 @@ function toggleReviewed() {
 function deleteSelected() {
   const b = state.selectedBox;
   if (!b) { showError(new Error("select a box first")); return; }
-  edit({action: "delete_box", field: b.field, index: b.index, expect: {name: b.box.name, bbox: b.box.bbox}});
+  if (b.field !== TRUTH) { showError(new Error("a model's box is rejected, not deleted")); return; }
+  edit({action: "delete_box", field: b.field, index: b.index, expect: expectOf(b.box)});
 }
 
 async function start() {
   wire();
-  let names = [];
-  try { names = (await api("/v1/datasets")).datasets; } catch (e) { showError(e); }
+  let names = [], recent = null;
+  try { ({datasets: names, recent} = await api("/v1/datasets")); } catch (e) { showError(e); }
   $("dataset").replaceChildren(...names.map((n) => el("option", {value: n, text: n})));
   if (!names.length) { showError(new Error("no datasets yet: create one with `viscurate ingest NAME FOLDER`")); return; }
   const saved = readHash();
-  const name = saved?.d && names.includes(saved.d) ? saved.d : names[0];
+  // a link's dataset, else the one used last (written last: ingested, labeled, edited)
+  const name = saved?.d && names.includes(saved.d) ? saved.d : names.includes(recent) ? recent : names[0];
   if (saved?.d === name) {
     state.userQuery = saved.q || {};
     state.filters = saved.f || {};

@@ -259,6 +259,27 @@ def _unsupported(what: str) -> UnsupportedOperator:
     return UnsupportedOperator(what)
 
 
+# MongoDB's own operators that this compiler does not implement: a query using one is valid MongoDB,
+# so it gets UnsupportedOperator; any other $-name is a typo and gets the closest valid operator.
+MONGO_ONLY_OPS = {
+    "$expr", "$jsonSchema", "$mod", "$text", "$where", "$geoIntersects", "$geoWithin", "$near", "$nearSphere",
+    "$box", "$center", "$centerSphere", "$geometry", "$maxDistance", "$minDistance", "$polygon",
+    "$bitsAllClear", "$bitsAllSet", "$bitsAnyClear", "$bitsAnySet", "$rand", "$natural", "$sampleRate",
+}
+
+
+def _unknown_operator(op: str, valid: set[str], where: str | None) -> QueryError:
+    """The error for an operator name that neither MongoDB nor viscurate knows (``$gtee``), naming the
+    closest valid one and listing them all."""
+    import difflib
+    if op in MONGO_ONLY_OPS:
+        return _unsupported(f"operator {op}" + (f" (on {where})" if where else " (top level)"))
+    close = difflib.get_close_matches(op, sorted(valid), n=1, cutoff=0.5)
+    on = f" on field {where}" if where and not where.startswith("$") else (f" in {where}" if where else "")
+    hint = f" — did you mean {close[0]}?" if close else "."
+    return QueryError(f"unknown operator {op}{on}{hint} Valid operators: {', '.join(sorted(valid))}.")
+
+
 class Eq(Pred):
     def __init__(self, value: Any):
         self.value = value
@@ -716,7 +737,7 @@ class Compiler:
                 if key in IGNORED_TOP:
                     continue
                 if key not in LOGICAL:
-                    raise _unsupported(f"top-level operator {key}")
+                    raise _unknown_operator(key, LOGICAL | IGNORED_TOP, None)
                 if not isinstance(value, list) or not value:
                     raise QueryError(f"{key} needs a non-empty array of queries")
                 subs = [self.compile_doc(q, root, ctx) for q in value]
@@ -768,7 +789,7 @@ class Compiler:
             if not k.startswith("$"):
                 raise QueryError(f"{where}: cannot mix operators and fields in one object")
             if k not in KNOWN_FIELD_OPS:
-                raise _unsupported(f"operator {k} (on {where})")
+                raise _unknown_operator(k, KNOWN_FIELD_OPS, where)
         if "$options" in ops and "$regex" not in ops:
             raise QueryError(f"{where}: $options needs $regex")
         for k, v in ops.items():
