@@ -184,7 +184,7 @@ def test_save_view_from_the_current_filter(page, server):
     page.select_option("#f-class", "person")
     wanted = server.post("/v1/datasets/photos/search", json={
         "q": {"$and": [{"width": {"$gte": 500}}, {"object_analysis.name": "person"}]}}).json()["length"]
-    expect(page.locator("#count")).to_have_text(f"{wanted} samples")
+    expect(page.locator("#count")).to_have_text(f"{wanted} sample" + ("" if wanted == 1 else "s"))
     page.once("dialog", lambda d: d.accept("wide people"))
     page.click("#save-view")
     expect(page.locator("#views")).to_have_value("wide people")
@@ -194,7 +194,7 @@ def test_save_view_from_the_current_filter(page, server):
     page.goto(_app_url(server))
     page.wait_for_selector("body[data-ready=true]")
     page.select_option("#views", "wide people")
-    expect(page.locator("#count")).to_have_text(f"{wanted} samples")
+    expect(page.locator("#count")).to_have_text(f"{wanted} sample" + ("" if wanted == 1 else "s"))
     page.screenshot(path=page.shots / "view.png")
 
 

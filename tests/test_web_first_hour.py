@@ -372,5 +372,5 @@ def test_a_query_naming_a_field_no_sample_has_shows_the_servers_warning(open_app
     page.screenshot(path=page.shots / "first-hour-query-warning.png")
     page.fill("#query", '{"issues": "duplicate"}')
     page.press("#query", "Enter")
-    expect(page.locator("#count")).to_have_text("1 samples")
+    expect(page.locator("#count")).to_have_text("1 sample")
     expect(page.locator("#warnings")).to_be_hidden()

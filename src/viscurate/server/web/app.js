@@ -9,6 +9,8 @@ const SKELETON = [[5, 7], [7, 9], [6, 8], [8, 10], [5, 6], [5, 11], [6, 12], [11
                   [12, 14], [14, 16], [0, 1], [0, 2], [1, 3], [2, 4]];
 
 const $ = (id) => document.getElementById(id);
+/** "1 sample", "2,345 samples" */
+const samplesText = (n) => `${Number(n).toLocaleString()} sample${Number(n) === 1 ? "" : "s"}`;
 const el = (tag, props = {}, ...kids) => {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) {
@@ -140,7 +142,7 @@ async function fetchPage(n) {
     state.length = out.length;
     state.pages.set(n, out.results);
     if (n === 1) showWarnings(out.warnings);
-    $("count").textContent = `${out.length.toLocaleString()} samples`;
+    $("count").textContent = samplesText(out.length);
     return out.results;
   } finally {
     if (generation === state.generation) state.loading.delete(n);
@@ -972,7 +974,7 @@ async function saveAs(kind) {
       $("views").value = name;
     } else {
       const out = await api(ds(`/slices/${encodeURIComponent(name)}`), {method: "PUT", body: JSON.stringify({q: composedQuery()})});
-      $("count").textContent = `slice ${name}: ${out.samples} samples`;
+      $("count").textContent = `slice ${name}: ${samplesText(out.samples)}`;
       await loadFacets();
     }
     showError(null);
