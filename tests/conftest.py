@@ -125,3 +125,12 @@ def viscurate_cli(home, *args, check: bool = True, columns: int = 200, umask: in
     if check and proc.returncode != 0:
         raise AssertionError(f"viscurate {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for one test module (a web test module calls tests.chromium.require_chromium()
+    at import, so this only runs where Chromium is)."""
+    from tests.chromium import chromium_browser
+    with chromium_browser() as b:
+        yield b

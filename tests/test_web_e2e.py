@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.chromium import chromium_browser, require_chromium
+from tests.chromium import require_chromium
 
 require_chromium()
 
@@ -54,12 +54,6 @@ def _app_url(server, dataset="photos"):
 def server(web_home):
     with _Server(create_app(web_home)) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium_browser() as b:
-        yield b
 
 
 @pytest.fixture

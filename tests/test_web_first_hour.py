@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.chromium import chromium_browser, require_chromium
+from tests.chromium import require_chromium
 
 require_chromium()
 
@@ -70,12 +70,6 @@ def home(tmp_path_factory):
 def server(home):
     with _Server(create_app(home)) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium_browser() as b:
-        yield b
 
 
 @pytest.fixture
