@@ -205,6 +205,12 @@ def test_similar_issues_and_duplicate_groups(home, client):
     hits = client.get(f"/v1/datasets/photos/samples/{doc['_id']}/similar", params={"k": 3}).json()["results"]
     assert len(hits) == 3 and hits[0]["similarity"] > 0.99  # its two copies (1_ and 2_chelsea.png) come first
     assert client.get(f"/v1/datasets/photos/samples/{doc['_id']}/similar", params={"k": 0}).status_code == 400
+    # a model name is never a path: ".." once made the index folder the dataset's own, and the index lock
+    # its .lock, which the server holds shared: the request hung for good (issue 14)
+    for model in ("..", ".", "../..", "a/../..", ".hidden"):
+        r = client.get(f"/v1/datasets/photos/samples/{doc['_id']}/similar", params={"model": model}, timeout=20)
+        assert r.status_code in (400, 404), (model, r.status_code, r.text)
+    assert client.get("/v1/datasets").status_code == 200
     groups = client.get("/v1/datasets/photos/duplicates").json()
     # each photo x 3 (the gray and RGB chessboards, the same pixels, share one group)
     assert groups["length"] == 11 and sum(len(g["members"]) for g in groups["results"]) == 36

@@ -56,8 +56,16 @@ RETRAIN_GROWTH = 4  # retrain the centroids once the index holds this many times
 
 
 def index_dir(dataset_dir: Path, model: str, field: str | None = None) -> Path:
-    """Where the index of ``model`` (image vectors, or the boxes of ``field``) lives for a dataset."""
+    """Where the index of ``model`` (image vectors, or the boxes of ``field``) lives for a dataset: always a
+    folder of its own inside ``indexes/``, whatever the name (``..`` would be the dataset's own folder,
+    whose ``.lock`` an index writer must never take).
+
+    >>> index_dir(Path("/d"), "..").as_posix(), index_dir(Path("/d"), "").as_posix()
+    ('/d/indexes/_..', '/d/indexes/_')
+    """
     name = re.sub(r"[^A-Za-z0-9_.@-]+", "_", model) + (f"__{re.sub(r'[^A-Za-z0-9_.-]+', '_', field)}" if field else "")
+    if not name or name.startswith("."):  # "", ".", "..", ".hidden": never a path step out, never hidden
+        name = "_" + name
     return Path(dataset_dir) / "indexes" / name
 
 
