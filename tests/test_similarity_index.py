@@ -163,3 +163,27 @@ def test_above_the_threshold_search_goes_through_an_inverted_file(tmp_path, monk
         assert "nlist" not in index.meta and not (folder / "assign.i32").exists()
         keys, _ = index.search(x[2500], 1)
         assert keys[0][0][0] == "s2500"
+
+
+def test_a_sync_waits_for_the_index_lock_a_bounded_time(tmp_path, monkeypatch):
+    """The index lock is waited for like every other lock: at most the lock timeout, then a clear error
+    (a wait without a limit once hung a server's request thread for good: issue 14)."""
+    import fcntl
+    import time
+
+    from viscurate.errors import DatasetBusy
+
+    rng = np.random.default_rng(1)
+    with Catalog(tmp_path, "t", write=True) as cat:
+        cat.write(_docs(10))
+        cat.write_vectors(MODEL, [f"s{i:03d}" for i in range(10)], rng.normal(size=(10, 8)).astype(np.float32))
+        folder = index_dir(cat.directory, MODEL)
+        folder.mkdir(parents=True)
+        with open(folder / ".lock", "a+") as other:  # another request of this process holds it
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+            monkeypatch.setenv("VISCURATE_LOCK_TIMEOUT", "0.3")
+            t0 = time.monotonic()
+            with pytest.raises(DatasetBusy, match="similarity index"):
+                SimilarityIndex.sync(cat, MODEL)
+            assert time.monotonic() - t0 < 3
+        assert len(SimilarityIndex.sync(cat, MODEL)) == 10  # free again: it goes through

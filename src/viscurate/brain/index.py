@@ -39,6 +39,8 @@ import numpy as np
 
 from ..errors import ViscurateError
 from ..files import write_atomic
+from ..store.catalog import lock_timeout
+from ..store.lock import flock_exclusive
 from .neighbours import normalize
 
 if TYPE_CHECKING:
@@ -102,7 +104,10 @@ class SimilarityIndex:
         directory = index_dir(cat.directory, model, field)
         directory.mkdir(parents=True, exist_ok=True)
         with open(directory / ".lock", "a+") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # one writer of the index files at a time
+            # one writer of the index files at a time; a sync waits as long as a catalog lock would
+            flock_exclusive(lock.fileno(), timeout=lock_timeout(),
+                            busy=f"the similarity index of {model!r}{f' ({field})' if field else ''} is being "
+                                 f"updated by another request or process; try again when it finishes")
             try:
                 return cls._sync_locked(cat, cls(directory, model, field))
             finally:

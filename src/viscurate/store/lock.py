@@ -116,6 +116,32 @@ class _ReadWanted:
             self.made = False
 
 
+def flock_exclusive(fd: int, *, timeout: float, busy: str) -> None:
+    """Take an exclusive ``flock`` on ``fd``, waiting at most ``timeout`` seconds, then ``DatasetBusy(busy)``:
+    no lock in viscurate is waited for without a limit (a lock that can never come, such as one this process
+    already holds through another file descriptor, becomes an error instead of a thread stuck for good).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryFile() as a, open(f"/proc/self/fd/{a.fileno()}", "rb") as b:
+    ...     flock_exclusive(a.fileno(), timeout=1, busy="a")
+    ...     flock_exclusive(b.fileno(), timeout=0.05, busy="held by a")
+    Traceback (most recent call last):
+    ...
+    viscurate.errors.DatasetBusy: held by a
+    """
+    deadline = time.monotonic() + max(timeout, 0)
+    delay = 0.005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise DatasetBusy(busy) from None
+            time.sleep(delay)
+            delay = min(delay * 2, WRITER_POLL)
+
+
 def running_server(home: Path) -> dict | None:
     """``{"pid", "url", "since"}`` of the live ``viscurate serve`` of the workspace at ``home``, if any
     (it announces itself in :data:`SERVER_FILE` while it runs)."""
