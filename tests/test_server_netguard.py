@@ -67,9 +67,33 @@ def test_inside_addresses_are_refused(address):
         check_address(address)
 
 
+# special ranges the standard library's is_global let through (issue 14: fec0::1 and 192.0.0.8 were
+# fetched), and IPv4 addresses inside IPv6 forms: mapped, IPv4-compatible, 6to4, NAT64, Teredo
+@pytest.mark.parametrize("address, why", [
+    ("fec0::1", "site-local"), ("192.0.0.8", "special-purpose"), ("192.0.0.170", "special-purpose"),
+    ("100.127.255.254", "shared"), ("192.0.2.1", "documentation"), ("198.51.100.7", "documentation"),
+    ("203.0.113.9", "documentation"), ("198.18.0.1", ""), ("192.88.99.1", "6to4 relay"), ("240.0.0.1", ""),
+    ("255.255.255.255", ""), ("0.1.2.3", ""), ("::", ""), ("::127.0.0.1", ""), ("fe80::1%eth0", "link-local"),
+    ("ff02::1", "multicast"), ("::ffff:169.254.169.254", "link-local"), ("::ffff:192.0.0.8", "special-purpose"),
+    ("::ffff:100.64.0.1", "shared"), ("64:ff9b::7f00:1", "loopback"), ("64:ff9b::a00:1", "private"),
+    ("64:ff9b::c000:8", "special-purpose"), ("64:ff9b:1::1", ""), ("2002:a00:1::1", "private"),
+    ("2002:c000:8::1", "special-purpose"), ("2001:0:4136:e378:8000:63bf:3fff:fdd2", ""),
+    ("2001:db8::1", ""), ("3fff::1", "documentation"), ("100::1", ""), ("5f00::1", "")])
+def test_special_ranges_and_embedded_forms_are_refused(address, why):
+    with pytest.raises(BlockedAddress, match=f"{why}.*refused"):
+        check_address(address)
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "93.184.215.14", "2606:4700:4700::1111", "::ffff:8.8.8.8",
+                                     "64:ff9b::808:808", "2002:808:808::1"])
+def test_public_addresses_pass_in_every_form(address):
+    check_address(address)
+
+
 @pytest.mark.parametrize("url", ["http://127.0.0.1/", "http://localhost:8080/x.jpg", "http://[::1]/",
                                  "http://2130706433/", "http://0x7f.1/", "http://169.254.169.254/latest/meta-data/",
-                                 "https://10.0.0.1/a.png", "http://[::ffff:192.168.0.1]/"])
+                                 "https://10.0.0.1/a.png", "http://[::ffff:192.168.0.1]/", "http://[fec0::1]/",
+                                 "http://192.0.0.8/", "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/"])
 def test_urls_that_lead_inside_are_refused_before_any_connection(url):
     with pytest.raises(BlockedAddress):
         fetch(url, timeout=2)

@@ -1041,8 +1041,11 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to l
               port: int = typer.Option(8000, "--port", "-p", help="Port."),
               threads: Optional[int] = typer.Option(None, "--threads", min=1, max=1000,
                                                     help="Requests handled at once, the others wait in "
-                                                    "arrival order (default: 4 per core, 8 to 40).")) -> None:
-    """Serve the REST API (OpenAPI document at /docs) over this workspace."""
+                                                    "arrival order (default: 4 per core, 8 to 40)."),
+              allowed_hosts: Optional[List[str]] = typer.Option(
+                  None, "--allowed-host", help="A host name the server also answers for (repeatable), e.g. a "
+                  "reverse proxy's; besides 127.0.0.1, localhost, ::1 and the address it listens on.")) -> None:
+    """Serve the REST API (OpenAPI document at /openapi.json) and the web app over this workspace."""
     try:
         import uvicorn
 
@@ -1051,7 +1054,7 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to l
         raise ViscurateError(f"the server needs the 'serve' extra: pip install 'viscurate[serve]' ({e})") from None
     from ..server.keys import KeyStore, check_bind, is_loopback
     from ..store.lock import SERVER_FILE
-    from ..store.workspace import Workspace
+    from ..store.workspace import Workspace, make_dirs
 
     home = Workspace(state.home).home
     store = KeyStore(home)
@@ -1059,7 +1062,7 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to l
     err_console.print(f"serving {home} on http://{host}:{port} "
                       f"({'API key required' if not is_loopback(host) else 'loopback only'}); web app at /")
     announce = home / SERVER_FILE  # so that a CLI write that finds a dataset busy can say who holds it
-    announce.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(announce.parent)  # 0700, like every folder of the workspace
     # (a file left by a killed server is simply replaced: running_server already ignores a dead pid)
     announce.write_text(json.dumps({"pid": os.getpid(), "url": f"http://{host}:{port}", "since": time.time()}))
     # uvicorn shuts down on SIGTERM, then raises it again under the handler it found: the default one
@@ -1067,7 +1070,7 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to l
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         server_app = create_app(state.home, require_key=not is_loopback(host),
-                                request_threads=threads or request_threads())
+                                request_threads=threads or request_threads(), allowed_hosts=tuple(allowed_hosts or ()))
         # the objects of every module loaded so far live as long as the process: out of the collector's
         # sight, its full collections no longer stall every request in flight for tens of milliseconds
         gc.collect()

@@ -20,6 +20,8 @@ from typing import Any
 
 from ..errors import ViscurateError
 from .analyze import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, SCRATCH_DATASET
+from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IDS_BODY_BYTES
+from .netguard import DEFAULT_DEADLINE
 
 __all__ = ["create_app", "request_threads", "PAGE_SIZE", "MAX_THUMBNAIL_SIDE", "API_KEY_HEADER", "USER_HEADER"]
 
@@ -54,6 +56,32 @@ def user_name(value: str | None) -> str:
 
 log = logging.getLogger("viscurate.server")
 
+# how DuckDB opens its messages ("Invalid Input Error: ...", "IO Error: Cannot open file ...")
+_ENGINE_TEXT = re.compile(r"\b(?:Invalid Input|Conversion|Binder|Parser|Catalog|Out of Range|Constraint|Internal|"
+                          r"Not implemented|IO|Invalid Type|Dependency|Permission|Syntax|Transaction|"
+                          r"Serialization|Interrupt|Out of Memory|Sequence|Fatal|HTTP) Error: ", re.IGNORECASE)
+ENGINE_REFUSED = "the database engine refused it (the details are in the server's log)"
+
+
+def client_message(request: Any, error: Exception) -> str:
+    """What a client is told about ``error``: its message, or, when it carries the database engine's
+    text (its functions, casts, SQL and file paths are none of the client's business), our own words
+    before that text and a pointer to the log, where the whole message goes.
+
+    >>> class R: method, url = "POST", type("U", (), {"path": "/x"})
+    >>> client_message(R, ValueError("page must be between 1 and 9"))
+    'page must be between 1 and 9'
+    >>> client_message(R, ValueError("the query could not run: Invalid Input Error: invalid perl operator"))
+    "the query could not run: the database engine refused it (the details are in the server's log)"
+    """
+    text = str(error)
+    engine_text = _ENGINE_TEXT.search(text)  # the text, not the cause: our own words stay, e.g. "busy"
+    if engine_text is None:
+        return text
+    log.warning("%s %s refused by the engine: %s", request.method, request.url.path, text)
+    ours = text[:engine_text.start()].rstrip(": ")
+    return f"{ours}: {ENGINE_REFUSED}" if ours else f"the request could not run: {ENGINE_REFUSED}"
+
 
 class NotFound(ViscurateError):
     """No such dataset or sample."""
@@ -66,7 +94,8 @@ class TooLarge(ViscurateError):
 def create_app(home: str | os.PathLike | None = None, *, require_key: bool = False,
                thumbnail_cache: str | os.PathLike | None = None, allow_private_urls: bool = False,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
-               request_threads: int | None = None) -> Any:
+               request_threads: int | None = None, allowed_hosts: tuple[str, ...] = (),
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, fetch_deadline: float = DEFAULT_DEADLINE) -> Any:
     """The ASGI app over the workspace at ``home``. ``require_key``: every request must carry one of the
     workspace's API keys (:class:`~viscurate.server.keys.KeyStore`) in the ``X-API-Key`` header; keys
     created or revoked while the server runs count from the next request. ``allow_private_urls``: let
@@ -74,7 +103,11 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     a request's). ``max_upload_bytes``: the largest image ``/v1/analyze`` accepts, uploaded or fetched; ``max_pixels``: the
     most pixels its header may declare (413 beyond, before any decoding). ``request_threads``: how many
     requests run at once (:func:`request_threads`; the others wait in arrival order); None keeps the
-    ASGI server's own limit."""
+    ASGI server's own limit. ``max_body_bytes``: the largest JSON body (routes that take lists of sample
+    ids allow 4 MiB, uploads ``max_upload_bytes`` and their form; 413 beyond, :mod:`.limits`);
+    ``fetch_deadline``: seconds for a whole URL fetch of ``/v1/analyze``.
+    ``allowed_hosts``: host names served besides loopback and the local address
+    (a reverse proxy's; ``*``: any, the default when every request needs a key): see :mod:`.security`."""
     from fastapi import Body, FastAPI, File, Form, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
@@ -94,14 +127,18 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     jobs = JobQueue()
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> Any:
+        from ..store.workspace import make_dirs
         from .analyze import remove_scratch
+        make_dirs(Workspace(home).home / "server")  # 0700 (unless shared) before uploads and exports land there
         remove_scratch(home)  # left behind by a crash mid-analysis
         if request_threads is not None:  # the limiter belongs to the running event loop
             import anyio.to_thread
             anyio.to_thread.current_default_thread_limiter().total_tokens = request_threads
         yield
 
-    app = FastAPI(title="viscurate", version="1", docs_url="/docs", openapi_url="/openapi.json", lifespan=lifespan)
+    # no /docs or /redoc: Swagger UI and ReDoc load their files from a CDN, and nothing may come from the internet
+    app = FastAPI(title="viscurate", version="1", docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+                  lifespan=lifespan)
     app.state.jobs = jobs
 
     class Search(BaseModel):
@@ -148,6 +185,11 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
             await self.inner(scope, receive, send)
 
     app.add_middleware(Identify)
+    from .limits import MULTIPART_OVERHEAD, BodyLimit, BodyLimits
+    # inside UploadsToAnalyze (added next, so outside this one): an upload to /v1/analyze has the upload's limit
+    app.add_middleware(BodyLimit, limits=BodyLimits(
+        json=max_body_bytes, ids=max(max_body_bytes, DEFAULT_MAX_IDS_BODY_BYTES),
+        upload=max_upload_bytes + MULTIPART_OVERHEAD))
 
     class UploadsToAnalyze:
         """``POST /v1/analyze`` with a multipart body is an upload (Cortex's "analyze this image" took a
@@ -163,10 +205,12 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
             await self.inner(scope, receive, send)
 
     app.add_middleware(UploadsToAnalyze)
+    from .security import install
+    install(app, allowed_hosts or (("*",) if require_key else ()))
 
     def json_error(status: int) -> Any:
-        async def handler(_: Request, e: Exception) -> JSONResponse:
-            return JSONResponse({"error": str(e)}, status_code=status)
+        async def handler(request: Request, e: Exception) -> JSONResponse:
+            return JSONResponse({"error": client_message(request, e)}, status_code=status)
         return handler
 
     # the most specific class wins (Starlette looks handlers up along the exception's MRO)
@@ -198,6 +242,14 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
             raise ViscurateError(f"{SCRATCH_DATASET!r} is the server's own scratch dataset: name another")
         return None if name is None else validate_name(name)
 
+    def pathless(doc: dict) -> dict:
+        """An analyzed sample without ``filepath`` and ``origin``: both name the server's own copy of the
+        bytes, an absolute path in its workspace, of no use to a client (which has ``_id``, the media
+        route, and ``url`` or ``metadata.original_filename``)."""
+        doc.pop("filepath", None)
+        doc.pop("origin", None)
+        return doc
+
     def within_pixels(data: bytes) -> bytes:
         from .analyze import image_pixels
         pixels = image_pixels(data)
@@ -219,8 +271,8 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
         from .analyze import analyze_bytes
         from .netguard import fetch
 
-        fetched = fetch(body.url, max_bytes=max_upload_bytes, allow_private=allow_private_urls)
-        return analyze_bytes(within_pixels(fetched.data), home, dataset=target(body.dataset), url=body.url)
+        fetched = fetch(body.url, max_bytes=max_upload_bytes, deadline=fetch_deadline, allow_private=allow_private_urls)
+        return pathless(analyze_bytes(within_pixels(fetched.data), home, dataset=target(body.dataset), url=body.url))
 
     @app.post("/v1/analyze/upload")
     def analyze_upload(request: Request, file: UploadFile | None = File(None), image: UploadFile | None = File(None),
@@ -239,7 +291,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
         data = file.file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise TooLarge(f"the upload is more than {max_upload_bytes} bytes")
-        return analyze_bytes(within_pixels(data), home, dataset=target(dataset), filename=file.filename)
+        return pathless(analyze_bytes(within_pixels(data), home, dataset=target(dataset), filename=file.filename))
 
     @app.get("/v1/datasets")
     def list_datasets() -> dict:

@@ -3,12 +3,13 @@ in ``<workspace>/server/api_keys.json``, and the rule that a server listening be
 
 >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("localhost"), is_loopback("0.0.0.0")
 (True, True, True, False)
+>>> is_loopback("127.0.0.2"), is_loopback("::ffff:127.0.0.1")
+(False, False)
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import os
 import secrets
@@ -21,13 +22,14 @@ from ..files import write_atomic
 __all__ = ["KeyStore", "is_loopback", "check_bind"]
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """Whether a server listening on ``host`` may go without a key: only for exactly 127.0.0.1, ::1 and
+    localhost, the names the ``Host`` check (:mod:`.security`) and the docs mean by "this machine only".
+    The rest of 127.0.0.0/8 (and IPv4-mapped forms) is an unusual choice we do not guess about: a key."""
+    return host.strip().lower() in LOOPBACK_HOSTS
 
 
 def check_bind(host: str, has_keys: bool) -> None:
@@ -57,7 +59,8 @@ class KeyStore:
             raise ViscurateError(f"cannot read the API keys in {self.path}: {e}") from None
 
     def _write(self, keys: dict[str, dict]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        from ..store.workspace import make_dirs
+        make_dirs(self.path.parent)
         write_atomic(self.path, json.dumps(keys, indent=1, sort_keys=True).encode(), mode=0o600)
 
     def create(self, name: str) -> str:

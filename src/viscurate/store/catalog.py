@@ -46,6 +46,7 @@ from . import documents, schema
 from .lock import DatasetLock, readers_waiting
 from .read_cache import ReadCache
 from .query import bson_order
+from .query.budget import time_limited
 from .query.compiler import Ctx, bind, compile_query, compile_sort
 from .query.known_fields import KnownPaths, declared_paths, json_paths, query_paths, query_warnings
 from .query.projection import project
@@ -729,8 +730,9 @@ class Catalog:
         if count and self._cache is not None:  # a search's page: a slice of the whole list, if it is kept
             def every_match() -> pa.Array:
                 sql, args = bind(f"SELECT s._id FROM samples s WHERE {where} ORDER BY {order_sql}", params)
-                with _query_refused():
-                    return self.con.sql(sql, params=args).to_arrow_table().column(0).combine_chunks()
+                con = self.con
+                with _query_refused(), time_limited(con):
+                    return con.sql(sql, params=args).to_arrow_table().column(0).combine_chunks()
 
             listed = self._cache.page((where, repr(params), order_sql), every_match, offset, limit)
             if listed is not None:
@@ -845,8 +847,11 @@ class Catalog:
 
     def _execute(self, sql: str, params: list):
         sql, params = bind(sql, params)
-        with _query_refused():
-            return self.con.execute(sql, params)
+        con = self.con
+        # a reader's query runs at most the query time limit (a server thread is never held for good);
+        # a writer's statements are the user's own long work
+        with _query_refused(), (nullcontext() if self.write_mode else time_limited(con)):
+            return con.execute(sql, params)
 
     def _objects_for(self, seqs: list[int]) -> dict[int, dict[str, list[dict]]]:
         cur = self.con.execute(f"SELECT {self._filled_select('objects')} FROM objects WHERE sample_seq IN "

@@ -7,6 +7,10 @@ indexes), ``media/`` (content-addressed copies of downloaded or extracted media)
 The home is, in order of precedence: the ``home`` argument (the CLI's ``--home``), the ``VISCURATE_HOME``
 environment variable, then the user data directory (``~/.local/share/viscurate`` on Linux).
 
+The folders viscurate makes there are the user's alone (0700: a catalog holds every file path and
+label, the media copies are the user's pictures), unless ``VISCURATE_SHARED=1`` asks for the umask's
+modes, for a workspace a group shares. Exports are the user's own files and keep the umask's mode.
+
 >>> import tempfile
 >>> ws = Workspace(tempfile.mkdtemp())
 >>> ws.dataset_dir("pets").name
@@ -37,6 +41,30 @@ def default_home() -> Path:
         return Path(env).expanduser()
     from platformdirs import user_data_dir
     return Path(user_data_dir("viscurate", appauthor=False))
+
+
+def shared() -> bool:
+    """Whether ``VISCURATE_SHARED=1`` asks for workspace folders with the umask's modes instead of 0700."""
+    return os.environ.get("VISCURATE_SHARED", "").strip().lower() in ("1", "true", "yes")
+
+
+def make_dirs(path: str | os.PathLike) -> Path:
+    """``mkdir -p`` whose new folders are private to the user (0700), or follow the umask when
+    :func:`shared`; folders that exist keep their mode.
+
+    >>> import stat, tempfile
+    >>> made = make_dirs(Path(tempfile.mkdtemp()) / "a" / "b")
+    >>> oct(stat.S_IMODE(made.stat().st_mode)), oct(stat.S_IMODE(made.parent.stat().st_mode))
+    ('0o700', '0o700')
+    """
+    path = Path(path)
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o777 if shared() else 0o700, exist_ok=True)  # the umask applies either way
+    return Path(missing[0]) if missing else path
 
 
 def validate_name(name: str) -> str:
@@ -71,9 +99,11 @@ class Workspace:
         d = self.dataset_dir(name)
         if (d / INFO_FILE).exists():
             raise DatasetExists(f"dataset {name!r} already exists in {self.home}")
-        d.mkdir(parents=True, exist_ok=True)
+        make_dirs(d)
+        if not shared():  # a folder left by an interrupted create, or made by an older version
+            d.chmod(0o700)
         for sub in SUBDIRS:
-            (d / sub).mkdir(exist_ok=True)
+            make_dirs(d / sub)
         info = {"name": name, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "schema_version": SCHEMA_VERSION}
         tmp = d / (INFO_FILE + ".tmp")

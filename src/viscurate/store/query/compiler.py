@@ -33,6 +33,7 @@ from typing import Any, Callable
 from ...errors import QueryError, UnsupportedOperator
 from .. import schema
 from .bson_order import order_key
+from .budget import QueryBudget, check_query, check_sql, over_budget
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -95,6 +96,8 @@ class Ctx:
 
 
 TRUE, FALSE = "TRUE", "FALSE"
+MAX_PREFILTER_NEEDLES = 16
+_NO_CANDIDATES = "CAST([] AS STRUCT(v JSON, p BOOLEAN)[])"
 
 _REF = re.compile(r"\$(\d+)")
 
@@ -185,6 +188,25 @@ def _check_value(v: Any, where: str) -> None:
             _check_value(x, where)
         return
     raise QueryError(f"{where}: unsupported value of type {type(v).__name__}")
+
+
+def _exact_numbers(values: list) -> tuple[list[int], list[float]]:
+    """The numbers among ``values`` as the integers and the doubles they equal exactly (MongoDB
+    compares numbers by value: 2 matches 2.0; 2**53 + 1 matches no double)."""
+    ints: dict[int, None] = {}
+    doubles: dict[float, None] = {}
+    for v in values:
+        if not _is_number(v):
+            continue
+        if isinstance(v, float):
+            doubles[v] = None
+            if v.is_integer() and abs(v) < 2**64:
+                ints[int(v)] = None
+        else:
+            ints[v] = None
+            if float(v) == v:  # Python compares an int with a float exactly
+                doubles[float(v)] = None
+    return list(ints), list(doubles)
 
 
 def _num_compare(ctx: Ctx, expr: str, kind: str, op: str, n: int | float) -> str:
@@ -410,18 +432,30 @@ class Cmp(Pred):
 class In(Pred):
     def __init__(self, values: list):
         self.values = values
-        self.eqs = [Eq(v) for v in values]
+        # strings and numbers are matched as lists (below), and mean nothing to the other kinds of
+        # candidates; the rest are few distinct values (a repeated one would cost SQL again)
+        others = {orjson.dumps(v): v for v in values if not isinstance(v, str) and not _is_number(v)}
+        self.eqs = [Eq(v) for v in others.values()]
 
     def on_missing(self) -> bool:
         return any(e.on_missing() for e in self.eqs)
 
+    # Strings and numbers are each one list parameter: SQL of constant size however long the list
+    # (one equality per value was ~480 characters each on free-form JSON; issue 14).
+
     def json(self, ctx, c):
         strings = [v for v in self.values if isinstance(v, str)]
-        rest = [e for e in self.eqs if not isinstance(e.value, str)]
+        ints, doubles = _exact_numbers(self.values)
         parts = []
         if strings:
             parts.append(f"(json_type({c}) = 'VARCHAR' AND list_contains({ctx.p(strings, 'VARCHAR[]')}, {c} ->> '$'))")
-        parts += [e.json(ctx, c) for e in rest]
+        if ints:
+            parts.append(f"(json_type({c}) IN {JSON_INT_TYPES} AND "
+                         f"list_contains({ctx.p([str(i) for i in ints], 'HUGEINT[]')}, TRY_CAST({c} AS HUGEINT)))")
+        if doubles:
+            parts.append(f"(json_type({c}) = 'DOUBLE' AND "
+                         f"list_contains({ctx.p(doubles, 'DOUBLE[]')}, TRY_CAST({c} AS DOUBLE)))")
+        parts += [e.json(ctx, c) for e in self.eqs]
         return _or(*parts)
 
     def typed(self, ctx, c, t):
@@ -430,10 +464,15 @@ class In(Pred):
             strings = [v for v in self.values if isinstance(v, str)]
             if strings:
                 parts.append(f"list_contains({ctx.p(strings, 'VARCHAR[]')}, {c})")
-            rest = [e for e in self.eqs if not isinstance(e.value, str)]
-        else:
-            rest = self.eqs
-        parts += [e.typed(ctx, c, t) for e in rest]
+        elif t in _SQL_NUMERIC:
+            ints, doubles = _exact_numbers(self.values)
+            if t == "BIGINT":
+                ints = [str(i) for i in ints if INT64[0] <= i <= INT64[1]]
+                if ints:
+                    parts.append(f"list_contains({ctx.p(ints, 'BIGINT[]')}, {c})")
+            elif doubles:
+                parts.append(f"list_contains({ctx.p(doubles, 'DOUBLE[]')}, {c})")
+        parts += [e.typed(ctx, c, t) for e in self.eqs]
         return _or(*parts)
 
     def typed_list(self, ctx, c, t):
@@ -630,12 +669,8 @@ class ElemMatch(Pred):
         if self.value_form:
             body = self._value_form(ctx, lambda pred: pred.json(ctx, e))
         else:
-            root_obj = JsonRoot(e, array_doc=False)
-            root_arr = JsonRoot(e, array_doc=True)
-            body = _or(
-                _and(f"json_type({e}) = 'OBJECT'", self.compiler.compile_doc(self.spec, root_obj, ctx)),
-                _and(f"json_type({e}) = 'ARRAY'", self.compiler.compile_doc(self.spec, root_arr, ctx)),
-            )
+            # compiled once for both kinds of element (twice grew 4x per nesting level; issue 14)
+            body = _and(f"json_type({e}) IN ('OBJECT', 'ARRAY')", self.compiler.compile_doc(self.spec, JsonRoot(e), ctx))
         return f"(json_type({c}) = 'ARRAY' AND list_bool_or(list_transform(json_extract({c}, '$[*]'), lambda {e}: {body})))"
 
     def typed(self, ctx, c, t):
@@ -706,8 +741,9 @@ class SampleRoot:
 
 @dataclass
 class JsonRoot:
+    """A JSON document or an array, read as a document whose fields are its positions."""
+
     expr: str
-    array_doc: bool = False
 
 
 @dataclass
@@ -720,9 +756,18 @@ class Compiler:
     """Compiles one query. ``fields`` maps declared sample paths to their specs."""
 
     def __init__(self, fields: dict[str, schema.FieldSpec] | None = None,
-                 object_attrs: dict[str, schema.FieldSpec] | None = None):
+                 object_attrs: dict[str, schema.FieldSpec] | None = None, budget: QueryBudget | None = None):
         self.fields = fields if fields is not None else schema.FIELDS
         self.object_attrs = object_attrs if object_attrs is not None else schema.OBJECT_ATTRS
+        self.budget = budget if budget is not None else QueryBudget.from_env()
+        self._charged = 0
+
+    def charge(self, sql_bytes: int) -> None:
+        """Count SQL written for branches of logical operators (an upper bound of the final size)."""
+        self._charged += sql_bytes
+        if self._charged > self.budget.max_sql_bytes:
+            raise over_budget(f"the query compiles to more than {self.budget.max_sql_bytes} bytes of SQL",
+                              "max_sql_bytes", self.budget.max_sql_bytes)
 
     # ---- documents and logical operators ---------------------------------------------------
 
@@ -740,7 +785,10 @@ class Compiler:
                     raise _unknown_operator(key, LOGICAL | IGNORED_TOP, None)
                 if not isinstance(value, list) or not value:
                     raise QueryError(f"{key} needs a non-empty array of queries")
-                subs = [self.compile_doc(q, root, ctx) for q in value]
+                subs = []
+                for q in value:  # the SQL budget stops a wide query as soon as it is over, not after
+                    subs.append(self.compile_doc(q, root, ctx))
+                    self.charge(len(subs[-1]))
                 if key == "$and":
                     parts.append(_and(*subs))
                 elif key == "$or":
@@ -862,13 +910,13 @@ class Compiler:
             return self._sample_any(root, path, pred, ctx)
         if isinstance(root, ObjectRowRoot):
             return self._object_row_any(root, path, pred, ctx)
-        if root.array_doc:
-            # an array read as a document: only positions are fields
-            head, rest = path[0], path[1:]
-            if not is_index(head):
-                return _const(pred.on_missing())
-            return self.json_any(f"json_extract({root.expr}, {ctx.p(json_pointer(head))})", rest, pred, ctx)
-        return self.json_any(root.expr, path, pred, ctx)
+        head, rest = path[0], path[1:]
+        ptr = ctx.p(json_pointer(head))
+        if is_index(head):  # a field of a document, or a position of an array
+            top = f"json_extract({root.expr}, {ptr})"
+        else:  # only a document has it: an array read as a document has positions only
+            top = f"(CASE WHEN json_type({root.expr}) = 'OBJECT' THEN json_extract({root.expr}, {ptr}) END)"
+        return self.json_any(top, rest, pred, ctx)
 
     def _sample_any(self, root: SampleRoot, path: list[str], pred: Pred, ctx: Ctx) -> str:
         head = path[0]
@@ -894,7 +942,7 @@ class Compiler:
             strings = _string_operands(pred)
             if strings:  # a string's JSON text is unique to it: one parse, no type check
                 texts = [orjson.dumps(v).decode() for v in strings]
-                direct = _or(f"(CAST({value} AS VARCHAR) IN ({', '.join(ctx.p(t) for t in texts)}))",
+                direct = _or(f"list_contains({ctx.p(texts, 'VARCHAR[]')}, CAST({value} AS VARCHAR))",
                              _and(f"json_type({value}) = 'ARRAY'", self.json_any(value, [], pred, ctx)))
             else:
                 direct = self.json_any(value, [], pred, ctx)
@@ -1003,31 +1051,53 @@ class Compiler:
         ``v`` was reached by an array position (then a leaf array is not expanded, and a scalar met
         before the end of the path yields no candidate rather than a missing one)."""
         if not path:
-            here = pred.json(ctx, v)
-            if pred.expand and not positional:
-                e = ctx.var("e")
-                elem = pred.json(ctx, e)
-                if elem != FALSE:
-                    here = _or(here,
-                        f"(json_type({v}) = 'ARRAY' AND list_bool_or(list_transform(json_extract({v}, '$[*]'), lambda {e}: {elem})))")
+            return self._json_leaf(v, pred, ctx, None if positional else TRUE)
+        # The candidates are listed once, step by step, and the predicate is written once for all of
+        # them: SQL that grows linearly with the path (a branch per step for objects and arrays grew
+        # 2-3x per step: a 10-part path compiled to gigabytes; issue 14).
+        cands = f"[{{'v': {v}, 'p': {_const(positional)}}}]"
+        for part in path:
+            cands = self._json_step(cands, part, ctx)
+        c = ctx.var("c")
+        leaf = self._json_leaf(f"{c}.v", pred, ctx, f"NOT {c}.p")
+        if leaf == FALSE:
+            return FALSE
+        return f"list_bool_or(list_transform({cands}, lambda {c}: {leaf}))"
+
+    @staticmethod
+    def _json_leaf(v: str, pred: Pred, ctx: Ctx, expands: str | None) -> str:
+        """``pred`` on candidate ``v`` and, where the SQL ``expands`` holds, on its elements when it
+        is an array (``None``: never, the value was reached by position)."""
+        here = pred.json(ctx, v)
+        if not pred.expand or expands is None:
             return here
-        head, rest = path[0], path[1:]
-        ptr = ctx.p(json_pointer(head))
-        in_object = self.json_any(f"json_extract({v}, {ptr})", rest, pred, ctx)
         e = ctx.var("e")
-        ptr2 = ctx.p(json_pointer(head))
-        elem = self.json_any(f"json_extract({e}, {ptr2})", rest, pred, ctx)
-        in_array = FALSE
-        if elem != FALSE:
-            in_array = (f"list_bool_or(list_transform(json_extract({v}, '$[*]'), lambda {e}: json_type({e}) = 'OBJECT' AND {elem}))")
-        if is_index(head):
+        elem = pred.json(ctx, e)
+        if elem == FALSE:
+            return here
+        return _or(here, _and(expands, f"json_type({v}) = 'ARRAY'",
+                              f"list_bool_or(list_transform(json_extract({v}, '$[*]'), lambda {e}: {elem}))"))
+
+    @staticmethod
+    def _json_step(cands: str, part: str, ctx: Ctx) -> str:
+        """The candidates one path component below ``cands``, a list of ``{v: JSON, p: reached by
+        position}`` (``v`` NULL: missing). MongoDB's traversal: an object gives its field (maybe
+        missing); an array gives the field of each element that is a document and, for a numeric
+        component, the element at that position when there is one; anything else is missing, or
+        nothing at all below a value reached by position."""
+        c, e = ctx.var("c"), ctx.var("e")
+        ptr = ctx.p(json_pointer(part))
+        in_object = f"[{{'v': json_extract({c}.v, {ptr}), 'p': FALSE}}]"
+        in_array = (f"list_transform(list_filter(json_extract({c}.v, '$[*]'), lambda {e}: json_type({e}) = 'OBJECT'), "
+                    f"lambda {e}: {{'v': json_extract({e}, {ptr}), 'p': FALSE}})")
+        if is_index(part):
             # a position past the end yields no candidate at all (not a missing one)
-            pos = f"json_extract({v}, {ctx.p(json_pointer(head))})"
-            by_pos = self.json_any(pos, rest, pred, ctx, positional=True)
-            in_array = _or(in_array, _and(f"json_array_length({v}) > {int(head)}", by_pos))
-        missing = FALSE if positional else _const(pred.on_missing())
-        return (f"(CASE json_type({v}) WHEN 'OBJECT' THEN {in_object} "
-                f"WHEN 'ARRAY' THEN {in_array} ELSE {missing} END)")
+            by_pos = (f"CASE WHEN json_array_length({c}.v) > {int(part)} "
+                      f"THEN [{{'v': json_extract({c}.v, {ptr}), 'p': TRUE}}] ELSE {_NO_CANDIDATES} END")
+            in_array = f"list_concat({in_array}, {by_pos})"
+        missing = f"CASE WHEN {c}.p THEN {_NO_CANDIDATES} ELSE [{{'v': NULL::JSON, 'p': FALSE}}] END"
+        return (f"flatten(list_transform({cands}, lambda {c}: CASE json_type({c}.v) WHEN 'OBJECT' THEN {in_object} "
+                f"WHEN 'ARRAY' THEN {in_array} ELSE {missing} END))")
 
 
 class _Never(Pred):
@@ -1060,6 +1130,8 @@ def _with_text_prefilter(column: str, pred: Pred, sql: str, ctx: Ctx) -> str:
     needles = _string_operands(pred)
     if not needles or sql in (TRUE, FALSE):
         return sql
+    if len(needles) > MAX_PREFILTER_NEEDLES:
+        return sql  # a speed-up only: one substring scan per value would cost more than it saves
     text = f"CAST({column} AS VARCHAR)"
     found = _or(*[f"contains({text}, {ctx.p(orjson.dumps(v).decode())})" for v in needles])
     return _and(found, sql)
@@ -1182,8 +1254,14 @@ def compile_query(query: dict | None, fields: dict | None = None, ctx: Ctx | Non
     ctx = ctx if ctx is not None else Ctx()
     if not query:
         return TRUE, ctx.params
-    compiler = Compiler(fields)
-    sql = compiler.compile_doc(query, SampleRoot(), ctx)
+    budget = QueryBudget.from_env()
+    check_query(query, budget)  # before any work: compilation is linear in a query of bounded size
+    compiler = Compiler(fields, budget=budget)
+    try:
+        sql = compiler.compile_doc(query, SampleRoot(), ctx)
+    except RecursionError:  # only where a raised max_depth lets a query nest beyond Python's stack
+        raise over_budget("the query nests too deeply to compile", "max_depth", budget.max_depth) from None
+    check_sql(sql, budget)
     # no outer coalesce: WHERE treats NULL as false, and a bare conjunction lets DuckDB filter in steps
     return sql, ctx.params
 
