@@ -106,13 +106,12 @@ class BodyLimit:
 
 
 def _content_length(scope: dict) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None  # the ASGI server refuses a malformed one before we see it
-    return None
+    from starlette.datastructures import Headers
+
+    try:
+        return int(Headers(scope=scope)["content-length"])
+    except (KeyError, ValueError):
+        return None  # none (chunked), or malformed: the ASGI server refuses that before we see it
 
 
 async def _refuse(limit: int, send: Any) -> None:

@@ -63,11 +63,10 @@ def origin_authority(origin: str) -> str | None:
     return parts.netloc.lower()
 
 
-def _header(scope: dict, name: bytes) -> str | None:
-    for key, value in scope.get("headers") or ():
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
+def _header(scope: dict, name: str) -> str | None:
+    from starlette.datastructures import Headers
+
+    return Headers(scope=scope).get(name)
 
 
 class Guard:
@@ -89,9 +88,9 @@ class Guard:
         return name in LOOPBACK_NAMES or name in self.allowed or name == str(local).lower()
 
     def origin_ok(self, scope: dict, host: str | None) -> bool:
-        if scope["method"] in _SAFE_METHODS or _header(scope, CSRF_HEADER.lower().encode()) is not None:
+        if scope["method"] in _SAFE_METHODS or _header(scope, CSRF_HEADER) is not None:
             return True
-        origin = _header(scope, b"origin")
+        origin = _header(scope, "origin")
         if origin is None:
             return True
         authority = origin_authority(origin)
@@ -103,7 +102,7 @@ class Guard:
         if scope["type"] == "http":
             from starlette.responses import JSONResponse
 
-            host = _header(scope, b"host")
+            host = _header(scope, "host")
             if not self.host_ok(scope, host):
                 refused = JSONResponse({"error": f"this server does not answer for the host {host!r} (serve it "
                                                  f"with --allowed-host NAME behind a proxy)"}, status_code=421)
