@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from ..errors import ViscurateError
+from ..sources.archive import archive_signature
 
 __all__ = ["analyze_bytes", "archive_kind_of", "image_pixels", "original_name", "remove_scratch", "SCRATCH_DATASET",
            "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_PIXELS"]
@@ -46,14 +47,7 @@ def archive_kind_of(data: bytes) -> str | None:
     >>> archive_kind_of(b"PK\\x03\\x04" + bytes(26)), archive_kind_of(bytes.fromhex("89504e470d0a1a0a"))
     ('zip', None)
     """
-    if data[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"):
-        return "zip"
-    if data[257:262] == b"ustar":
-        return "tar"
-    for signature, kind in ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz")):
-        if data.startswith(signature):
-            return kind
-    return None
+    return archive_signature(data[:512])
 
 
 def image_pixels(data: bytes) -> int | None:

@@ -60,15 +60,34 @@ def archive_kind(path: str | os.PathLike, sniff: bool = True) -> ArchiveKind | N
             head = f.read(512)
     except OSError:
         return None
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+    signature = archive_signature(head)
+    if signature == "zip":
         return "zip" if zipfile.is_zipfile(path) else None
-    if len(head) >= 262 and head[257:262] == b"ustar":
+    if signature == "tar":
         return "tar"
-    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+    if signature is not None:  # a compressed stream: a tar inside it?
         try:
             return "tar" if tarfile.is_tarfile(path) else None
         except Exception:  # noqa: BLE001 - a damaged stream is simply not an archive we can read
             return None
+    return None
+
+
+def archive_signature(head: bytes) -> str | None:
+    """What the first 512 bytes of a file say it is: ``"zip"``, ``"tar"``, or a compressed stream
+    (``"gzip"``, ``"bzip2"``, ``"xz"``) that may hold a tar; ``None`` for anything else (no image
+    format starts with one of these).
+
+    >>> archive_signature(b"PK\\x03\\x04" + bytes(26)), archive_signature(bytes.fromhex("89504e470d0a1a0a"))
+    ('zip', None)
+    """
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"):
+        return "zip"
+    if head[257:262] == b"ustar":
+        return "tar"
+    for signature, kind in ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz")):
+        if head.startswith(signature):
+            return kind
     return None
 
 
