@@ -16,8 +16,10 @@ viscurate.errors.QueryError: query over budget: $all lists 2000 values; the limi
 """
 from __future__ import annotations
 
+import itertools
 import os
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, Iterator
@@ -148,10 +150,54 @@ def check_sql(sql: str, budget: QueryBudget | None = None) -> None:
         raise over_budget(f"the query compiles to {len(sql)} bytes of SQL", "max_sql_bytes", budget.max_sql_bytes)
 
 
+class _Watchdog:
+    """One thread for every time-limited statement of the process: it interrupts each cursor whose
+    deadline has passed. (A ``threading.Timer`` per statement started a thread for every read, ~0.5 ms,
+    more than a small query costs.)"""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[int, tuple[float, Any, threading.Event]] = {}
+        self._keys = itertools.count()
+        self._wake_at = float("inf")  # when the thread next looks (it sleeps until then or a notify)
+        self._thread: threading.Thread | None = None
+
+    def watch(self, con: Any, limit_s: float) -> tuple[int, threading.Event]:
+        fired = threading.Event()
+        deadline = time.monotonic() + limit_s
+        with self._cond:
+            key = next(self._keys)
+            self._due[key] = (deadline, con, fired)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="viscurate-query-watchdog", daemon=True)
+                self._thread.start()
+            elif deadline < self._wake_at:
+                self._cond.notify()
+        return key, fired
+
+    def unwatch(self, key: int) -> None:
+        with self._cond:
+            self._due.pop(key, None)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for key in [k for k, (deadline, _, _) in self._due.items() if deadline <= now]:
+                    _, con, fired = self._due.pop(key)
+                    fired.set()
+                    con.interrupt()
+                self._wake_at = min((d for d, _, _ in self._due.values()), default=now + 60.0)
+                self._cond.wait(timeout=self._wake_at - now)
+
+
+_WATCHDOG = _Watchdog()
+
+
 @contextmanager
 def time_limited(con: Any, limit_s: float | None = None) -> Iterator[None]:
     """Run the statement inside on DuckDB cursor ``con`` for at most ``limit_s`` seconds (default: the
-    ``time_limit_s`` budget): a timer thread interrupts it, and the caller gets ``QueryTimeout`` rather
+    ``time_limit_s`` budget): a watchdog thread interrupts it, and the caller gets ``QueryTimeout`` rather
     than a thread held for good. An interrupt that comes just after the statement ended is harmless
     (DuckDB ignores it on an idle cursor).
 
@@ -164,15 +210,7 @@ def time_limited(con: Any, limit_s: float | None = None) -> Iterator[None]:
     import duckdb
 
     limit = limit_s if limit_s is not None else QueryBudget.from_env().time_limit_s
-    fired = threading.Event()
-
-    def interrupt() -> None:
-        fired.set()
-        con.interrupt()
-
-    timer = threading.Timer(limit, interrupt)
-    timer.daemon = True
-    timer.start()
+    key, fired = _WATCHDOG.watch(con, limit)
     try:
         yield
     except duckdb.InterruptException:
@@ -181,4 +219,4 @@ def time_limited(con: Any, limit_s: float | None = None) -> Iterator[None]:
         raise QueryTimeout(f"the query ran past its time limit of {limit:g} s and was stopped; narrow it, "
                            f"or raise the limit (time_limit_s, {_env_name('time_limit_s')})") from None
     finally:
-        timer.cancel()
+        _WATCHDOG.unwatch(key)
