@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import QueryError, ViscurateError
+from ..server import defaults as server_defaults
 
 app = typer.Typer(
     name="viscurate",
@@ -1044,11 +1045,26 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to l
                                                     "arrival order (default: 4 per core, 8 to 40)."),
               allowed_hosts: Optional[List[str]] = typer.Option(
                   None, "--allowed-host", help="A host name the server also answers for (repeatable), e.g. a "
-                  "reverse proxy's; besides 127.0.0.1, localhost, ::1 and the address it listens on.")) -> None:
+                  "reverse proxy's; besides 127.0.0.1, localhost, ::1 and the address it listens on."),
+              max_body_mib: float = typer.Option(server_defaults.MAX_BODY_BYTES / 2**20, "--max-body-mib", min=0.01, max=1024,
+                                                 help="Largest JSON request body, MiB (413 beyond)."),
+              max_upload_mib: float = typer.Option(server_defaults.MAX_UPLOAD_BYTES / 2**20, "--max-upload-mib", min=0.01, max=4096,
+                                                   help="Largest image /v1/analyze takes, uploaded or fetched, MiB."),
+              fetch_deadline: float = typer.Option(server_defaults.FETCH_DEADLINE_S, "--fetch-deadline", min=1, max=3600,
+                                                   help="Seconds a whole URL fetch of /v1/analyze may take."),
+              heavy_threads: int = typer.Option(server_defaults.HEAVY_THREADS, "--heavy-threads", min=1, max=64,
+                                                help="Queries that scan free-form JSON run at once, apart from "
+                                                "the request threads."),
+              heavy_share: float = typer.Option(server_defaults.HEAVY_SHARE, "--heavy-share", min=0.01, max=1.0,
+                                                help="Share of the time heavy queries get while other requests "
+                                                "are in flight (1: no pacing)."),
+              heavy_queue: int = typer.Option(server_defaults.HEAVY_QUEUE, "--heavy-queue", min=0, max=100_000,
+                                              help="Heavy queries that may wait; one more is a 429.")) -> None:
     """Serve the REST API (OpenAPI document at /openapi.json) and the web app over this workspace."""
     try:
         import uvicorn
 
+        from ..server.admission import LaneSettings
         from ..server.app import create_app, request_threads
     except ImportError as e:
         raise ViscurateError(f"the server needs the 'serve' extra: pip install 'viscurate[serve]' ({e})") from None
@@ -1070,7 +1086,11 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to l
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         server_app = create_app(state.home, require_key=not is_loopback(host),
-                                request_threads=threads or request_threads(), allowed_hosts=tuple(allowed_hosts or ()))
+                                request_threads=threads or request_threads(), allowed_hosts=tuple(allowed_hosts or ()),
+                                max_body_bytes=int(max_body_mib * 2**20), max_upload_bytes=int(max_upload_mib * 2**20),
+                                fetch_deadline=fetch_deadline,
+                                heavy_queries=LaneSettings(threads=heavy_threads, share=heavy_share,
+                                                           max_waiting=heavy_queue))
         # the objects of every module loaded so far live as long as the process: out of the collector's
         # sight, its full collections no longer stall every request in flight for tens of milliseconds
         gc.collect()

@@ -13,12 +13,14 @@ import contextlib
 import hashlib
 import io
 import logging
+import math
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import ViscurateError
+from .admission import ANALYSES, HEAVY_QUERIES, Admission, LaneSettings, Overloaded
 from .analyze import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, SCRATCH_DATASET
 from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IDS_BODY_BYTES
 from .netguard import DEFAULT_DEADLINE
@@ -95,7 +97,8 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
                thumbnail_cache: str | os.PathLike | None = None, allow_private_urls: bool = False,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
                request_threads: int | None = None, allowed_hosts: tuple[str, ...] = (),
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, fetch_deadline: float = DEFAULT_DEADLINE) -> Any:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, fetch_deadline: float = DEFAULT_DEADLINE,
+               heavy_queries: LaneSettings = HEAVY_QUERIES, analyses: LaneSettings = ANALYSES) -> Any:
     """The ASGI app over the workspace at ``home``. ``require_key``: every request must carry one of the
     workspace's API keys (:class:`~viscurate.server.keys.KeyStore`) in the ``X-API-Key`` header; keys
     created or revoked while the server runs count from the next request. ``allow_private_urls``: let
@@ -105,7 +108,8 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     requests run at once (:func:`request_threads`; the others wait in arrival order); None keeps the
     ASGI server's own limit. ``max_body_bytes``: the largest JSON body (routes that take lists of sample
     ids allow 4 MiB, uploads ``max_upload_bytes`` and their form; 413 beyond, :mod:`.limits`);
-    ``fetch_deadline``: seconds for a whole URL fetch of ``/v1/analyze``.
+    ``fetch_deadline``: seconds for a whole URL fetch of ``/v1/analyze``. ``heavy_queries`` and
+    ``analyses``: the lanes of queries that scan free-form JSON and of ``/v1/analyze`` (:mod:`.admission`).
     ``allowed_hosts``: host names served besides loopback and the local address
     (a reverse proxy's; ``*``: any, the default when every request needs a key): see :mod:`.security`."""
     from fastapi import Body, FastAPI, File, Form, Request, UploadFile
@@ -125,6 +129,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     store = KeyStore(Workspace(home).home)
     datasets: dict[str, Dataset] = {}
     jobs = JobQueue()
+    admission = Admission(heavy=heavy_queries, analysis=analyses)
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> Any:
         from ..store.workspace import make_dirs
@@ -140,6 +145,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     app = FastAPI(title="viscurate", version="1", docs_url=None, redoc_url=None, openapi_url="/openapi.json",
                   lifespan=lifespan)
     app.state.jobs = jobs
+    app.state.admission = admission
 
     class Search(BaseModel):
         q: dict[str, Any] = Field(default_factory=dict, description="a MongoDB query")
@@ -184,6 +190,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
             scope.setdefault("state", {})["user"] = user
             await self.inner(scope, receive, send)
 
+    app.add_middleware(admission.middleware)  # innermost: counts the requests the guards let in
     app.add_middleware(Identify)
     from .limits import MULTIPART_OVERHEAD, BodyLimit, BodyLimits
     # inside UploadsToAnalyze (added next, so outside this one): an upload to /v1/analyze has the upload's limit
@@ -218,6 +225,10 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
                           (TooLarge, 413), (ViscurateError, 400)):
         app.add_exception_handler(error, json_error(status))
 
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, e: Overloaded) -> JSONResponse:
+        return JSONResponse({"error": str(e)}, status_code=429, headers={"Retry-After": str(math.ceil(e.retry_after_s))})
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
         """Starlette's own errors (unknown route or method, an unreadable body) in the same shape as ours."""
@@ -236,6 +247,12 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     class Analyze(BaseModel):
         url: str = Field(..., max_length=4096, description="an http(s) URL of an image")
         dataset: str | None = Field(None, description="keep the sample in this dataset (created if missing)")
+
+    def query_lane(request: Request, q: dict | None, sort: Any = None) -> Any:
+        """Where a read of ``q`` runs (:meth:`Admission.for_query`), decided before a thread is taken (a
+        body of unknown length, chunked, is not weighed in the event loop)."""
+        declared = request.headers.get("content-length", "")
+        return admission.for_query(q, sort, body_bytes=int(declared) if declared.isdigit() else math.inf)
 
     def target(name: str | None) -> str | None:
         if name == SCRATCH_DATASET:
@@ -264,34 +281,39 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
 
     @app.post("/v1/analyze", openapi_extra={"requestBody": {"content": {
         "multipart/form-data": {"schema": upload_form}}}})
-    def analyze_url(body: Analyze = Body(...)) -> dict:
+    async def analyze_url(body: Analyze = Body(...)) -> dict:
         """Cortex's analyze: download the image at ``url`` (public addresses only), profile and label it,
         and return its sample document (kept in ``dataset`` when one is named). A multipart upload (field
         ``file`` or ``image``) is analyzed as by ``/v1/analyze/upload``."""
         from .analyze import analyze_bytes
         from .netguard import fetch
 
-        fetched = fetch(body.url, max_bytes=max_upload_bytes, deadline=fetch_deadline, allow_private=allow_private_urls)
-        return pathless(analyze_bytes(within_pixels(fetched.data), home, dataset=target(body.dataset), url=body.url))
+        def run() -> dict:
+            fetched = fetch(body.url, max_bytes=max_upload_bytes, deadline=fetch_deadline,
+                            allow_private=allow_private_urls)
+            return pathless(analyze_bytes(within_pixels(fetched.data), home, dataset=target(body.dataset), url=body.url))
+        return await admission.analysis.run(run)
 
     @app.post("/v1/analyze/upload")
-    def analyze_upload(request: Request, file: UploadFile | None = File(None), image: UploadFile | None = File(None),
-                       dataset: str | None = Form(None)) -> dict:
+    async def analyze_upload(request: Request, file: UploadFile | None = File(None),
+                             image: UploadFile | None = File(None), dataset: str | None = Form(None)) -> dict:
         """The same for an uploaded image (multipart field ``file`` or ``image``); its file name is kept as
         ``metadata.original_filename``."""
         from .analyze import analyze_bytes
 
-        file = file or image
-        if file is None:
+        upload = file or image
+        if upload is None:
             raise ViscurateError("send the image as the multipart field 'file' (or 'image')")
-
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_upload_bytes + 64 * 1024:
             raise TooLarge(f"the upload is more than {max_upload_bytes} bytes")
-        data = file.file.read(max_upload_bytes + 1)
-        if len(data) > max_upload_bytes:
-            raise TooLarge(f"the upload is more than {max_upload_bytes} bytes")
-        return pathless(analyze_bytes(within_pixels(data), home, dataset=target(dataset), filename=file.filename))
+
+        def run() -> dict:
+            data = upload.file.read(max_upload_bytes + 1)
+            if len(data) > max_upload_bytes:
+                raise TooLarge(f"the upload is more than {max_upload_bytes} bytes")
+            return pathless(analyze_bytes(within_pixels(data), home, dataset=target(dataset), filename=upload.filename))
+        return await admission.analysis.run(run)
 
     @app.get("/v1/datasets")
     def list_datasets() -> dict:
@@ -308,13 +330,15 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
         return info
 
     @app.post("/v1/datasets/{name}/search")
-    def search(name: str, body: Search = Body(...)) -> dict:
+    async def search(name: str, request: Request, body: Search = Body(...)) -> dict:
         """Cortex's search: a MongoDB query ``q`` and a ``page`` of 25; ``length`` is the total count."""
-        found = dataset(name).find(body.q, page=body.page, page_size=PAGE_SIZE, sort=body.sort)
-        out = {"length": found["length"], "page": body.page, "page_size": PAGE_SIZE, "results": found["results"]}
-        if found.get("warnings"):  # fields no sample has ("isues": did you mean "issues"?)
-            out["warnings"] = found["warnings"]
-        return out
+        def run() -> dict:
+            found = dataset(name).find(body.q, page=body.page, page_size=PAGE_SIZE, sort=body.sort)
+            out = {"length": found["length"], "page": body.page, "page_size": PAGE_SIZE, "results": found["results"]}
+            if found.get("warnings"):  # fields no sample has ("isues": did you mean "issues"?)
+                out["warnings"] = found["warnings"]
+            return out
+        return await query_lane(request, body.q, body.sort).run(run)
 
     @app.get("/v1/datasets/{name}/samples/{sample_id}")
     def get_sample(name: str, sample_id: str) -> dict:
@@ -388,7 +412,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
 
     from . import curation_routes, job_routes, web
 
-    curation_routes.register(app, dataset, sample)
-    job_routes.register(app, dataset, Path(Workspace(home).home) / "server" / "exports")
+    curation_routes.register(app, dataset, sample, query_lane)
+    job_routes.register(app, dataset, Path(Workspace(home).home) / "server" / "exports", query_lane)
     web.register(app)
     return app

@@ -15,7 +15,10 @@ MAX_IDS = 100_000
 PAGE_SIZE = 25
 
 
-def register(app: Any, dataset: Callable[[str], Any], sample: Callable[[str, str], dict]) -> None:
+def register(app: Any, dataset: Callable[[str], Any], sample: Callable[[str, str], dict],
+             query_lane: Callable[..., Any]) -> None:
+    """The routes, on ``app``; ``query_lane(request, q)``: where a read of the query ``q`` runs
+    (:mod:`.admission`)."""
     from fastapi import Body, Query, Request
     from pydantic import BaseModel, Field
 
@@ -63,9 +66,11 @@ def register(app: Any, dataset: Callable[[str], Any], sample: Callable[[str, str
         return {"slices": dataset(name).slices()}
 
     @app.put("/v1/datasets/{name}/slices/{slice_name}")
-    def save_slice(name: str, slice_name: str, body: Target = Body(...)) -> dict:
+    async def save_slice(name: str, slice_name: str, request: Request, body: Target = Body(...)) -> dict:
         """Freeze the samples matching ``q`` (or ``ids``) as a slice (replacing one of that name)."""
-        return {"name": slice_name, "samples": dataset(name).save_slice(slice_name, body.target())}
+        target = body.target()
+        return await query_lane(request, body.q).run(
+            lambda: {"name": slice_name, "samples": dataset(name).save_slice(slice_name, target)})
 
     @app.delete("/v1/datasets/{name}/slices/{slice_name}")
     def delete_slice(name: str, slice_name: str) -> dict:
@@ -78,27 +83,33 @@ def register(app: Any, dataset: Callable[[str], Any], sample: Callable[[str, str
         limit: int = Field(MAX_IDS, ge=1, le=MAX_IDS)
 
     @app.post("/v1/datasets/{name}/select")
-    def select(name: str, body: SelectBody = Body(...)) -> dict:
+    async def select(name: str, request: Request, body: SelectBody = Body(...)) -> dict:
         """The ids of every sample matching ``q`` (at most ``limit``), for acting on a whole selection."""
-        ids = dataset(name).ids(body.q)
-        return {"length": len(ids), "ids": ids[:body.limit]}
+        def run() -> dict:
+            ids = dataset(name).ids(body.q)
+            return {"length": len(ids), "ids": ids[:body.limit]}
+        return await query_lane(request, body.q).run(run)
 
     class TagBody(Target):
         add: list[str] = Field(default_factory=list, max_length=50)
         remove: list[str] = Field(default_factory=list, max_length=50)
 
     @app.post("/v1/datasets/{name}/tags")
-    def tag(name: str, body: TagBody = Body(...)) -> dict:
+    async def tag(name: str, request: Request, body: TagBody = Body(...)) -> dict:
         """Add and remove tags on the samples matching ``q`` (or ``ids``)."""
         from ..curate.views import validate_label
         if not body.add and not body.remove:
             raise ViscurateError("give tags to add or remove")
         for t in body.add + body.remove:
             validate_label(t, "tag")
-        ds, target = dataset(name), body.target()
-        added = ds.tag(target, *body.add) if body.add else 0
-        removed = ds.untag(target, *body.remove) if body.remove else 0
-        return {"added": added, "removed": removed}
+        target = body.target()
+
+        def run() -> dict:
+            ds = dataset(name)
+            added = ds.tag(target, *body.add) if body.add else 0
+            removed = ds.untag(target, *body.remove) if body.remove else 0
+            return {"added": added, "removed": removed}
+        return await query_lane(request, body.q).run(run)
 
     # ---- review queues ---------------------------------------------------------------------------
 

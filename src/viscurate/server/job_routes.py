@@ -16,7 +16,9 @@ __all__ = ["register"]
 _SUFFIX = {"jsonl": ".jsonl", "coco": ".json"}
 
 
-def register(app: Any, dataset: Callable[[str], Any], exports: Path) -> None:
+def register(app: Any, dataset: Callable[[str], Any], exports: Path, query_lane: Callable[..., Any]) -> None:
+    """The routes, on ``app``; exports are written to ``exports``; ``query_lane(request, q)``: where the
+    check of a job's query runs (:mod:`.admission`)."""
     from fastapi import Body, Request
     from fastapi.responses import FileResponse
     from pydantic import BaseModel, Field
@@ -42,8 +44,11 @@ def register(app: Any, dataset: Callable[[str], Any], exports: Path) -> None:
             raise NotFound(f"no job {job_id!r}") from None
 
     @app.post("/v1/datasets/{name}/jobs", status_code=202)
-    def start_job(name: str, request: Request, body: JobBody = Body(...)) -> dict:
+    async def start_job(name: str, request: Request, body: JobBody = Body(...)) -> dict:
         """Queue a job; answers at once with its id (jobs run one at a time, in order)."""
+        return await query_lane(request, body.q).run(submit, name, request, body)
+
+    def submit(name: str, request: Request, body: Any) -> dict:
         ds = dataset(name)
         if body.q is not None:
             ds.count(body.q)  # a bad query is the client's 400 now, not a failed job later

@@ -15,11 +15,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from . import defaults
+
 __all__ = ["BodyLimits", "BodyLimit", "BodyTooLarge", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_IDS_BODY_BYTES",
            "MULTIPART_OVERHEAD", "UPLOAD_PATHS"]
 
-DEFAULT_MAX_BODY_BYTES = 2**20  # a query, an edit, a view: a few kB in practice
-DEFAULT_MAX_IDS_BODY_BYTES = 4 * 2**20  # 100,000 sample ids (curation_routes.MAX_IDS) of 24 characters
+DEFAULT_MAX_BODY_BYTES = defaults.MAX_BODY_BYTES
+DEFAULT_MAX_IDS_BODY_BYTES = defaults.MAX_IDS_BODY_BYTES
 MULTIPART_OVERHEAD = 64 * 2**10  # an upload's form fields and part headers, beside the image itself
 UPLOAD_PATHS = frozenset({"/v1/analyze/upload"})
 # routes whose body may list sample ids rather than a query: slices, tags, review verdicts
@@ -33,7 +35,7 @@ class BodyLimits:
 
     json: int = DEFAULT_MAX_BODY_BYTES
     ids: int = DEFAULT_MAX_IDS_BODY_BYTES
-    upload: int = 50 * 2**20 + MULTIPART_OVERHEAD
+    upload: int = defaults.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD
 
     def for_path(self, path: str) -> int:
         if path in UPLOAD_PATHS:

@@ -32,14 +32,15 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ..errors import ViscurateError
+from . import defaults
 
 __all__ = ["FetchError", "BlockedAddress", "Fetched", "check_address", "resolve_public", "fetch",
            "MAX_REDIRECTS", "DEFAULT_MAX_BYTES", "DEFAULT_TIMEOUT", "DEFAULT_DEADLINE", "DENIED"]
 
 MAX_REDIRECTS = 5
-DEFAULT_MAX_BYTES = 50 * 2**20
+DEFAULT_MAX_BYTES = defaults.MAX_UPLOAD_BYTES
 DEFAULT_TIMEOUT = 15.0  # each connect or read
-DEFAULT_DEADLINE = 30.0  # the whole fetch
+DEFAULT_DEADLINE = defaults.FETCH_DEADLINE_S  # the whole fetch
 
 #: Special ranges refused although ``is_global`` (as of Python 3.11) may call them global, or worth a
 #: clearer reason than "non-global" (IANA's special-purpose address registries).

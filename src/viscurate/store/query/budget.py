@@ -114,8 +114,10 @@ def check_query(query: Any, budget: QueryBudget | None = None) -> None:
                     _check_key(key, item, budget)
                     size += _scalar_bytes(key) + 1
                     stack.append((item, depth + 1))
-            else:
+            elif any(isinstance(item, (dict, list)) for item in value):
                 stack.extend((item, depth + 1) for item in value)
+            else:  # a list of plain values (10,000 ids, say): counted in one pass
+                size += sum(map(_scalar_bytes, value))
         else:
             size += _scalar_bytes(value)
         if size > budget.max_bytes:

@@ -84,10 +84,19 @@ class Ctx:
     params: list = field(default_factory=list)
     counter: int = 0
 
+    _lists: dict[int, str] = field(default_factory=dict)
+
     def p(self, value: Any, cast: str | None = None) -> str:
-        # numbered parameters, so an expression may appear several times in the SQL text
-        self.params.append(value)
-        ref = f"${len(self.params)}"
+        # numbered parameters, so an expression may appear several times in the SQL text; a list (of
+        # thousands of $in values, say) that several branches use is one parameter (``params`` keeps
+        # it alive, so its id stays its own)
+        if isinstance(value, list) and id(value) in self._lists:
+            ref = self._lists[id(value)]
+        else:
+            self.params.append(value)
+            ref = f"${len(self.params)}"
+            if isinstance(value, list):
+                self._lists[id(value)] = ref
         return f"CAST({ref} AS {cast})" if cast else ref
 
     def var(self, prefix: str = "x") -> str:
@@ -433,8 +442,12 @@ class In(Pred):
     def __init__(self, values: list):
         self.values = values
         # strings and numbers are matched as lists (below), and mean nothing to the other kinds of
-        # candidates; the rest are few distinct values (a repeated one would cost SQL again)
-        others = {orjson.dumps(v): v for v in values if not isinstance(v, str) and not _is_number(v)}
+        # candidates; the rest are few distinct values (a repeated one would cost SQL again). The lists
+        # are made once: a path's SQL may test the candidates in several places, with one parameter each.
+        self.strings = [v for v in values if isinstance(v, str)]
+        self.ints, self.doubles = _exact_numbers(values)
+        self.int_texts = [str(i) for i in self.ints]  # as text: no Python int past 64 bits binds
+        others = {orjson.dumps(v): v for v in values if not isinstance(v, (str, int, float)) or isinstance(v, bool)}
         self.eqs = [Eq(v) for v in others.values()]
 
     def on_missing(self) -> bool:
@@ -444,34 +457,30 @@ class In(Pred):
     # (one equality per value was ~480 characters each on free-form JSON; issue 14).
 
     def json(self, ctx, c):
-        strings = [v for v in self.values if isinstance(v, str)]
-        ints, doubles = _exact_numbers(self.values)
         parts = []
-        if strings:
-            parts.append(f"(json_type({c}) = 'VARCHAR' AND list_contains({ctx.p(strings, 'VARCHAR[]')}, {c} ->> '$'))")
-        if ints:
+        if self.strings:
+            parts.append(f"(json_type({c}) = 'VARCHAR' AND list_contains({ctx.p(self.strings, 'VARCHAR[]')}, {c} ->> '$'))")
+        if self.int_texts:
             parts.append(f"(json_type({c}) IN {JSON_INT_TYPES} AND "
-                         f"list_contains({ctx.p([str(i) for i in ints], 'HUGEINT[]')}, TRY_CAST({c} AS HUGEINT)))")
-        if doubles:
+                         f"list_contains({ctx.p(self.int_texts, 'HUGEINT[]')}, TRY_CAST({c} AS HUGEINT)))")
+        if self.doubles:
             parts.append(f"(json_type({c}) = 'DOUBLE' AND "
-                         f"list_contains({ctx.p(doubles, 'DOUBLE[]')}, TRY_CAST({c} AS DOUBLE)))")
+                         f"list_contains({ctx.p(self.doubles, 'DOUBLE[]')}, TRY_CAST({c} AS DOUBLE)))")
         parts += [e.json(ctx, c) for e in self.eqs]
         return _or(*parts)
 
     def typed(self, ctx, c, t):
         parts = []
         if t == "VARCHAR":
-            strings = [v for v in self.values if isinstance(v, str)]
-            if strings:
-                parts.append(f"list_contains({ctx.p(strings, 'VARCHAR[]')}, {c})")
+            if self.strings:
+                parts.append(f"list_contains({ctx.p(self.strings, 'VARCHAR[]')}, {c})")
         elif t in _SQL_NUMERIC:
-            ints, doubles = _exact_numbers(self.values)
             if t == "BIGINT":
-                ints = [str(i) for i in ints if INT64[0] <= i <= INT64[1]]
+                ints = [str(i) for i in self.ints if INT64[0] <= i <= INT64[1]]
                 if ints:
                     parts.append(f"list_contains({ctx.p(ints, 'BIGINT[]')}, {c})")
-            elif doubles:
-                parts.append(f"list_contains({ctx.p(doubles, 'DOUBLE[]')}, {c})")
+            elif self.doubles:
+                parts.append(f"list_contains({ctx.p(self.doubles, 'DOUBLE[]')}, {c})")
         parts += [e.typed(ctx, c, t) for e in self.eqs]
         return _or(*parts)
 
@@ -761,6 +770,7 @@ class Compiler:
         self.object_attrs = object_attrs if object_attrs is not None else schema.OBJECT_ATTRS
         self.budget = budget if budget is not None else QueryBudget.from_env()
         self._charged = 0
+        self.json_reads = 0  # traversals of free-form JSON written so far: each parses JSON text per row
 
     def charge(self, sql_bytes: int) -> None:
         """Count SQL written for branches of logical operators (an upper bound of the final size)."""
@@ -932,6 +942,7 @@ class Compiler:
           candidates, so a match on it is a match (``direct OR exact`` = ``exact``, and the exact
           traversal runs only where the direct read did not match);
         - equality with strings needs the string in the JSON text (see ``_with_text_prefilter``)."""
+        self.json_reads += 1
         first = f"json_extract({column}, {ctx.p(json_pointer(path[0]))})"
         exact = self.json_any(first, path[1:], pred, ctx)
         if not pred.on_missing() and exact not in (TRUE, FALSE) and not any(is_index(p) for p in path):
@@ -1050,6 +1061,7 @@ class Compiler:
         """Candidates of a free-form JSON value ``v`` (SQL NULL = missing) along ``path``. ``positional``:
         ``v`` was reached by an array position (then a leaf array is not expanded, and a scalar met
         before the end of the path yields no candidate rather than a missing one)."""
+        self.json_reads += 1
         if not path:
             return self._json_leaf(v, pred, ctx, None if positional else TRUE)
         # The candidates are listed once, step by step, and the predicate is written once for all of
@@ -1254,6 +1266,12 @@ def compile_query(query: dict | None, fields: dict | None = None, ctx: Ctx | Non
     ctx = ctx if ctx is not None else Ctx()
     if not query:
         return TRUE, ctx.params
+    sql, _ = _compile_filter(query, fields, ctx)
+    # no outer coalesce: WHERE treats NULL as false, and a bare conjunction lets DuckDB filter in steps
+    return sql, ctx.params
+
+
+def _compile_filter(query: dict, fields: dict | None, ctx: Ctx) -> tuple[str, Compiler]:
     budget = QueryBudget.from_env()
     check_query(query, budget)  # before any work: compilation is linear in a query of bounded size
     compiler = Compiler(fields, budget=budget)
@@ -1262,8 +1280,49 @@ def compile_query(query: dict | None, fields: dict | None = None, ctx: Ctx | Non
     except RecursionError:  # only where a raised max_depth lets a query nest beyond Python's stack
         raise over_budget("the query nests too deeply to compile", "max_depth", budget.max_depth) from None
     check_sql(sql, budget)
-    # no outer coalesce: WHERE treats NULL as false, and a bare conjunction lets DuckDB filter in steps
-    return sql, ctx.params
+    return sql, compiler
+
+
+@dataclass(frozen=True)
+class QueryCost:
+    """What running a query will cost, as its compilation shows, before it runs: ``sql_bytes`` of SQL
+    (filter and sort), ``json_reads``: traversals of free-form JSON (fields no schema declares, read from
+    each row's JSON text: a scan that parses every row, where a declared field is a typed column), and
+    whether the sort reads free-form JSON too (a key computed per row)."""
+
+    sql_bytes: int
+    json_reads: int
+    json_sort: bool
+
+    #: compiled SQL beyond this many bytes is costly to plan, whatever it reads
+    LARGE_SQL_BYTES = 8 * 1024
+
+    @property
+    def heavy(self) -> bool:
+        """A scan of free-form JSON or a large statement: the queries a server runs apart, so that they
+        cannot take every request thread from the typed-column ones (``server.admission``)."""
+        return self.json_reads > 0 or self.json_sort or self.sql_bytes > self.LARGE_SQL_BYTES
+
+
+def query_cost(query: dict | None, sort: Any = None, fields: dict | None = None) -> QueryCost:
+    """Compile ``query`` (and ``sort``) as a read would, budgets and all, and say what it will cost.
+    Raises ``QueryError`` where the read would: a malformed query or one over budget. No schema declares
+    ``camera``: it is read from each row's JSON.
+
+    >>> query_cost({"width": {"$gt": 100}}).heavy
+    False
+    >>> cost = query_cost({"camera.model": "X100"})
+    >>> cost.json_reads > 0, cost.heavy
+    (True, True)
+    """
+    ctx = Ctx()
+    sql_bytes, json_reads = 0, 0
+    if query:
+        sql, compiler = _compile_filter(query, fields, ctx)
+        sql_bytes, json_reads = len(sql), compiler.json_reads
+    terms, _ = compile_sort(sort, fields, ctx)
+    return QueryCost(sql_bytes=sql_bytes + sum(map(len, terms)), json_reads=json_reads,
+                     json_sort=any("json_extract" in t for t in terms))
 
 
 def compile_sort(sort: Any, fields: dict | None = None, ctx: Ctx | None = None) -> tuple[list[str], list]:
