@@ -36,8 +36,8 @@ def _vector_counts(ds: Dataset) -> tuple[int, int]:
     """(vectors, vectors whose sample is gone)."""
     ds.close()
     with Catalog(ds.directory, ds.name) as cat:
-        total = cat.sql("SELECT count(*) FROM vectors")[0][0]
-        dangling = cat.sql("SELECT count(*) FROM vectors v WHERE NOT EXISTS "
+        total = cat._sql("SELECT count(*) FROM vectors")[0][0]
+        dangling = cat._sql("SELECT count(*) FROM vectors v WHERE NOT EXISTS "
                            "(SELECT 1 FROM samples s WHERE s._seq = v.sample_seq)")[0][0]
     return total, dangling
 

@@ -153,7 +153,7 @@ def test_kill_9_then_resume(tmp_path: Path):
         assert rep.unchanged == second and rep.added == N_FILES - second and rep.changed == 0
         assert rep.files == N_FILES
         total = cat.count()
-        origins = cat.sql("SELECT count(DISTINCT origin), count(DISTINCT _id), count(*) FROM samples")[0]
+        origins = cat._sql("SELECT count(DISTINCT origin), count(DISTINCT _id), count(*) FROM samples")[0]
         assert total == N_FILES and origins == (N_FILES, N_FILES, N_FILES)
         docs = {d["origin"]: d for d in cat.iter_docs()}
         assert set(docs) == {str(p) for p in files}

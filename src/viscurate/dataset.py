@@ -713,10 +713,9 @@ class Dataset:
             steps.append(("leaks", lambda: self.find_leaks(split_field, model=model)))
         with self._catalog() as cat:
             has_vectors = bool(model or _default_model(cat))
-            label_classes = cat.sql('SELECT count(DISTINCT "ground_truth.label") FROM samples')[0][0]
-            box_vectors = cat.sql("SELECT count(DISTINCT sample_seq) FROM vectors WHERE field = 'object_analysis'")[0][0]
-            gt_box_vectors = cat.sql(
-                "SELECT count(*) FROM vectors WHERE field = 'ground_truth.detections'")[0][0]
+            label_classes = cat.distinct_values("ground_truth.label")
+            box_vectors = cat.box_vector_count("object_analysis")[1]
+            gt_box_vectors = cat.box_vector_count("ground_truth.detections")[0]
         if has_vectors and self.count(usable()) >= 3:
             steps.append(("outliers", lambda: self.find_outliers(model=model)))
             steps.append(("clusters", lambda: self.find_clusters(model=model)))

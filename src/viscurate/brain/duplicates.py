@@ -136,12 +136,11 @@ def _default_model(cat: "Catalog") -> str | None:
     vectors, else ``None``."""
     from ..models import registry
 
-    have = cat.sql("SELECT model, count(*) FROM vectors WHERE field IS NULL GROUP BY 1 ORDER BY 2 DESC, 1")
+    have = cat.vector_models(field=None)
     if not have:
         return None
     default = registry.get_spec(registry.DEFAULTS["embedder"]).key
-    names = [m for m, _ in have]
-    return default if default in names else names[0]
+    return default if default in have else min(have, key=lambda m: (-have[m], m))
 
 
 def _popcount_distance(codes: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:

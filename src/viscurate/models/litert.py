@@ -47,7 +47,7 @@ def resolve_threads(threads: int | None = None) -> int:
             except ValueError:
                 raise ViscurateError(f"VISCURATE_THREADS must be a positive integer, not {env!r}") from None
         else:
-            from ..pipeline.pool import cpu_count
+            from ..common.cores import cpu_count
             threads = cpu_count()
     threads = int(threads)
     if threads < 1:

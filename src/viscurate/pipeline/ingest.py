@@ -389,9 +389,7 @@ def ingest(catalog: "Catalog", inputs: Iterable[str | os.PathLike] | str | os.Pa
 
 def _flagged_missing(catalog: "Catalog") -> dict[str, str]:
     """origin -> _id of every sample flagged ``missing`` now (few, usually)."""
-    rows = catalog.sql("SELECT origin, _id FROM samples WHERE origin IS NOT NULL AND list_contains(issues, ?)",
-                       [MISSING])
-    return {r[0]: r[1] for r in rows}
+    return catalog.origins_with_issue(MISSING)
 
 
 def settle_missing(catalog: "Catalog", coverage: InputCoverage, seen: set[str], was_missing: dict[str, str],
@@ -404,10 +402,7 @@ def settle_missing(catalog: "Catalog", coverage: InputCoverage, seen: set[str], 
     if back:  # a changed file was re-profiled (its issues rewritten); an unchanged one keeps its flag until here
         catalog.update(None, {"$pull": {"issues": MISSING}}, ids=back)
         report.restored = len(back)
-    rows = catalog.sql("SELECT _id, origin, source, coalesce(list_contains(issues, ?), false) FROM samples "
-                       "WHERE origin IN (SELECT unnest(?::VARCHAR[])) "
-                       "OR len(list_filter(?::VARCHAR[], lambda p: starts_with(origin, p))) > 0",
-                       [MISSING, sorted(coverage.files), coverage.prefixes()])
+    rows = catalog.samples_from(coverage.files, coverage.prefixes(), MISSING)
     gone = [(sid, flagged) for sid, origin, source, flagged in rows
             if origin not in seen and coverage.covers(origin, source) and coverage.gone(origin, source)]
     report.missing = len(gone)

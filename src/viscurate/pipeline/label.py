@@ -64,7 +64,8 @@ import numpy as np
 
 from ..errors import ViscurateError
 from ..usable import MISSING, usable
-from .pool import ItemError, ProcessPool, cpu_count
+from ..common.cores import cpu_count
+from .pool import ItemError, ProcessPool
 
 if TYPE_CHECKING:
     from ..models.base import ModelSpec
@@ -569,21 +570,6 @@ def _base_query(query: dict | None) -> dict:
     return usable(query)
 
 
-def _ids_with_image_vector(cat: "Catalog", model: str) -> set[str]:
-    rows = cat.sql("SELECT s._id FROM vectors v JOIN samples s ON s._seq = v.sample_seq "
-                   "WHERE v.model = ? AND v.field IS NULL", [model])
-    return {r[0] for r in rows}
-
-
-def _ids_missing_box_vectors(cat: "Catalog", model: str, fld: str) -> set[str]:
-    """Samples whose box list ``fld`` has a box without a ``model`` vector."""
-    from ..store.schema import column_name
-    n = column_name(fld + "#n")
-    rows = cat.sql(f"SELECT s._id FROM samples s WHERE coalesce(s.{n}, 0) > (SELECT count(*) FROM vectors v "
-                   f"WHERE v.sample_seq = s._seq AND v.model = ? AND v.field = ?)", [model, fld])
-    return {r[0] for r in rows}
-
-
 def plan(cat: "Catalog", sel: Selection, query: dict | None = None, force: bool = False,
          report: LabelReport | None = None) -> list[tuple[str, frozenset]]:
     """(sample id, roles to run) for every sample that needs work, in catalog order."""
@@ -610,13 +596,13 @@ def plan(cat: "Catalog", sel: Selection, query: dict | None = None, force: bool 
         need["pose"] |= need["detector"]  # new boxes: new person boxes
     if "embedder" in sel.roles:
         key = sel.key("embedder")
-        with_vec = _ids_with_image_vector(cat, key)
+        with_vec = cat.ids_with_image_vector(key)
         lacking = set(cat.ids({"$and": [base, {"embeddings": {"$ne": key}}]}))
         need["embedder"] = {i for i in ids if i not in with_vec} | lacking
         if sel.crops:
             crops = set(need.get("detector", ()))
             for fld in BOX_FIELDS:
-                crops |= _ids_missing_box_vectors(cat, key, fld)
+                crops |= cat.ids_missing_box_vectors(key, fld)
             need["crops"] = crops
     out = []
     for i in ids:

@@ -31,6 +31,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
+from ..common.cores import cpu_count
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -44,14 +46,6 @@ class ItemError:
 
     error: str
     killed: bool = False
-
-
-def cpu_count() -> int:
-    """Cores this process may run on (its affinity mask), else ``os.cpu_count()``."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def default_context() -> mp.context.BaseContext:

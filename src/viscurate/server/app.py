@@ -46,7 +46,7 @@ def request_threads(cores: int | None = None) -> int:
     (8, 16, 40)
     """
     if cores is None:
-        from ..pipeline.pool import cpu_count
+        from ..common.cores import cpu_count
         cores = cpu_count()
     return min(40, max(8, 4 * cores))
 

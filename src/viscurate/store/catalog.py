@@ -952,10 +952,44 @@ class Catalog:
                   if rows else np.zeros((0, 0), np.float32))
         return [r[0] for r in rows], [r[1] for r in rows], matrix, current, {(k[0], k[1]) for k in keys}
 
-    def vector_models(self) -> dict[str, int]:
-        """model -> number of stored vectors."""
+    def vector_models(self, field: str | None | Literal["any"] = "any") -> dict[str, int]:
+        """model -> number of stored vectors (of ``field``'s boxes; ``None``: image vectors only; ``"any"``:
+        all), by model name."""
+        where, params = ("", []) if field == "any" else (
+            ("WHERE field IS NULL", []) if field is None else ("WHERE field = ?", [field]))
         with self._mutex:
-            return dict(self.con.execute("SELECT model, count(*) FROM vectors GROUP BY 1 ORDER BY 1").fetchall())
+            return dict(self.con.execute(f"SELECT model, count(*) FROM vectors {where} GROUP BY 1 ORDER BY 1",
+                                         params).fetchall())
+
+    def box_vector_count(self, field: str) -> tuple[int, int]:
+        """(vectors, samples with one) of the boxes of ``field``, every model together."""
+        with self._mutex:
+            return tuple(self.con.execute("SELECT count(*), count(DISTINCT sample_seq) FROM vectors WHERE field = ?",
+                                          [field]).fetchall()[0])  # type: ignore[return-value]
+
+    def ids_with_image_vector(self, model: str) -> set[str]:
+        """The samples that have an image vector of ``model``."""
+        with self._mutex:
+            rows = self.con.execute("SELECT s._id FROM vectors v JOIN samples s ON s._seq = v.sample_seq "
+                                    "WHERE v.model = ? AND v.field IS NULL", [model]).fetchall()
+        return {r[0] for r in rows}
+
+    def ids_missing_box_vectors(self, model: str, field: str) -> set[str]:
+        """The samples whose box list ``field`` has a box without a ``model`` vector."""
+        n = schema.column_name(field + "#n")
+        with self._mutex:
+            rows = self.con.execute(
+                f"SELECT s._id FROM samples s WHERE coalesce(s.{n}, 0) > (SELECT count(*) FROM vectors v "
+                f"WHERE v.sample_seq = s._seq AND v.model = ? AND v.field = ?)", [model, field]).fetchall()
+        return {r[0] for r in rows}
+
+    def distinct_values(self, path: str) -> int:
+        """How many distinct values the declared scalar field ``path`` has (missing not counted)."""
+        spec = self.fields.get(path)
+        if spec is None or spec.kind != "scalar":
+            raise QueryError(f"{path!r} is not a declared scalar field")
+        with self._mutex:
+            return self.con.execute(f"SELECT count(DISTINCT {spec.column}) FROM samples").fetchall()[0][0]
 
     # ---- ingest support ---------------------------------------------------------------------
 
@@ -966,8 +1000,26 @@ class Catalog:
                 "SELECT origin, size_bytes, mtime, hash, _id FROM samples WHERE origin IS NOT NULL").fetchall()
         return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
-    def sql(self, sql: str, params: list | None = None) -> list[tuple]:
-        """Run read-only SQL over the catalog (for statistics and tools; values as parameters)."""
+    def origins_with_issue(self, issue: str) -> dict[str, str]:
+        """origin -> _id of every sample from a file that carries ``issue``."""
+        with self._mutex:
+            rows = self.con.execute("SELECT origin, _id FROM samples WHERE origin IS NOT NULL AND "
+                                    "list_contains(issues, ?)", [issue]).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def samples_from(self, files: Iterable[str], prefixes: Iterable[str], issue: str) -> list[tuple[str, str, str, bool]]:
+        """(_id, origin, source, whether it carries ``issue``) of every sample whose origin is one of
+        ``files`` or starts with one of ``prefixes``."""
+        with self._mutex:
+            return self.con.execute(
+                "SELECT _id, origin, source, coalesce(list_contains(issues, ?), false) FROM samples "
+                "WHERE origin IN (SELECT unnest(?::VARCHAR[])) "
+                "OR len(list_filter(?::VARCHAR[], lambda p: starts_with(origin, p))) > 0",
+                [issue, sorted(files), list(prefixes)]).fetchall()
+
+    def _sql(self, sql: str, params: list | None = None) -> list[tuple]:
+        """Run read-only SQL over the catalog: for tests and debugging only; the library's own reads
+        are the named methods above."""
         with self._mutex:
             return self.con.execute(sql, params or []).fetchall()
 
@@ -1302,7 +1354,7 @@ def _box_geometry(doc: dict, path: str) -> list | None:
 
 def summarize(cat: Catalog, top: int = 20) -> dict:
     """Counts and distributions of a catalog: what ``viscurate info`` shows."""
-    q = cat.sql
+    q = cat._sql
     total, n_bytes = q("SELECT count(*), coalesce(sum(size_bytes), 0) FROM samples")[0]
 
     def counts(sql: str) -> dict:
