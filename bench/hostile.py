@@ -29,7 +29,6 @@ import asyncio
 import datetime as dt
 import io
 import json
-import os
 import random
 import statistics
 import sys

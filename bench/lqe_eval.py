@@ -6,7 +6,7 @@ own confidence?
     # more: --datasets labeled,voc,arc2017,deepforest,quokka  --report 0.3,0.1  --folds 5  --repeats 10
     #       --corpus ~/.cache/corpus  --limit N  --out FILE  --cache FILE (reuse model outputs)
 
-The default models run as the label stage runs them (src/viscurate/pipeline/label.py): the image decoded
+The default models run as the label stage runs them (src/viscurate/pipeline/label/infer.py): the image decoded
 upright with its longest side <= 1024; the detector on the image and on the two views of
 ``quality.tta_images`` (horizontal flip; shrunk to 0.75 on a padded canvas), the augmented boxes kept
 down to confidence 0.1 and mapped back to original pixels (both views are run and cached; ``--tta``
@@ -56,6 +56,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from viscurate.common.geometry import iou_matrix_xywh  # noqa: E402
 from viscurate.models import quality  # noqa: E402
 from viscurate.models.base import Detection  # noqa: E402
 
@@ -229,7 +230,7 @@ def match(dets: Sequence[Detection], gts, ignores) -> list[int]:
         d = dets[i]
         best, bj = IOU_CORRECT, -1
         if len(gts):
-            ious = quality.iou_matrix(np.asarray([d.bbox]), gt_boxes)[0]
+            ious = iou_matrix_xywh(np.asarray([d.bbox], np.float64).reshape(-1, 4), gt_boxes)[0]
             for j, (name, _) in enumerate(gts):
                 if not used[j] and name == d.name and ious[j] >= best:
                     best, bj = ious[j], j
@@ -273,7 +274,7 @@ def collect(recs: list[ImageRec], min_confidence: float, threads: int, cache: Pa
         dets = [out["dets"][i] for i in keep]
         labels = match(dets, rec.gts, rec.ignores)
         # as the label stage: the augmented pass only where a box it writes is unsure (quality.needs_tta)
-        from viscurate.pipeline.label import DETECTOR_MIN_CONFIDENCE
+        from viscurate.pipeline.label.infer import DETECTOR_MIN_CONFIDENCE
         gated = tta_gate is not None and not quality.needs_tta(
             [d for d in dets if d.confidence >= DETECTOR_MIN_CONFIDENCE], tta_gate)
         lq = quality.label_quality(dets, out["flip"] if "flip" in tta and not gated else None,

@@ -22,7 +22,7 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from tests.test_server_api import _Server  # noqa: E402
 from viscurate.server.app import create_app  # noqa: E402
-from viscurate.server.limits import DEFAULT_MAX_BODY_BYTES  # noqa: E402
+from viscurate.server.defaults import MAX_BODY_BYTES as DEFAULT_MAX_BODY_BYTES  # noqa: E402
 from viscurate.server.netguard import FetchError, fetch  # noqa: E402
 
 MiB = 2**20

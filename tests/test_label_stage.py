@@ -271,8 +271,8 @@ def test_a_worker_caps_numpys_blas_threads_though_numpy_was_imported_first():
     """Workers import NumPy in the preload, before they set OPENBLAS_NUM_THREADS: the cap must still hold,
     or every matrix product in a worker wakes BLAS threads that spin on the other workers' cores."""
     code = ("import numpy, threadpoolctl\n"
-            "from viscurate.pipeline.label import _init_worker\n"
-            "_init_worker({}, 1, 1024)\n"
+            "from viscurate.pipeline.label.worker import init_worker\n"
+            "init_worker({}, 1, 1024)\n"
             "print(max(p['num_threads'] for p in threadpoolctl.threadpool_info() if p['user_api'] == 'blas'))\n")
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

@@ -35,7 +35,7 @@ from viscurate.media import (
     profile_bytes,
     profile_file,
 )
-from viscurate.media.decode import small_size
+from viscurate.media.small import small_size
 
 try:
     import cv2

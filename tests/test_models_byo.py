@@ -19,10 +19,13 @@ onnx = pytest.importorskip("onnx", reason="building the test models needs the on
 pytest.importorskip("onnxruntime", reason="ONNX models run with onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from viscurate.common.geometry import batched_nms, nms  # noqa: E402
 from viscurate.models.base import DetectorModel, EmbedderModel  # noqa: E402
-from viscurate.models.byo import Factory, ModelClosed, ModelLoadError, build_model, describe, load_model  # noqa: E402
-from viscurate.models.onnx_detector import OnnxDetector, batched_nms, letterbox, nms  # noqa: E402
+from viscurate.models.byo import Factory, build_model, describe, load_model  # noqa: E402
+from viscurate.models.litert import ModelClosed  # noqa: E402
+from viscurate.models.onnx_detector import OnnxDetector, letterbox  # noqa: E402
 from viscurate.models.onnx_embedder import OnnxEmbedder  # noqa: E402
+from viscurate.models.user_model import ModelLoadError  # noqa: E402
 
 OPSET = 17
 CLASSES = ["cat", "dog", "bird"]
@@ -564,7 +567,7 @@ def test_clip_needs_a_model_directory(tmp_path):
 
 def test_clip_without_the_extra_is_a_clear_error(tmp_path, monkeypatch):
     """Without torch/transformers, loading a CLIP directory says which extra to install."""
-    from viscurate.models.byo import MissingDependency
+    from viscurate.models.user_model import MissingDependency
     folder = tmp_path / "clip"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "clip"}))

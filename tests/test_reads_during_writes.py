@@ -287,7 +287,8 @@ def test_neither_a_stream_of_readers_nor_the_writer_starves_the_other(tmp_path):
 def test_a_writable_catalog_lets_readers_in_when_idle_and_not_inside_hold(tmp_path):
     """The mechanism on its own, in one process: between two calls (the job computing) a reader gets in
     and sees the last commit; inside ``hold()`` it waits until the block ends, then sees all of it."""
-    from viscurate.store.catalog import LET_IN_AFTER, Catalog
+    from viscurate.store.catalog import Catalog
+    from viscurate.store.connection import LET_IN_AFTER
     ds = Dataset.create("unit", tmp_path / "home")
     reader = Dataset.open("unit", tmp_path / "home", lock_timeout=LOCK_WAIT)
 

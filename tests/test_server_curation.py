@@ -222,7 +222,7 @@ def test_a_cli_write_to_a_dataset_the_server_works_on_says_so(home):
     jobs API instead of failing obscurely (the job is held open by an event, so the test is not a race)."""
     import threading
 
-    from viscurate.store.lock import SERVER_FILE
+    from viscurate.store.workspace import SERVER_FILE
     announce = Path(home) / SERVER_FILE
     announce.parent.mkdir(parents=True, exist_ok=True)
     app = create_app(home)

@@ -242,7 +242,7 @@ def test_a_reader_keeps_the_catalog_open_but_lets_a_writer_in(home, monkeypatch)
     ds = Dataset.create("cache")
     ds.add_documents(docs(2))
     assert ds.count() == 2
-    assert ds._reader is not None  # kept open between calls
+    assert ds._access.reader is not None  # kept open between calls
     code = "import viscurate; print(viscurate.Dataset('cache', lock_timeout=20).tag({}, 'w'))"
     t = time.time()
     writer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -250,7 +250,7 @@ def test_a_reader_keeps_the_catalog_open_but_lets_a_writer_in(home, monkeypatch)
     assert writer.stdout.strip() == "2" and time.time() - t < 15
     assert ds.count({"tags": "w"}) == 2  # and the reader sees the write afterwards
     ds.close()
-    assert ds._reader is None
+    assert ds._access.reader is None
 
 
 def test_vectors_are_stored_per_model_and_follow_their_samples(home):

@@ -17,38 +17,20 @@ ingest, an analysis) lets waiting reads in between its batches, so reads keep an
 second, with what its last batch committed. So several processes can take turns on one dataset.
 ``with ds.session():`` keeps it open for a whole block. A call that must wait for another process's
 write waits up to ``lock_timeout`` seconds (default 10, or ``VISCURATE_LOCK_TIMEOUT``) and then raises
-``DatasetBusy`` naming that process.
+``DatasetBusy`` naming that process. How the calls share the catalog: :mod:`viscurate.catalog_access`.
 """
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
-import threading
-import time
-import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from .catalog_access import CatalogAccess
 from .errors import SampleNotFound, ViscurateError
-from .store.catalog import DEFAULT_PAGE_SIZE, Catalog, WriteMode, summarize
-from .store.lock import write_wanted
+from .store.catalog import DEFAULT_PAGE_SIZE, Catalog, WriteMode
+from .store.summaries import summarize
 from .store.workspace import Workspace
-
-
-_OPEN_READERS: "weakref.WeakSet[Dataset]" = weakref.WeakSet()
-
-
-@atexit.register
-def _close_readers() -> None:
-    # close cached catalogs before the interpreter tears DuckDB down
-    for ds in list(_OPEN_READERS):
-        ds._drop_reader()
-
-
-def idle_release() -> float:
-    """Seconds a dataset keeps its catalog open for reading after a call (VISCURATE_IDLE_RELEASE)."""
-    return float(os.environ.get("VISCURATE_IDLE_RELEASE", "2"))
 
 IdsOrQuery = str | Sequence[str] | dict | None
 
@@ -61,17 +43,7 @@ class Dataset:
         self.name = name
         self.directory: Path = self.workspace.require(name)
         self.lock_timeout = lock_timeout
-        self._held: Catalog | None = None
-        self._reader: Catalog | None = None  # kept open between read calls, see _read_catalog
-        self._reader_users = 0
-        self._reader_last = 0.0
-        self._reader_lock = threading.RLock()
-        # a write from this process waits for this object's reads in flight and holds new ones back: the
-        # other threads' reads (a server's requests) would otherwise keep the shared lock forever
-        self._reader_idle = threading.Condition(self._reader_lock)
-        self._writers_waiting = 0
-        self._reading = threading.local()  # .depth: this thread's reads in flight
-        self._reaper: threading.Thread | None = None
+        self._access = CatalogAccess(self)  # the shared reader, the writers, session(): catalog_access.py
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -82,7 +54,7 @@ class Dataset:
         if not (exist_ok and ws.exists(name)):
             ws.create(name)
         ds = cls(name, home, lock_timeout=lock_timeout)
-        with ds._catalog(write=True):
+        with ds._access.catalog(write=True):
             pass  # creates the catalog file and its schema
         return ds
 
@@ -100,12 +72,12 @@ class Dataset:
 
     def delete(self) -> None:
         """Delete the dataset and everything under its directory (not the original image files)."""
-        self._drop_reader()
-        self.workspace.delete(self.name, timeout=self._timeout())
+        self._access.release()
+        self.workspace.delete(self.name, timeout=self._access.lock_wait())
 
     def rename(self, new_name: str) -> None:
-        self._drop_reader()
-        self.workspace.rename(self.name, new_name, timeout=self._timeout())
+        self._access.release()
+        self.workspace.rename(self.name, new_name, timeout=self._access.lock_wait())
         self.name = new_name
         self.directory = self.workspace.dataset_dir(new_name)
 
@@ -114,131 +86,15 @@ class Dataset:
 
     # ---- catalog access -------------------------------------------------------------------------
 
-    def _timeout(self) -> float:
-        from .store.catalog import lock_timeout
-        return lock_timeout() if self.lock_timeout is None else self.lock_timeout
-
-    @contextlib.contextmanager
-    def _read_catalog(self) -> Iterator[Catalog]:
-        """The cached read-only catalog: opened on first use, reused by later calls, closed after
-        ``idle_release()`` seconds without use or as soon as another process wants to write."""
-        with self._reader_lock:
-            nested = getattr(self._reading, "depth", 0) > 0  # (a nested read never waits)
-            if self._writers_waiting and not nested:
-                self._reader_idle.wait_for(lambda: not self._writers_waiting, timeout=self._timeout())
-            cat = self._reader
-            if cat is not None and not nested and write_wanted(self.directory):
-                # a writer waits: let the reads in flight finish, then let go (new reads would keep the
-                # shared lock forever under a steady load); this read waits for the writer's batch. A
-                # long read in flight (an export) keeps the reader: waiting for it would stall every request
-                self._reader_idle.wait_for(lambda: self._reader_users == 0, timeout=min(1.0, self._timeout()))
-                self._drop_reader()
-                cat = self._reader
-            if cat is None:
-                cat = self._reader = Catalog(self.directory, self.name, write=False, timeout=self._timeout())
-                _OPEN_READERS.add(self)
-            self._reader_users += 1
-            self._reading.depth = getattr(self._reading, "depth", 0) + 1
-        try:
-            yield cat
-        finally:
-            with self._reader_lock:
-                self._reading.depth -= 1
-                self._reader_users -= 1
-                self._reader_last = time.monotonic()
-                if not self._reader_users:
-                    self._reader_idle.notify_all()
-                self._start_reaper()
-
-    @contextlib.contextmanager
-    def _reads_held_back(self) -> Iterator[None]:
-        """Around a write: hold this object's new reads back (other threads', e.g. a server's requests,
-        which would otherwise keep the shared lock forever), wait up to the lock timeout for those in
-        flight, and close the shared catalog. A thread that is itself reading (a write inside ``iter``)
-        gets ``DatasetBusy`` from the lock, as before."""
-        with self._reader_lock:
-            self._writers_waiting += 1
-            mine = getattr(self._reading, "depth", 0)
-            self._reader_idle.wait_for(lambda: self._reader_users <= mine, timeout=self._timeout())
-            self._drop_reader()
-        try:
-            yield
-        finally:
-            with self._reader_lock:
-                self._writers_waiting -= 1
-                self._reader_idle.notify_all()
-
-    def _drop_reader(self) -> None:
-        with self._reader_lock:
-            if self._reader is not None and self._reader_users == 0:
-                self._reader.close()
-                self._reader = None
-
-    def _start_reaper(self) -> None:
-        if self._reaper is not None and self._reaper.is_alive():
-            return
-
-        def reap() -> None:
-            while True:
-                time.sleep(min(0.05, idle_release()))  # a writer waiting for this reader waits this long
-                with self._reader_lock:
-                    if self._reader is None:
-                        self._reaper = None
-                        return
-                    idle = time.monotonic() - self._reader_last
-                    if self._reader_users == 0 and (idle >= idle_release() or write_wanted(self.directory)):
-                        self._drop_reader()
-                        self._reaper = None
-                        return
-
-        self._reaper = threading.Thread(target=reap, name=f"viscurate-release-{self.name}", daemon=True)
-        self._reaper.start()
-
     def close(self) -> None:
         """Release the catalog now (it is also released by itself when idle)."""
-        self._drop_reader()
-
-    @contextlib.contextmanager
-    def _catalog(self, write: bool = False) -> Iterator[Catalog]:
-        held = self._held
-        if held is not None and (held.write_mode or not write):
-            yield held
-            return
-        if held is None and not write:
-            with self._read_catalog() as cat:
-                yield cat
-            return
-        with self._reads_held_back():  # our own shared lock would block our write lock
-            if held is not None:  # upgrade a read session to a write session
-                held.close()
-                self._held = None
-            cat = Catalog(self.directory, self.name, write=write, timeout=self._timeout())
-        # from here on this object's reads wait at the dataset's lock like any other process's: the catalog
-        # lets them in between its calls, and holds them back again while it takes the dataset back
-        cat.relock_guard = self._reads_held_back
-        try:
-            if held is not None:
-                self._held = cat
-            yield cat
-        finally:
-            if self._held is not cat:
-                cat.close()
+        self._access.release()
 
     @contextlib.contextmanager
     def session(self, write: bool = False) -> Iterator["Dataset"]:
         """Keep the catalog open across calls (``write=True`` holds the write lock throughout)."""
-        if self._held is not None:
+        with self._access.session(write):
             yield self
-            return
-        self._drop_reader()
-        self._held = Catalog(self.directory, self.name, write=write, timeout=self._timeout())
-        self._held.relock_guard = self._reads_held_back
-        try:
-            yield self
-        finally:
-            held, self._held = self._held, None
-            if held is not None:
-                held.close()
 
     # ---- adding samples ---------------------------------------------------------------------------
 
@@ -260,7 +116,7 @@ class Dataset:
         from .pipeline.ingest import ingest
         from .sources.resolve import check_inputs
         paths = check_inputs([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
-        with self._catalog(write=True) as cat:
+        with self._access.catalog(write=True) as cat:
             return ingest(cat, paths, include=include, exclude=exclude,
                           media_dir=self.directory / "media", workers=workers, batch_size=batch_size,
                           progress=progress, thresholds=thresholds, prune=prune)
@@ -269,7 +125,7 @@ class Dataset:
         """Insert ready-made sample documents (a missing ``_id`` is generated). ``mode`` decides what
         happens to an existing ``_id``: error, skip, replace or merge."""
         totals = {"inserted": 0, "updated": 0, "skipped": 0}
-        with self._catalog(write=True) as cat:
+        with self._access.catalog(write=True) as cat:
             batch: list[dict] = []
             for doc in docs:
                 batch.append(dict(doc))
@@ -291,11 +147,11 @@ class Dataset:
 
         Pages are 1-based; without ``sort`` they come in insertion order, so paging visits every match
         once. ``sort`` is ``[("width", -1), ...]`` or ``{"width": -1}``."""
-        with self._catalog() as cat:
+        with self._access.catalog() as cat:
             return cat.find(query, sort=sort, projection=projection, page=page, page_size=page_size)
 
     def count(self, query: dict | None = None) -> int:
-        with self._catalog() as cat:
+        with self._access.catalog() as cat:
             return cat.count(query)
 
     def check_query(self, query: dict | None) -> list[str]:
@@ -305,12 +161,11 @@ class Dataset:
         >>> ds.check_query({"isues": "dark"})                                            # doctest: +SKIP
         ["no sample has field 'isues' — did you mean 'issues'?"]
         """
-        with self._catalog() as cat:
-            cat._where(query)  # a malformed query is an error here as in find
-            return cat.query_warnings(query)
+        with self._access.catalog() as cat:
+            return cat.check_query(query)  # a malformed query is an error here as in find
 
     def get(self, sample_id: str) -> dict:
-        with self._catalog() as cat:
+        with self._access.catalog() as cat:
             doc = cat.get(sample_id)
         if doc is None:
             raise SampleNotFound(f"no sample with _id {sample_id!r} in dataset {self.name!r}")
@@ -318,21 +173,21 @@ class Dataset:
 
     def iter(self, query: dict | None = None, *, sort: Any = None, batch_size: int = 1000) -> Iterator[dict]:
         """Every matching document (holds a read session while iterating)."""
-        with self._catalog() as cat:
+        with self._access.catalog() as cat:
             yield from cat.iter_docs(query, sort=sort, batch_size=batch_size)
 
     def ids(self, query: dict | None = None) -> list[str]:
-        with self._catalog() as cat:
+        with self._access.catalog() as cat:
             return cat.ids(query)
 
     def object_classes(self, field: str = "object_analysis", top: int = 200) -> dict[str, int]:
         """``{class name: samples with such a box in field}``, most common first."""
-        with self._catalog() as cat:
+        with self._access.catalog() as cat:
             return cat.object_classes(field, top)
 
     def info(self) -> dict:
         """Counts and distributions: samples, bytes, issues, formats, sizes, quality, labels."""
-        with self._catalog() as cat:
+        with self._access.catalog() as cat:
             out = summarize(cat)
         out["name"] = self.name
         out["directory"] = str(self.directory)
@@ -353,7 +208,7 @@ class Dataset:
         """Apply MongoDB update operators (``$set``, ``$unset``, ``$addToSet``, ``$pull``) to the samples
         matching a query (or with these ids). Returns how many changed."""
         query, ids = self._target(target)
-        with self._catalog(write=True) as cat:
+        with self._access.catalog(write=True) as cat:
             return cat.update(query, changes, ids=ids)
 
     def set_field(self, target: IdsOrQuery, path: str, value: Any) -> int:
@@ -372,7 +227,7 @@ class Dataset:
     def delete_samples(self, target: IdsOrQuery) -> int:
         """Remove samples from the catalog (the image files themselves are left alone)."""
         query, ids = self._target(target)
-        with self._catalog(write=True) as cat:
+        with self._access.catalog(write=True) as cat:
             return cat.delete(query, ids=ids)
 
     # ---- curation: views, slices, reviews, edits --------------------------------------------------
@@ -383,13 +238,13 @@ class Dataset:
         >>> ds.save_view("dogs-to-check", {"object_analysis.name": "dog", "label_quality_estimation": {"$lt": 0.5}})  # doctest: +SKIP
         """
         from .curate.views import save_view
-        with self._catalog(write=True) as cat:
+        with self._access.catalog(write=True) as cat:
             return save_view(cat, name, query, sort, by=by)
 
     def views(self) -> dict[str, dict]:
         """Every saved view: ``{name: {"query", "sort", "created_at", "created_by"}}``."""
         from .curate.views import list_views
-        with self._catalog() as cat:
+        with self._access.catalog() as cat:
             return list_views(cat)
 
     def view(self, name: str) -> dict:
@@ -400,7 +255,7 @@ class Dataset:
 
     def delete_view(self, name: str) -> bool:
         from .curate.views import delete_view
-        with self._catalog(write=True) as cat:
+        with self._access.catalog(write=True) as cat:
             return delete_view(cat, name)
 
     def save_slice(self, name: str, target: IdsOrQuery) -> int:
@@ -410,7 +265,7 @@ class Dataset:
         from .curate.views import SLICE_FIELD, validate_label
         validate_label(name, "slice")
         query, ids = self._target(target)
-        with self._catalog(write=True) as cat:
+        with self._access.catalog(write=True) as cat:
             chosen = cat.ids(query if ids is None else {"_id": {"$in": ids}})
             cat.update({SLICE_FIELD: name}, {"$pull": {SLICE_FIELD: name}})
             return cat.update(None, {"$addToSet": {SLICE_FIELD: name}}, ids=chosen) if chosen else 0
@@ -418,12 +273,12 @@ class Dataset:
     def slices(self) -> dict[str, int]:
         """``{slice name: samples}``, largest first."""
         from .curate.views import SLICE_FIELD
-        with self._catalog() as cat:
+        with self._access.catalog() as cat:
             return cat.list_value_counts(SLICE_FIELD)
 
     def delete_slice(self, name: str) -> int:
         from .curate.views import SLICE_FIELD
-        with self._catalog(write=True) as cat:
+        with self._access.catalog(write=True) as cat:
             return cat.update({SLICE_FIELD: name}, {"$pull": {SLICE_FIELD: name}})
 
     def review(self, kind: str, *, state: str = "open", page: int = 1, page_size: int = DEFAULT_PAGE_SIZE) -> dict:
@@ -446,7 +301,7 @@ class Dataset:
         both = [verdict_tag(kind, "accept"), verdict_tag(kind, "ignore")]
         query, ids = self._target(target)
         scope = review_query(kind, "all")
-        with self._catalog(write=True) as cat:
+        with self._access.catalog(write=True) as cat:
             chosen = cat.ids({"$and": [scope, query]} if query is not None else {"$and": [scope, {"_id": {"$in": ids}}]})
             if not chosen:
                 return 0
@@ -468,20 +323,20 @@ class Dataset:
         >>> ds.edit(sid, {"action": "relabel", "field": "ground_truth.detections", "index": 0, "name": "dog"}, by="ana")  # doctest: +SKIP
         """
         from .curate.edits import apply_edit
-        with self._catalog(write=True) as cat:
+        with self._access.catalog(write=True) as cat:
             return apply_edit(cat, sample_id, edit, by=by)
 
     def edits(self, sample_id: str | None = None, *, limit: int = 100, offset: int = 0) -> dict:
         """The audit trail, newest first: ``{"length", "results": [{"at", "by", "sample_id", "action",
         "field", "idx", "before", "after"}]}``."""
-        with self._catalog() as cat:
+        with self._access.catalog() as cat:
             total, rows = cat.edits(sample_id, limit=limit, offset=offset)
         return {"length": total, "results": rows}
 
     def compute_map(self, *, model: str | None = None, query: dict | None = None):
         """Place the samples on the 2-D map (``map.x``, ``map.y``) from their embeddings; a ``MapReport``."""
         from .brain.embedding_map import compute_map
-        with self._catalog(write=True) as cat:
+        with self._access.catalog(write=True) as cat:
             return compute_map(cat, model=model, query=query)
 
     def map_points(self, query: dict | None = None, *, color_by: str | None = None) -> dict:
@@ -491,7 +346,7 @@ class Dataset:
         base = {"map.x": {"$exists": True}}
         where = {"$and": [query, base]} if query else base
         paths = ["_id", "map.x", "map.y"] + ([color_by] if color_by else [])
-        with self._catalog() as cat:
+        with self._access.catalog() as cat:
             cols = cat.columns(paths, where)
             info = cat.meta_get("map")
         out: dict[str, Any] = {"ids": cols["_id"], "x": cols["map.x"], "y": cols["map.y"],
@@ -506,11 +361,13 @@ class Dataset:
         (the boxes of ``field``; by default the ground truth if a sample has some, else the auto-labels;
         corrupt samples left out). ``progress(done, total)`` is called as it goes."""
         if format == "jsonl":
-            from .formats.jsonl import export_jsonl
-            return export_jsonl(self, out_path, query=query, progress=progress)
+            from .formats.jsonl import write_jsonl
+            return write_jsonl(self.iter(query), out_path, total=self.count(query), progress=progress)
         if format == "coco":
-            from .formats.coco import export_coco
-            return export_coco(self, out_path, field=field, query=query, progress=progress)
+            from .formats.coco import default_export_field, write_coco
+            field = field or default_export_field(self.count, query)
+            return write_coco(self.iter(query), out_path, field=field, total=self.count(query), progress=progress,
+                              description=f"viscurate export of {self.name} ({field})")
         raise ViscurateError(f"unknown export format {format!r}: use jsonl or coco")
 
     # ---- labels, embeddings, pictures -------------------------------------------------------------
@@ -525,7 +382,7 @@ class Dataset:
         Other options (``max_side``, ``neighbours``, ``item_timeout``): see
         :func:`viscurate.pipeline.label.label`."""
         from .pipeline.label import label
-        with self._catalog(write=True) as cat:
+        with self._access.catalog(write=True) as cat:
             return label(cat, models=models, batch_size=batch_size, workers=workers, threads=threads,
                          progress=progress, query=query, force=force, **options)
 
@@ -535,7 +392,7 @@ class Dataset:
         """Store image embeddings of ``model`` (default: the default embedder) for the samples lacking
         one (``boxes=True``: box crops too). Returns a ``LabelReport``."""
         from .pipeline.embed import embed
-        with self._catalog(write=True) as cat:
+        with self._access.catalog(write=True) as cat:
             return embed(cat, model, batch_size=batch_size, workers=workers, threads=threads, progress=progress,
                          query=query, force=force, boxes=boxes, **options)
 
@@ -556,7 +413,7 @@ class Dataset:
             rules = DuplicateRules(**thresholds)
         elif thresholds:
             raise ViscurateError("give either rules or threshold keywords, not both")
-        with self._catalog(write=write) as cat:
+        with self._access.catalog(write=write) as cat:
             return find_duplicates(cat, model=model, rules=rules, query=query, write=write)
 
     def calibrate(self, out_path: str | os.PathLike, *, model: str | None = None, query: dict | None = None):
@@ -567,7 +424,7 @@ class Dataset:
         >>> ds.calibrate("thresholds.html")                                            # doctest: +SKIP
         """
         from .brain.calibrate import calibrate
-        with self._catalog() as cat:
+        with self._access.catalog() as cat:
             return calibrate(cat, out_path, model=model, query=query)
 
     def find_leaks(self, split_field: str = "split", *, model: str | bool | None = None, query: dict | None = None,
@@ -580,7 +437,7 @@ class Dataset:
         """
         from .brain.duplicates import DuplicateRules
         from .brain.leaks import find_leaks
-        with self._catalog(write=write) as cat:
+        with self._access.catalog(write=write) as cat:
             return find_leaks(cat, split_field, model=model, rules=DuplicateRules(**thresholds), query=query,
                               write=write)
 
@@ -592,7 +449,7 @@ class Dataset:
         >>> ds.find_outliers(); ds.find({"issues": "outlier"}, sort=[("scores.outlier", -1)])   # doctest: +SKIP
         """
         from .brain.outliers import find_outliers
-        with self._catalog(write=write) as cat:
+        with self._access.catalog(write=write) as cat:
             return find_outliers(cat, model=model, k=k, query=query, write=write, **options)
 
     def find_object_duplicates(self, *, field: str = "object_analysis", model: str | None = None,
@@ -606,7 +463,7 @@ class Dataset:
         >>> ds.find({"issues": "object_duplicate"}, sort=[("object_duplicates.best", -1)])  # doctest: +SKIP
         """
         from .brain.object_duplicates import MIN_SIMILARITY, find_object_duplicates
-        with self._catalog(write=write) as cat:
+        with self._access.catalog(write=write) as cat:
             return find_object_duplicates(cat, field=field, model=model, query=query, write=write,
                                           min_similarity=MIN_SIMILARITY if min_similarity is None else min_similarity,
                                           **options)
@@ -622,7 +479,7 @@ class Dataset:
         >>> ds.find({"ground_truth.detections": {"$elemMatch": {"mislabel_score": {"$gte": 0.8}}}})  # doctest: +SKIP
         """
         from .brain.box_label_errors import MIN_SCORE, find_box_label_errors
-        with self._catalog(write=write) as cat:
+        with self._access.catalog(write=write) as cat:
             return find_box_label_errors(cat, field=field, model=model, k=k, query=query, write=write,
                                          min_score=MIN_SCORE if min_score is None else min_score, **options)
 
@@ -631,7 +488,7 @@ class Dataset:
         """k-means clusters of the embeddings, stored as ``cluster.*``; members of very small clusters get the
         issue ``edge_case``. Returns a ``ClustersReport``."""
         from .brain.clusters import find_clusters
-        with self._catalog(write=write) as cat:
+        with self._access.catalog(write=write) as cat:
             return find_clusters(cat, model=model, clusters=clusters, query=query, write=write, **options)
 
     def find_label_errors(self, *, label_field: str = "ground_truth.label", model: str | None = None,
@@ -645,7 +502,7 @@ class Dataset:
         >>> ds.find_label_errors().errors[:5]                                          # doctest: +SKIP
         """
         from .brain.label_errors import find_label_errors
-        with self._catalog(write=write) as cat:
+        with self._access.catalog(write=write) as cat:
             return find_label_errors(cat, label_field=label_field, model=model, pred_probs=pred_probs,
                                      classes=classes, query=query, write=write)
 
@@ -658,13 +515,28 @@ class Dataset:
 
         >>> ds.import_coco("instances_val.json", images="val2017", predictions="results.json")  # doctest: +SKIP
         """
-        from .formats.coco import import_coco, import_coco_predictions, read_coco_results
-        if predictions is not None:
-            read_coco_results(predictions)  # a bad results file must not leave the ground truth half-imported
-        out = {"ground_truth": import_coco(self, path, images=images, progress=progress).as_dict()}
-        if predictions is not None:
-            out[field] = import_coco_predictions(self, predictions, path, images=images, field=field,
-                                                 progress=False).as_dict()
+        from .formats.coco import (GROUND_TRUTH, CocoImport, check_coco_inputs, coco_ground_truth_boxes,
+                                   coco_image_files, coco_predicted_boxes, read_coco_results)
+        # a bad results file must not leave the ground truth half-imported
+        rows = read_coco_results(predictions) if predictions is not None else None
+        coco = check_coco_inputs(path, images=images)
+        files = coco_image_files(coco, path, images)
+        present = {iid: p for iid, p in files.items() if p.is_file()}
+        if present:
+            self.add_images(sorted({str(p) for p in present.values()}), progress=progress)
+        with self._access.catalog() as cat:
+            origins = _sample_ids_by_origin(cat)
+        sample_ids = {iid: origins[str(p)] for iid, p in present.items() if str(p) in origins}
+        counts = {"images": len(coco["images"]), "missing": len(files) - len(present)}
+        truth = coco_ground_truth_boxes(coco, sample_ids)
+        with self._access.catalog(write=True) as cat:
+            written = _store_boxes(cat, GROUND_TRUTH, truth)
+        out = {"ground_truth": CocoImport(samples=len(truth), boxes=written, **counts).as_dict()}
+        if rows is not None:
+            predicted = coco_predicted_boxes(coco, rows, sample_ids)
+            with self._access.catalog(write=True) as cat:
+                written = _store_boxes(cat, field, predicted)
+            out[field] = CocoImport(samples=len(predicted), boxes=written, **counts).as_dict()
         return out
 
     def import_classification(self, root: str | os.PathLike, *, progress: bool = True):
@@ -674,8 +546,15 @@ class Dataset:
 
         >>> ds.import_classification("data/")                                          # doctest: +SKIP
         """
-        from .formats.classification import import_classification_folders
-        return import_classification_folders(self, root, progress=progress)
+        from .formats.classification import check_classification_root, has_split_folders, read_classification_labels
+        root = check_classification_root(root)
+        with_splits = has_split_folders(root)
+        ingest = self.add_images(root, progress=progress)
+        with self._access.catalog(write=True) as cat:
+            fields, report = read_classification_labels(root, _sample_ids_by_origin(cat), with_splits=with_splits)
+            _set_sample_fields(cat, fields)
+        report.failed = int(getattr(ingest, "failed", 0) or 0)
+        return report
 
     def evaluate(self, *, pred_field: str = "predictions", gt_field: str = "ground_truth.detections",
                  iou: float = 0.5, query: dict | None = None, write: bool = True):
@@ -686,7 +565,7 @@ class Dataset:
         >>> ds.evaluate(pred_field="object_analysis").map                                # doctest: +SKIP
         """
         from .brain.evaluation import evaluate_detections
-        with self._catalog(write=write) as cat:
+        with self._access.catalog(write=write) as cat:
             return evaluate_detections(cat, pred_field=pred_field, gt_field=gt_field, iou=iou, query=query,
                                        write=write)
 
@@ -696,7 +575,7 @@ class Dataset:
         :meth:`find_duplicates` / :meth:`find_clusters` first); the issue ``label_conflict`` with the
         majority label as the suggestion. Returns a ``ConflictsReport``."""
         from .brain.conflicts import find_label_conflicts
-        with self._catalog(write=write) as cat:
+        with self._access.catalog(write=write) as cat:
             return find_label_conflicts(cat, label_field=label_field, query=query, write=write)
 
     def analyze(self, *, split_field: str = "split", model: str | None = None, progress: Any = None) -> dict:
@@ -705,14 +584,14 @@ class Dataset:
         stored), object duplicates (when box embeddings are), detection label errors (ground-truth boxes
         with embeddings, 30 or more), label errors and label conflicts
         (``ground_truth.label`` values of 2 classes or more; label errors also need embeddings). Returns ``{analysis: report}``; ``progress(name)`` is called before each."""
-        from .brain.duplicates import _default_model
+        from .brain.findings import default_model
         from .usable import usable
         out: dict[str, Any] = {}
         steps: list[tuple[str, Any]] = [("duplicates", lambda: self.find_duplicates(model=model))]
         if self.count({split_field: {"$exists": True, "$ne": None}}):
             steps.append(("leaks", lambda: self.find_leaks(split_field, model=model)))
-        with self._catalog() as cat:
-            has_vectors = bool(model or _default_model(cat))
+        with self._access.catalog() as cat:
+            has_vectors = bool(model or default_model(cat))
             label_classes = cat.distinct_values("ground_truth.label")
             box_vectors = cat.box_vector_count("object_analysis")[1]
             gt_box_vectors = cat.box_vector_count("ground_truth.detections")[0]
@@ -723,8 +602,8 @@ class Dataset:
                 steps.append(("label_errors", lambda: self.find_label_errors(model=model)))
         if box_vectors >= 2:
             steps.append(("object_duplicates", lambda: self.find_object_duplicates(model=model)))
-        from .brain.box_label_errors import MIN_BOXES_PER_NEIGHBOUR
-        if gt_box_vectors >= MIN_BOXES_PER_NEIGHBOUR * 10:
+        from .brain.box_label_errors import MIN_EMBEDDED_BOXES_PER_K
+        if gt_box_vectors >= MIN_EMBEDDED_BOXES_PER_K * 10:
             steps.append(("box_label_errors", lambda: self.find_box_label_errors(model=model)))
         if label_classes >= 2:
             steps.append(("label_conflicts", lambda: self.find_label_conflicts()))
@@ -745,7 +624,7 @@ class Dataset:
         >>> ds.similar(ds.find({})["results"][0]["_id"], k=5)                         # doctest: +SKIP
         """
         from .brain.index import similar
-        with self._catalog() as cat:
+        with self._access.catalog() as cat:
             hits = similar(cat, target, k, model=model, field=field, exact=exact)
             paths = {d["_id"]: d.get("filepath") for d in cat.find(
                 {"_id": {"$in": [h["_id"] for h in hits]}}, projection={"filepath": 1},
@@ -774,3 +653,38 @@ class Dataset:
             fmt = None if out.suffix else "PNG"
             image.save(out, format=fmt)
         return image
+
+
+def _sample_ids_by_origin(cat: Catalog) -> dict[str, str]:
+    """``{origin: sample id}`` of every sample that came from a file."""
+    return {origin: sid for origin, (*_, sid) in cat.file_index().items()}
+
+
+def _store_boxes(cat: Catalog, field: str, boxes: dict[str, list[dict]]) -> int:
+    """Replace the box list ``field`` of each sample, ``{sample id: [box]}``; returns the boxes written."""
+    written = _set_sample_fields(cat, {sid: {field: sample_boxes} for sid, sample_boxes in boxes.items()})
+    return sum(len(boxes[sid]) for sid in written)
+
+
+def _set_sample_fields(cat: Catalog, fields: dict[str, dict[str, Any]]) -> list[str]:
+    """Set fields of existing samples, ``{sample id: {path: value}}``, keeping the other fields of a group
+    (``ground_truth.label`` leaves ``ground_truth.detections`` as it was); every sample sets the same paths.
+    Returns the ids of the samples found (and written), in the order written."""
+    from .brain.findings import rewrite_samples
+
+    groups = tuple(dict.fromkeys(path.split(".")[0] for values in fields.values() for path in values))
+    written: list[str] = []
+
+    def with_fields(doc: dict) -> dict:
+        new = {"_id": doc["_id"]}
+        for path, value in fields[doc["_id"]].items():
+            group, _, rest = path.partition(".")
+            if rest:
+                new.setdefault(group, dict(doc.get(group) or {}))[rest] = value
+            else:
+                new[group] = value
+        written.append(doc["_id"])
+        return new
+
+    rewrite_samples(cat, list(fields), with_fields, groups)
+    return written

@@ -9,9 +9,9 @@ to 1) and, where one other class holds most of them, ``mislabel_suggested``; a b
 >>> report = find_box_label_errors(cat, field="ground_truth.detections")              # doctest: +SKIP
 >>> cat.find({"ground_truth.detections": {"$elemMatch": {"mislabel_score": {"$gte": 0.9}}}})  # doctest: +SKIP
 
-The neighbourhood needs company: with fewer than ``MIN_BOXES_PER_NEIGHBOUR`` boxes per neighbour asked
-for, the "nearest" boxes are most of the dataset and a rare class would look wrong everywhere, so the
-analysis refuses (the same guard as the label quality's neighbour pass).
+The neighbourhood needs company: with fewer than ``MIN_EMBEDDED_BOXES_PER_K`` embedded boxes per neighbour
+asked for, the "nearest" boxes are most of the dataset and a rare class would look wrong everywhere, so the
+analysis refuses (the label stage's neighbour pass has a guard of the same kind, with its own count).
 """
 from __future__ import annotations
 
@@ -29,13 +29,16 @@ from .neighbours import other_group
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
 
-__all__ = ["find_box_label_errors", "BoxLabelErrorsReport", "neighbour_votes", "MIN_SCORE", "ISSUE"]
+__all__ = ["find_box_label_errors", "BoxLabelErrorsReport", "neighbour_votes", "MIN_SCORE",
+           "MIN_EMBEDDED_BOXES_PER_K", "ISSUE"]
 
 #: Flag a box when at least this share of its neighbours (weighted by similarity) carry another class.
 MIN_SCORE = 0.7
 #: ...and one other class holds at least this share (a suggestion, not just "something else").
 MIN_SUGGESTION_SHARE = 0.5
-MIN_BOXES_PER_NEIGHBOUR = 3
+#: The analysis refuses with fewer than this many labeled boxes with an embedding per neighbour asked for
+#: (``k``): 30 boxes for the default ``k=10``.
+MIN_EMBEDDED_BOXES_PER_K = 3
 ISSUE = "mislabeled_box"
 
 
@@ -110,9 +113,9 @@ def find_box_label_errors(cat: "Catalog", *, field: str = "ground_truth.detectio
     idxs = [idxs[r] for r in keep]
     matrix = matrix[keep] if keep else matrix[:0]
     report.boxes = len(ids)
-    if report.boxes < MIN_BOXES_PER_NEIGHBOUR * k:
+    if report.boxes < MIN_EMBEDDED_BOXES_PER_K * k:
         raise ViscurateError(f"{report.boxes} boxes of {field} have {model} vectors; the neighbour vote needs "
-                             f"at least {MIN_BOXES_PER_NEIGHBOUR * k} (lower -k or embed more boxes)")
+                             f"at least {MIN_EMBEDDED_BOXES_PER_K * k} (lower -k or embed more boxes)")
     class_names, labels = np.unique(np.asarray([names[key] for key in zip(ids, idxs)], dtype=object).astype(str),
                                     return_inverse=True)
     report.classes = len(class_names)

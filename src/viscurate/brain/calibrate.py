@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ..errors import ViscurateError
-from .duplicates import DuplicateRules, _default_model, _scope
+from ..usable import usable
+from .duplicates import DuplicateRules
+from .findings import default_model
 from .neighbours import hamming_pairs
 
 if TYPE_CHECKING:
@@ -56,14 +58,22 @@ class CalibrationReport:
 
 
 def _nearest_hash(hashes: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the nearest other row within 24 bits and its distance (-1 / 65 where none)."""
+    """Per row: the nearest other row within 24 bits and its distance (-1 / 65 where none); among equally
+    near rows, the pair ``hamming_pairs`` lists first.
+
+    >>> _nearest_hash(["ff00ff00ff00ff00", "ff00ff00ff00ff01", "00ff00ff00ff00ff"])
+    (array([ 1,  0, -1]), array([ 1,  1, 65]))
+    """
     i, j, d = hamming_pairs(hashes, 24)
     n = len(hashes)
     best_d = np.full(n, 65, np.int64)
     best_j = np.full(n, -1, np.int64)
-    for a, b, dist in zip(np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([d, d])):
-        if dist < best_d[a]:
-            best_d[a], best_j[a] = dist, b
+    a, b, dist = np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([d, d])
+    order = np.lexsort((np.arange(len(a)), dist, a))  # per row nearest first, ties in listing order
+    a, b, dist = a[order], b[order], dist[order]
+    first = np.ones(len(a), bool)
+    first[1:] = a[1:] != a[:-1]
+    best_d[a[first]], best_j[a[first]] = dist[first], b[first]
     return best_j, best_d
 
 
@@ -105,7 +115,7 @@ def calibrate(cat: "Catalog", out_path: str | Path, *, model: str | None = None,
     from .knn_graph import knn_graph
 
     rules = rules or DuplicateRules()
-    scope = _scope(query)
+    scope = usable(query)
     cols = cat.columns(["phash", "filepath"], scope)
     ids, paths = cols["_id"], cols["filepath"]
     if len(ids) < 2:
@@ -150,7 +160,7 @@ def calibrate(cat: "Catalog", out_path: str | Path, *, model: str | None = None,
     section("Perceptual hash: bits between each image and its nearest (of 64; fewer = more alike)", "phash",
             hj, hd.astype(float), HASH_BANDS, np.arange(0, 26) - 0.5, rules.hash_distance, lambda v: f"{v:g} bits")
 
-    chosen = model or _default_model(cat)
+    chosen = model or default_model(cat)
     if chosen:
         vid, _, matrix = cat.read_vectors(chosen, query=scope)
         pos = {s: k for k, s in enumerate(ids)}
@@ -159,9 +169,10 @@ def calibrate(cat: "Catalog", out_path: str | Path, *, model: str | None = None,
             sims, idx = knn_graph(matrix[[k for k, s in enumerate(vid) if s in pos]], 1)
             ej = np.full(len(ids), -1, np.int64)
             ev = np.full(len(ids), -1.0)
-            for r, (j, s) in enumerate(zip(idx[:, 0], sims[:, 0])):
-                if j >= 0:
-                    ej[rows[r]], ev[rows[r]] = rows[int(j)], float(s)
+            rows_at = np.asarray(rows, np.int64)
+            found = idx[:, 0] >= 0
+            ej[rows_at[found]] = rows_at[idx[found, 0]]
+            ev[rows_at[found]] = sims[found, 0]
             report.model = chosen
             section(f"Embedding ({chosen}): cosine similarity of each image and its nearest (higher = more alike)",
                     "embedding", ej, ev, SIMILARITY_BANDS, np.linspace(0.5, 1.0, 51), rules.similarity,

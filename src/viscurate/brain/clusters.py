@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..common.vectors import l2_normalize
 from ..errors import ViscurateError
 from .findings import image_vectors, store_findings
-from .neighbours import normalize
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
@@ -77,7 +77,7 @@ def find_clusters(cat: "Catalog", *, model: str | None = None, clusters: int | N
     k = int(clusters) if clusters else default_cluster_count(n)
     if not 2 <= k <= n:
         raise ViscurateError(f"clusters must be between 2 and the number of samples ({n}), got {k}")
-    x = normalize(matrix)
+    x = l2_normalize(matrix)
     if threads:
         faiss.omp_set_num_threads(int(threads))
     km = faiss.Kmeans(x.shape[1], k, niter=ITERATIONS, nredo=RESTARTS, seed=SEED, spherical=True,

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .duplicates import _scope
+from ..usable import usable
 from .findings import store_findings
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def find_label_conflicts(cat: "Catalog", *, label_field: str = "ground_truth.lab
                          query: dict | None = None, write: bool = True) -> ConflictsReport:
     """See the module doc."""
     t0 = time.monotonic()
-    scope = _scope(query)
+    scope = usable(query)
     cols = cat.columns([label_field, "duplicates.group", "duplicates.representative", "cluster.id"], scope)
     ids, labels = cols["_id"], cols[label_field]
     report = ConflictsReport(label_field=label_field, samples=len(ids))

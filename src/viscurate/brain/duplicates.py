@@ -37,15 +37,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..common.vectors import l2_normalize
 from ..errors import ViscurateError
 from ..usable import usable
-from .findings import store_findings
-from .neighbours import hamming_pairs, hex_codes, normalize, similar_pairs
+from .findings import default_model, store_findings
+from .neighbours import hamming_pairs, hex_codes, similar_pairs
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
 
-__all__ = ["DuplicateRules", "DuplicateGroup", "DuplicatesReport", "find_duplicates", "ISSUES", "REASONS"]
+__all__ = ["DuplicateRules", "DuplicateGroup", "DuplicatesReport", "DuplicateGraph", "duplicate_graph",
+           "find_duplicates", "ISSUES", "REASONS"]
 
 #: The issues this analysis owns (it adds and removes exactly these).
 ISSUES = ("duplicate", "near_duplicate")
@@ -131,18 +133,6 @@ class DuplicatesReport:
                                      for g in self.groups]}
 
 
-def _default_model(cat: "Catalog") -> str | None:
-    """The default embedder when the catalog holds its image vectors, else the model with the most image
-    vectors, else ``None``."""
-    from ..models import registry
-
-    have = cat.vector_models(field=None)
-    if not have:
-        return None
-    default = registry.get_spec(registry.DEFAULTS["embedder"]).key
-    return default if default in have else min(have, key=lambda m: (-have[m], m))
-
-
 def _popcount_distance(codes: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Hamming distances between rows ``i`` and ``j`` of ``(n, 8) uint8`` codes."""
     if not len(i):
@@ -151,8 +141,9 @@ def _popcount_distance(codes: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.nd
 
 
 @dataclass
-class _Graph:
-    """Samples in scope and the duplicate evidence between them (exact copies folded onto nodes)."""
+class DuplicateGraph:
+    """Samples in scope and the duplicate evidence between them (exact copies folded onto nodes), what
+    :func:`find_duplicates` groups and :func:`viscurate.brain.leaks.find_leaks` reads across a split."""
 
     ids: list[str]
     cols: dict[str, list]
@@ -165,8 +156,16 @@ class _Graph:
     note: str | None
 
 
-def _graph(cat: "Catalog", scope: dict, model: str | None | bool, rules: DuplicateRules,
-           threads: int | None) -> _Graph:
+def duplicate_graph(cat: "Catalog", scope: dict, model: str | None | bool, rules: DuplicateRules,
+                    threads: int | None) -> DuplicateGraph:
+    """The samples matching ``scope``, best first, and every duplicate rule's evidence between them.
+    ``model``: the embedder whose image vectors add the ``embedding`` rule (``None``/``True``: the
+    default one when stored; ``False``: hashes only).
+
+    >>> g = duplicate_graph(cat, usable(), None, DuplicateRules(), None)             # doctest: +SKIP
+    >>> [(g.ids[a], g.ids[b], why) for (a, b), why in g.edges.items()][:1]          # doctest: +SKIP
+    [('a1...', 'b2...', ['phash'])]
+    """
     cols = cat.columns(FIELDS, scope)
     ids: list[str] = cols["_id"]
     n = len(ids)
@@ -205,14 +204,14 @@ def _graph(cat: "Catalog", scope: dict, model: str | None | bool, rules: Duplica
     add(i, j, "mirrored")
 
     vectors: dict[int, np.ndarray] = {}
-    chosen = _default_model(cat) if model is None or model is True else (model or None)
+    chosen = default_model(cat) if model is None or model is True else (model or None)
     used = None
     if chosen:
         vid, _, matrix = cat.read_vectors(chosen, query=scope)
         if len(vid):
             pos = {s: k for k, s in enumerate(ids)}
             rows = [pos[s] for s in vid if s in pos]
-            mat = normalize(matrix[[k for k, s in enumerate(vid) if s in pos]])
+            mat = l2_normalize(matrix[[k for k, s in enumerate(vid) if s in pos]])
             vectors = {r: mat[m] for m, r in enumerate(rows)}
             with_vec = np.array([k for k in nodes if k in vectors], np.int64)
             if len(with_vec) > 1:
@@ -229,12 +228,7 @@ def _graph(cat: "Catalog", scope: dict, model: str | None | bool, rules: Duplica
             note = f"no image vectors of {chosen}: hashes only (run `viscurate embed` to add the embedding rule)"
     elif model is None:
         note = "no image embeddings stored: hashes only (run `viscurate embed` to add the embedding rule)"
-    return _Graph(ids, cols, order, rank, node_of, edges, vectors, used, note)
-
-
-def _scope(query: dict | None) -> dict:
-    """The samples every analysis works on: ``query``'s, less those whose pixels cannot be read."""
-    return usable(query)
+    return DuplicateGraph(ids, cols, order, rank, node_of, edges, vectors, used, note)
 
 
 def find_duplicates(cat: "Catalog", *, model: str | None | bool = None, rules: DuplicateRules | None = None,
@@ -247,8 +241,8 @@ def find_duplicates(cat: "Catalog", *, model: str | None | bool = None, rules: D
     """
     t0 = time.monotonic()
     rules = rules or DuplicateRules()
-    scope = _scope(query)
-    g = _graph(cat, scope, model, rules, threads)
+    scope = usable(query)
+    g = duplicate_graph(cat, scope, model, rules, threads)
     ids, order, rank, node_of, edges, vectors = g.ids, g.order, g.rank, g.node_of, g.edges, g.vectors
     n = len(ids)
     report = DuplicatesReport(samples=n, rules=rules, model=g.model, note=g.note)

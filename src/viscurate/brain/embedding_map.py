@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..common.vectors import l2_normalize
 from .findings import image_vectors, store_findings
-from .neighbours import normalize
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
@@ -78,7 +78,7 @@ def project_2d(vectors: np.ndarray, *, landmarks: int = LANDMARKS) -> tuple[np.n
     >>> xy.shape, method, bool(0 <= xy.min() and xy.max() <= 1)
     ((40, 2), 'tsne', True)
     """
-    x = normalize(np.asarray(vectors, dtype=np.float32))
+    x = l2_normalize(np.asarray(vectors, dtype=np.float32))
     n = len(x)
     if n < 8:  # too few for t-SNE's neighbourhoods: the two main axes say as much
         return _scaled(_pca(x, 2)[:, :2] if n > 1 else np.zeros((n, 2), np.float32)), "pca", 0

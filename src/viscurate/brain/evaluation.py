@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..common.geometry import iou_matrix_xywh
 from ..errors import ViscurateError
 from ..store.documents import get_path
-from .duplicates import _scope
+from ..usable import usable
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
@@ -77,16 +78,7 @@ def box_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
     """
     if not len(dt) or not len(gt):
         return np.zeros((len(dt), len(gt)))
-    dx1, dy1 = dt[:, 0:1], dt[:, 1:2]
-    dx2, dy2 = dx1 + dt[:, 2:3], dy1 + dt[:, 3:4]
-    gx1, gy1 = gt[:, 0], gt[:, 1]
-    gx2, gy2 = gx1 + gt[:, 2], gy1 + gt[:, 3]
-    inter = np.clip(np.minimum(dx2, gx2) - np.maximum(dx1, gx1), 0, None) * \
-        np.clip(np.minimum(dy2, gy2) - np.maximum(dy1, gy1), 0, None)
-    d_area = dt[:, 2:3] * dt[:, 3:4]
-    union = np.where(crowd[None, :], d_area, d_area + gt[:, 2] * gt[:, 3] - inter)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
+    return iou_matrix_xywh(dt, gt, crowd)
 
 
 @dataclass
@@ -197,7 +189,7 @@ def evaluate_detections(cat: "Catalog", *, pred_field: str = "predictions",
         if spec is None or spec.kind != "objects":
             raise ViscurateError(f"{f!r} is not a box list; box lists: "
                                  f"{', '.join(p for p, s in cat.fields.items() if s.kind == 'objects')}")
-    scope = {"$and": [_scope(query), {gt_field: {"$exists": True}}]}
+    scope = {"$and": [usable(query), {gt_field: {"$exists": True}}]}
     thresholds = np.unique(np.concatenate([IOU_THRESHOLDS, [iou]]))
     at = int(np.nonzero(np.isclose(thresholds, iou))[0][0])
     coco_t = [int(np.nonzero(np.isclose(thresholds, t))[0][0]) for t in IOU_THRESHOLDS]

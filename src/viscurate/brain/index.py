@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from ..common.vectors import l2_normalize
 from ..errors import ViscurateError
 from ..files import write_atomic
 from ..store.catalog import lock_timeout
 from ..store.lock import flock_exclusive
-from .neighbours import normalize
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
@@ -134,7 +134,7 @@ class SimilarityIndex:
                 old = index._row_of.pop(key, None)
                 if old is not None:
                     index.keys[old] = None
-            index._append(list(zip(ids, idxs)), normalize(matrix))
+            index._append(list(zip(ids, idxs)), l2_normalize(matrix))
             changed = True
         index._dead = None
         if changed or version != int(index.meta["version"]):
@@ -222,12 +222,12 @@ class SimilarityIndex:
         """Spherical k-means centroids on a sample of the live rows, and every row's list."""
         import faiss
 
-        from .knn_graph import TRAIN_ITERATIONS, _gather, ivf_training_sample
+        from .knn_graph import TRAIN_ITERATIONS, gather_unit_rows, ivf_training_sample
 
         x = self._matrix()
         live = np.nonzero(~self._dead_rows(()))[0]
         nlist, picked = ivf_training_sample(len(live), seed)  # the same sizing as the kNN graph's index
-        train = _gather(x, live[picked])
+        train = gather_unit_rows(x, live[picked])
         km = faiss.Kmeans(train.shape[1], nlist, niter=TRAIN_ITERATIONS, spherical=True, seed=seed, verbose=False,
                           min_points_per_centroid=1)  # small indexes train on what they have, quietly
         km.train(train)
@@ -291,7 +291,7 @@ class SimilarityIndex:
         list per query of ``(sample id, box idx)``, similarities ``(queries, <=k)`` best first. Samples in
         ``exclude`` are left out (e.g. the query's own sample). Above ``APPROX_ABOVE`` vectors only the
         ``nprobe`` nearest inverted lists are scored, unless ``exact``."""
-        q = normalize(np.atleast_2d(np.asarray(queries, np.float32)))
+        q = l2_normalize(np.atleast_2d(np.asarray(queries, np.float32)))
         x = self._matrix()
         if len(x) == 0:
             return [[] for _ in q], np.zeros((len(q), 0), np.float32)
@@ -358,9 +358,9 @@ def similar(cat: "Catalog", target: Any, k: int = 10, *, model: str | None = Non
     >>> similar(cat, "a1b2c3...", k=5)                                              # doctest: +SKIP
     [{'_id': 'd4e5...', 'similarity': 0.97}, ...]
     """
-    from .duplicates import _default_model
+    from .findings import default_model
 
-    model = model or _default_model(cat)
+    model = model or default_model(cat)
     if model is None:
         raise ViscurateError("the dataset has no embeddings yet; run `viscurate embed` first")
     index = SimilarityIndex.sync(cat, model, field)

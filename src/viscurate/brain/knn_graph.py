@@ -22,7 +22,9 @@ import math
 
 import numpy as np
 
-__all__ = ["knn_graph", "ivf_training_sample", "EXACT_BELOW"]
+from ..common.vectors import l2_normalize
+
+__all__ = ["knn_graph", "ivf_training_sample", "gather_unit_rows", "EXACT_BELOW", "TRAIN_ITERATIONS"]
 
 EXACT_BELOW = 50_000
 BLOCK = 32_768
@@ -44,9 +46,7 @@ def ivf_training_sample(n: int, seed: int = 0) -> tuple[int, np.ndarray]:
 
 
 def _block(vectors, start: int, stop: int) -> np.ndarray:
-    x = np.asarray(vectors[start:stop], np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+    return l2_normalize(np.asarray(vectors[start:stop], np.float32))
 
 
 def knn_graph(vectors, k: int = 10, *, exact_below: int = EXACT_BELOW, nprobe: int = 8,
@@ -70,7 +70,7 @@ def knn_graph(vectors, k: int = 10, *, exact_below: int = EXACT_BELOW, nprobe: i
             index.add(_block(vectors, s, min(n, s + BLOCK)))
     else:
         nlist, sample = ivf_training_sample(n, seed)
-        train = _gather(vectors, sample)
+        train = gather_unit_rows(vectors, sample)
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit,
                                               faiss.METRIC_INNER_PRODUCT)
@@ -104,12 +104,16 @@ def knn_graph(vectors, k: int = 10, *, exact_below: int = EXACT_BELOW, nprobe: i
     return sims, idx
 
 
-def _gather(vectors, rows: np.ndarray) -> np.ndarray:
-    """Rows of a (possibly memory-mapped) matrix, read in sorted order, normalized."""
+def gather_unit_rows(vectors, rows: np.ndarray) -> np.ndarray:
+    """The ``rows`` (sorted row numbers) of a possibly memory-mapped ``(n, d)`` matrix as unit-length
+    float32 rows, read 4,096 at a time so that a float16 file never needs to fit in RAM as float32
+    (how an IVF index gets its training sample).
+
+    >>> gather_unit_rows(np.array([[3, 4], [1, 0], [0, 0]], np.float16), np.array([0, 2])).tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    """
     out = np.empty((len(rows), int(vectors.shape[1])), np.float32)
     for s in range(0, len(rows), 4096):
         part = rows[s:s + 4096]
-        x = np.asarray(vectors[part], np.float32)
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        out[s:s + len(part)] = x / np.where(norms > 0, norms, 1.0)
+        out[s:s + len(part)] = l2_normalize(np.asarray(vectors[part], np.float32))
     return out

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ..errors import ViscurateError
-from .duplicates import _default_model, _scope
-from .findings import sample_values, store_findings
+from ..usable import usable
+from .findings import default_model, sample_values, store_findings
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
@@ -179,7 +179,7 @@ def find_label_errors(cat: "Catalog", *, label_field: str = "ground_truth.label"
     from .outliers import knn
 
     t0 = time.monotonic()
-    scope = _scope(query)
+    scope = usable(query)
     values = sample_values(cat, label_field, {"$and": [scope, {label_field: {"$exists": True, "$ne": None}}]},
                            "label errors need one label per sample, such as 'ground_truth.label'")
     ids = [i for i, v in values.items() if v is not None and not isinstance(v, (dict, list))]
@@ -194,7 +194,7 @@ def find_label_errors(cat: "Catalog", *, label_field: str = "ground_truth.label"
     labels = np.array([index[v] for v in names], np.int64)
     report = LabelErrorsReport(samples=len(ids), classes=classes, label_field=label_field)
 
-    model = model or _default_model(cat)
+    model = model or default_model(cat)
     vectors = None
     if model is not None:
         vid, _, matrix = cat.read_vectors(model, query={"_id": {"$in": ids}})

@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .duplicates import DuplicateRules, _graph, _scope
+from ..usable import usable
+from .duplicates import DuplicateRules, duplicate_graph
 from .findings import sample_values, store_findings
 
 if TYPE_CHECKING:
@@ -61,8 +62,8 @@ def find_leaks(cat: "Catalog", split_field: str = "split", *, model: str | None 
     samples (``write=True``) as the issue ``leak`` and the ``leak`` sub-document."""
     t0 = time.monotonic()
     rules = rules or DuplicateRules()
-    scope = _scope(query)
-    g = _graph(cat, scope, model, rules, threads)
+    scope = usable(query)
+    g = duplicate_graph(cat, scope, model, rules, threads)
     values = _values(cat, split_field, g.ids, scope)
     report = LeaksReport(field=split_field, samples=len(g.ids), model=g.model, note=g.note)
     for v in values:

@@ -18,18 +18,11 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["normalize", "similar_pairs", "hamming_pairs", "hex_codes", "hamming", "other_group",
+__all__ = ["similar_pairs", "hamming_pairs", "hex_codes", "hamming", "other_group",
            "EXACT_HASHES_BELOW"]
 
 #: Rows per FAISS query block: bounds the memory of the distance matrix FAISS keeps per block.
 BLOCK = 65_536
-
-
-def normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), float32 and C-contiguous, for cosine via dot product."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0), dtype=np.float32)
 
 
 def _unique_pairs(i: np.ndarray, j: np.ndarray, v: np.ndarray, keep_max: bool) -> tuple[np.ndarray, ...]:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..dataset import Dataset
 from ..store.workspace import Workspace
+from .render import print_info
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -76,7 +77,6 @@ def run_demo(name: str, home: os.PathLike | None, console: Console) -> Dataset:
     report = ds.add_images(folder)
     console.print(f"catalogued {report.files} files in {report.seconds:.1f} s "
                   f"({report.images_per_s:.0f} images/s); {report.failed} could not be decoded\n")
-    from .app import print_info
     print_info(ds.info())
 
     broken = ds.find({"issues": "corrupt"}, projection={"filepath": 1, "issues": 1, "error": 1})

@@ -28,6 +28,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ViscurateError
+from ..store.documents import get_path
 
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
@@ -55,15 +56,6 @@ class EditConflict(ViscurateError):
 def utc_timestamp() -> str:
     """Now, as the curation records write it: ``2026-11-23T18:16:24.057Z``."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _get(doc: dict, path: str) -> Any:
-    node: Any = doc
-    for part in path.split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
 
 
 def _class_name(value: Any) -> str:
@@ -105,7 +97,7 @@ def _review_label(doc: dict, edit: dict, record: dict) -> tuple[dict, list[dict]
     field = edit.get("field")
     if field not in AUTO_LABEL_FIELDS:
         raise ViscurateError(f"model boxes are reviewed in {', '.join(AUTO_LABEL_FIELDS)}, not {field!r}")
-    boxes = copy.deepcopy(_get(doc, field) or [])
+    boxes = copy.deepcopy(get_path(doc, field) or [])
     index = edit.get("index")
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(boxes):
         raise ViscurateError(f"no box {index!r} in {field} (it has {len(boxes)})")
@@ -127,7 +119,7 @@ def _review_label(doc: dict, edit: dict, record: dict) -> tuple[dict, list[dict]
     moved = any(abs(float(a) - float(b)) >= 0.01 for a, b in zip(bbox, box.get("bbox") or [0, 0, 0, 0]))
     box["review"] = {(False, False): "accepted", (True, False): "relabeled", (False, True): "moved"}.get(
         (renamed, moved), "corrected")
-    truth = copy.deepcopy(_get(doc, TRUTH_FIELD) or [])
+    truth = copy.deepcopy(get_path(doc, TRUTH_FIELD) or [])
     # the shape the COCO importer writes (name, bbox, area), plus the box it came from
     copied = {"name": _class_name(name), "bbox": [float(v) for v in bbox],
               "area": round(float(bbox[2]) * float(bbox[3]), 2), "source": f"{field}[{index}]"}
@@ -172,7 +164,7 @@ def apply_edit(cat: "Catalog", sample_id: str, edit: dict, *, by: str | None = N
         field = edit.get("field", "ground_truth.detections")
         if field not in BOX_FIELDS:
             raise ViscurateError(f"boxes can be edited in {', '.join(BOX_FIELDS)}, not {field!r}")
-        boxes = copy.deepcopy(_get(doc, field) or [])
+        boxes = copy.deepcopy(get_path(doc, field) or [])
         record["field"] = field
         if action == "add_box":
             box = {"name": _class_name(edit.get("name")), "bbox": _bbox(edit.get("bbox"), doc.get("width"), doc.get("height"))}

@@ -1,7 +1,14 @@
-"""Image-classification folders: the class is the folder an image sits in, the split the folder above it.
+"""Image-classification folders, read: the class is the folder an image sits in, the split the folder
+above it. The reader turns the folders of the ingested images into their labels; the ``Dataset`` ingests
+and stores (:meth:`~viscurate.dataset.Dataset.import_classification`).
 
->>> import_classification_folders(ds, "data/")                                     # doctest: +SKIP
-ClassificationImport(images=12000, classes=10, splits={'train': 10000, 'val': 2000}, ...)
+>>> from pathlib import Path
+>>> fields, report = read_classification_labels(
+...     Path("/data"), {"/data/train/cat/1.jpg": "s1", "/data/val/dog/2.jpg": "s2"}, with_splits=True)
+>>> fields["s1"]
+{'ground_truth.label': 'cat', 'split': 'train'}
+>>> report
+ClassificationImport(images=2, classes=2, splits={'train': 1, 'val': 1}, unlabeled=0, failed=0)
 
 Two layouts are recognized, the ones torchvision's ``ImageFolder`` and most dataset downloads use:
 
@@ -18,14 +25,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Mapping
 
 from ..errors import ViscurateError
 
-if TYPE_CHECKING:
-    from ..dataset import Dataset
-
-__all__ = ["SPLIT_NAMES", "ClassificationImport", "check_classification_root", "import_classification_folders"]
+__all__ = ["SPLIT_NAMES", "ClassificationImport", "check_classification_root", "has_split_folders",
+           "read_classification_labels"]
 
 SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing", "dev"})
 
@@ -69,44 +74,34 @@ def check_classification_root(root: str | os.PathLike) -> Path:
     return path
 
 
-def import_classification_folders(ds: "Dataset", root: str | os.PathLike, *, progress: bool = True
-                                  ) -> ClassificationImport:
-    """Ingest every image under ``root`` and set ``ground_truth.label`` (and ``split``) from its folders."""
-    root = check_classification_root(root)
+def has_split_folders(root: Path) -> bool:
+    """Whether the folders right under ``root`` are all split names (``ROOT/<split>/<class>/<image>``)."""
     top = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    with_splits = bool(top) and all(p.name.lower() in SPLIT_NAMES for p in top)
-    ingest = ds.add_images(root, progress=progress)
-    report = ClassificationImport(failed=int(getattr(ingest, "failed", 0) or 0))
-    with ds._catalog(write=True) as cat:
-        index = cat.file_index()
-        updates = []
-        classes = set()
-        for origin, (_, _, _, sid) in index.items():
-            path = Path(origin)
-            try:
-                label, split = _label_of(path, root, with_splits)
-            except ValueError:
-                continue  # a sample from elsewhere in the same dataset
-            if label is None:
-                report.unlabeled += 1
-                continue
-            classes.add(label)
-            report.images += 1
-            if split is not None:
-                report.splits[split] = report.splits.get(split, 0) + 1
-            updates.append((sid, label, split))
-        for start in range(0, len(updates), 2000):
-            part = updates[start:start + 2000]
-            by_id = {sid: (label, split) for sid, label, split in part}
-            docs = []
-            for d in cat.find({"_id": {"$in": list(by_id)}}, page_size=len(part))["results"]:
-                label, split = by_id[d["_id"]]
-                gt = dict(d.get("ground_truth") or {})
-                gt["label"] = label
-                new = {"_id": d["_id"], "ground_truth": gt}
-                if split is not None:
-                    new["split"] = split
-                docs.append(new)
-            cat.write(docs, mode="merge", merge_keys=("ground_truth", "split") if with_splits else ("ground_truth",))
+    return bool(top) and all(p.name.lower() in SPLIT_NAMES for p in top)
+
+
+def read_classification_labels(root: Path, samples: Mapping[str, str], *, with_splits: bool
+                               ) -> tuple[dict[str, dict[str, str]], ClassificationImport]:
+    """The fields to set on each sample under ``root`` (``{sample id: {"ground_truth.label": class,
+    "split": split}}``, ``split`` only ``with_splits``) and the counts of the import (all but
+    ``failed``). ``samples``: ``{origin (absolute path): sample id}`` of the ingested images; those from
+    elsewhere are left out."""
+    report = ClassificationImport()
+    fields: dict[str, dict[str, str]] = {}
+    classes = set()
+    for origin, sid in samples.items():
+        try:
+            label, split = _label_of(Path(origin), root, with_splits)
+        except ValueError:
+            continue  # a sample from elsewhere in the same dataset
+        if label is None:
+            report.unlabeled += 1
+            continue
+        classes.add(label)
+        report.images += 1
+        fields[sid] = {"ground_truth.label": label}
+        if split is not None:
+            report.splits[split] = report.splits.get(split, 0) + 1
+            fields[sid]["split"] = split
     report.classes = len(classes)
-    return report
+    return fields, report

@@ -1,8 +1,11 @@
-"""COCO detection files: ground truth (``instances.json``) and a model's results (``results.json``) into a
-dataset. (The importer only, for now; the exporter will sit beside it.)
+"""COCO detection files, read and written: ground truth (``instances.json``), a model's results
+(``results.json``), and the boxes of samples written back as a COCO file. Readers turn the files into
+boxes per sample, writers take sample documents; the ``Dataset`` ingests and stores
+(:meth:`~viscurate.dataset.Dataset.import_coco`, :meth:`~viscurate.dataset.Dataset.export`).
 
->>> import_coco(ds, "annotations/instances_val.json", images="val2017/")           # doctest: +SKIP
->>> import_coco_predictions(ds, "results.json", "annotations/instances_val.json")  # doctest: +SKIP
+>>> coco = check_coco_inputs("annotations/instances_val.json", images="val2017/")  # doctest: +SKIP
+>>> coco_ground_truth_boxes(coco, {397133: "5f0c..."})                              # doctest: +SKIP
+{'5f0c...': [{'name': 'person', 'bbox': [388.66, 69.92, 109.41, 277.62], 'area': 17376.9}, ...]}
 
 - Images are found by ``file_name``, relative to ``images`` (default: the JSON's folder); they are
   ingested (profiled) like any other image, so importing twice changes nothing.
@@ -18,15 +21,19 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import ViscurateError
+from ..files import write_atomic
 
-if TYPE_CHECKING:
-    from ..dataset import Dataset
+__all__ = ["GROUND_TRUTH", "AUTO_LABELS", "CocoImport", "read_coco", "read_coco_results", "check_coco_inputs",
+           "coco_image_files", "coco_ground_truth_boxes", "coco_predicted_boxes", "default_export_field",
+           "write_coco"]
 
-__all__ = ["CocoImport", "check_coco_inputs", "read_coco", "read_coco_results", "import_coco",
-           "import_coco_predictions"]
+#: Where imported ground truth goes, and what an export writes when the samples have some.
+GROUND_TRUTH = "ground_truth.detections"
+#: What an export writes when no sample has ground truth: the auto-labels (``viscurate label``).
+AUTO_LABELS = "object_analysis"
 
 
 @dataclass
@@ -77,6 +84,14 @@ def _images_folder(path: str | os.PathLike, images: str | os.PathLike | None) ->
     return Path(images) if images is not None else Path(path).resolve().parent
 
 
+def coco_image_files(coco: dict[str, Any], path: str | os.PathLike,
+                     images: str | os.PathLike | None = None) -> dict[Any, Path]:
+    """``{COCO image id: absolute path of its file}`` (there or not) of the COCO file read from ``path``
+    (as :func:`read_coco`): ``file_name`` under ``images``, by default the JSON's folder."""
+    folder = _images_folder(path, images)
+    return {iid: (folder / im["file_name"]).resolve() for iid, im in coco["images"].items()}
+
+
 def check_coco_inputs(path: str | os.PathLike, *, images: str | os.PathLike | None = None,
                       predictions: str | os.PathLike | None = None) -> dict[str, Any]:
     """Everything an import needs, checked before it writes anything: the COCO file parses, the images
@@ -111,93 +126,48 @@ def _bbox(value: Any) -> list[float] | None:
     return box if all(v == v and abs(v) != float("inf") for v in box) and box[2] >= 0 and box[3] >= 0 else None
 
 
-def _samples_for(ds: "Dataset", coco: dict, images: Path, progress: bool) -> tuple[dict[Any, str], int]:
-    """Ingest the images of a COCO file; ``(coco image id -> sample id, files missing)``."""
-    paths = {iid: (images / im["file_name"]).resolve() for iid, im in coco["images"].items()}
-    present = {iid: p for iid, p in paths.items() if p.is_file()}
-    if present:
-        ds.add_images(sorted({str(p) for p in present.values()}), progress=progress)
-    with ds._catalog() as cat:
-        origin = {o: sid for o, (_, _, _, sid) in cat.file_index().items()}
-    ids = {iid: origin[str(p)] for iid, p in present.items() if str(p) in origin}
-    return ids, len(paths) - len(present)
+def _category(coco: dict[str, Any], row: dict) -> str:
+    return coco["categories"].get(row.get("category_id"), str(row.get("category_id")))
 
 
-def _write_boxes(ds: "Dataset", field: str, boxes: dict[str, list[dict]]) -> int:
-    top = field.split(".")[0]
-    with ds._catalog(write=True) as cat:
-        written = 0
-        sample_ids = list(boxes)
-        for start in range(0, len(sample_ids), 2000):
-            part = sample_ids[start:start + 2000]
-            docs = []
-            for d in cat.find({"_id": {"$in": part}}, page_size=len(part))["results"]:
-                new = {"_id": d["_id"]}
-                if "." in field:  # e.g. ground_truth.detections: keep the group's other children
-                    group = dict(d.get(top) or {})
-                    group[field.split(".", 1)[1]] = boxes[d["_id"]]
-                    new[top] = group
-                else:
-                    new[field] = boxes[d["_id"]]
-                docs.append(new)
-                written += len(boxes[d["_id"]])
-            cat.write(docs, mode="merge", merge_keys=(top,))
-    return written
-
-
-def import_coco(ds: "Dataset", path: str | os.PathLike, *, images: str | os.PathLike | None = None,
-                field: str = "ground_truth.detections", progress: bool = True) -> CocoImport:
-    """Ingest the images of a COCO detection file and store its boxes as ground truth (``field``)."""
-    coco = check_coco_inputs(path, images=images)
-    folder = _images_folder(path, images)
-    ids, missing = _samples_for(ds, coco, folder, progress)
+def coco_ground_truth_boxes(coco: dict[str, Any], sample_ids: Mapping[Any, str]) -> dict[str, list[dict]]:
+    """The ground-truth boxes of each sample: ``{sample id: [box]}`` from the annotations of the COCO
+    file ``coco`` (as :func:`read_coco`) whose images ``sample_ids`` maps (``{COCO image id: sample
+    id}``); a sample without annotations gets an empty list."""
     boxes: dict[str, list[dict]] = {}
-    for iid, sid in ids.items():
+    for iid, sid in sample_ids.items():
         out = boxes.setdefault(sid, [])
         for a in coco["annotations"].get(iid, []):
-            box = {"name": coco["categories"].get(a.get("category_id"), str(a.get("category_id"))),
-                   "bbox": _bbox(a["bbox"])}
+            box = {"name": _category(coco, a), "bbox": _bbox(a["bbox"])}
             if a.get("iscrowd"):
                 box["iscrowd"] = 1
             if isinstance(a.get("area"), (int, float)):
                 box["area"] = float(a["area"])
             out.append(box)
-    n = _write_boxes(ds, field, boxes)
-    return CocoImport(images=len(coco["images"]), samples=len(boxes), boxes=n, missing=missing)
+    return boxes
 
 
-def import_coco_predictions(ds: "Dataset", results: str | os.PathLike, coco_path: str | os.PathLike, *,
-                            images: str | os.PathLike | None = None, field: str = "predictions",
-                            progress: bool = True) -> CocoImport:
-    """Store a COCO results file (``[{"image_id", "category_id", "bbox", "score"}]``) as predicted boxes
-    (``field``) of the images of ``coco_path`` (which maps image ids to files and category ids to names).
-    Images of the ground-truth file without any result get an empty list: the model found nothing there."""
-    coco = read_coco(coco_path)
-    rows = read_coco_results(results)
-    folder = _images_folder(coco_path, images)
-    ids, missing = _samples_for(ds, coco, folder, progress)
-    boxes: dict[str, list[dict]] = {sid: [] for sid in ids.values()}
+def coco_predicted_boxes(coco: dict[str, Any], rows: list, sample_ids: Mapping[Any, str]) -> dict[str, list[dict]]:
+    """A COCO results file's rows (``[{"image_id", "category_id", "bbox", "score"}]``, as
+    :func:`read_coco_results`) as predicted boxes per sample, most confident first: ``{sample id: [box]}``.
+    ``coco`` (the ground-truth file) names the categories; ``sample_ids`` maps its image ids to samples.
+    A sample without any result gets an empty list: the model found nothing there."""
+    boxes: dict[str, list[dict]] = {sid: [] for sid in sample_ids.values()}
     for r in rows:
-        if not isinstance(r, dict) or r.get("image_id") not in ids or _bbox(r.get("bbox")) is None:
+        if not isinstance(r, dict) or r.get("image_id") not in sample_ids or _bbox(r.get("bbox")) is None:
             continue
-        boxes[ids[r["image_id"]]].append({
-            "name": coco["categories"].get(r.get("category_id"), str(r.get("category_id"))),
-            "confidence": float(r.get("score", 1.0)), "bbox": _bbox(r["bbox"])})
+        boxes[sample_ids[r["image_id"]]].append({
+            "name": _category(coco, r), "confidence": float(r.get("score", 1.0)), "bbox": _bbox(r["bbox"])})
     for sid in boxes:
         boxes[sid].sort(key=lambda b: -b["confidence"])
-    n = _write_boxes(ds, field, boxes)
-    return CocoImport(images=len(coco["images"]), samples=len(boxes), boxes=n, missing=missing)
+    return boxes
 
 
-GROUND_TRUTH = "ground_truth.detections"
-AUTO_LABELS = "object_analysis"
-
-
-def default_export_field(ds: "Dataset", query: dict | None = None) -> str:
+def default_export_field(count: Callable[[dict | None], int], query: dict | None = None) -> str:
     """The boxes a COCO export writes when none are named: the ground truth if a sample (of ``query``)
-    has any, else the auto-labels (``viscurate label``)."""
+    has any, else the auto-labels. ``count`` counts the samples matching a query (``Dataset.count``)."""
     has_truth = {GROUND_TRUTH: {"$exists": True}}
-    return GROUND_TRUTH if ds.count({"$and": [query, has_truth]} if query else has_truth) else AUTO_LABELS
+    return GROUND_TRUTH if count({"$and": [query, has_truth]} if query else has_truth) else AUTO_LABELS
 
 
 def _is_corrupt(doc: dict) -> bool:
@@ -205,26 +175,22 @@ def _is_corrupt(doc: dict) -> bool:
     return "corrupt" in (doc.get("issues") or ()) or not doc.get("width") or not doc.get("height")
 
 
-def export_coco(ds: "Dataset", out_path: str | os.PathLike, *, field: str | None = None,
-                query: dict | None = None, progress: Any = None) -> dict[str, Any]:
-    """Write the boxes of ``field`` of the samples matching ``query`` as a COCO detection file.
+def write_coco(docs: Iterable[dict], out_path: str | os.PathLike, *, field: str, description: str,
+               total: int, progress: Any = None) -> dict[str, Any]:
+    """Write the boxes of ``field`` of the sample documents ``docs`` as a COCO detection file.
 
-    ``field`` defaults to :func:`default_export_field` (the ground truth, else the auto-labels).
-    ``file_name`` is the sample's absolute path (so :func:`import_coco` reads the file back with any
+    ``file_name`` is the sample's absolute path (so ``Dataset.import_coco`` reads the file back with any
     ``images`` folder), categories are numbered from 1 by name, scores are kept for predictions, and
     each image carries its sample's ``viscurate_id``. Corrupt samples (no size) are left out.
-    ``progress(done, total)`` is called as it goes. Returns ``{"images", "annotations", "categories",
-    "field", "corrupt_left_out"}``.
+    ``progress(done, total)`` is called as it goes (``total``: how many ``docs`` there are). Returns
+    ``{"images", "annotations", "categories", "field", "corrupt_left_out"}``.
 
-    >>> export_coco(ds, "labels.json", query={"split": "val"})                        # doctest: +SKIP
+    >>> write_coco(ds.iter({"split": "val"}), "labels.json", field=GROUND_TRUTH,
+    ...            description="val", total=ds.count({"split": "val"}))              # doctest: +SKIP
     """
-    from ..files import write_atomic
-
-    field = field or default_export_field(ds, query)
-    total = ds.count(query)
     images, annotations, categories = [], [], {}
     corrupt = 0
-    for n, doc in enumerate(ds.iter(query), 1):
+    for n, doc in enumerate(docs, 1):
         if progress is not None and (n % 200 == 0 or n == total):
             progress(n, total)
         if _is_corrupt(doc):
@@ -246,8 +212,7 @@ def export_coco(ds: "Dataset", out_path: str | os.PathLike, *, field: str | None
             if box.get("confidence") is not None:
                 ann["score"] = box["confidence"]
             annotations.append(ann)
-    data = {"info": {"description": f"viscurate export of {ds.name} ({field})"}, "images": images,
-            "annotations": annotations,
+    data = {"info": {"description": description}, "images": images, "annotations": annotations,
             "categories": [{"id": cid, "name": name} for name, cid in categories.items()]}
     write_atomic(Path(out_path), json.dumps(data).encode())
     return {"images": len(images), "annotations": len(annotations), "categories": len(categories),

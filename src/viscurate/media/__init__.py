@@ -4,11 +4,12 @@
 >>> profile_bytes(b"not an image")["issues"]
 ['corrupt', 'not_an_image']
 """
-from .decode import SMALL_SIDE, Decoded, decode_image
+from .decode import Decoded, decode_image
 from .exif import exif_fields, parse_exif_datetime
 from .hashes import dhash, hamming, perceptual_hashes, phash, phash_flip, sha256_hex
 from .profile import DEFAULT_MAX_BYTES, FAILURE_FLAGS, profile_bytes, profile_file
 from .quality import DEFAULT_THRESHOLDS, QualityThresholds
+from .small import SMALL_SIDE
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

@@ -43,9 +43,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .exif import exif_fields, read_exif
-
-#: Longer side of the small image, in pixels.
-SMALL_SIDE = 256
+from .small import SMALL_SIDE, DecodeFailure, small_size
+from .tiff import LIBTIFF_CODECS, decode_tiff, is_tiff
 
 #: Bytes of a too-large file that are read to parse its header.
 HEADER_BYTES = 1 << 20
@@ -65,14 +64,6 @@ _TRANSPOSE = {
 _SINGLE_CHANNEL = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N", "I;16S"})
 _OPAQUE_CHECK_PIXELS = 1 << 20
 _RESIZABLE = frozenset({"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
-
-
-class DecodeFailure(Exception):
-    """Pixels could not be decoded; ``reason`` is one of the profile's failure flags."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass
@@ -164,22 +155,6 @@ def _draft_size(w: int, h: int, side: int) -> tuple[int, int]:
     """Size to ask ``Image.draft`` for so that the decoded longer side stays >= ``side``."""
     longer = max(w, h)
     return max(1, -(-w * side // longer)), max(1, -(-h * side // longer))
-
-
-def small_size(w: int, h: int, side: int = SMALL_SIDE) -> tuple[int, int]:
-    """Longer side <= ``side``, aspect kept, never upscaled, never 0.
-
-    >>> small_size(4000, 3000)
-    (256, 192)
-    >>> small_size(4000, 10)
-    (256, 1)
-    >>> small_size(100, 50)
-    (100, 50)
-    """
-    longer = max(w, h)
-    if longer <= side:
-        return w, h
-    return max(1, round(w * side / longer)), max(1, round(h * side / longer))
 
 
 def _resize(im: Image.Image, side: int) -> Image.Image:
@@ -311,7 +286,7 @@ def decode_image(data: bytes, side: int = SMALL_SIDE) -> Decoded:
         im = open_image(data)
     except DecodeFailure as f:
         out.failure, out.error = f.reason, f"{f.reason}: {f}"
-        if f.reason == "not_an_image" and _is_tiff(data):  # float64, float16, 5 channels...
+        if f.reason == "not_an_image" and is_tiff(data):  # float64, float16, 5 channels...
             _decode_with_tifffile(data, out, side)
         elif f.reason == "decompression_bomb":
             hdr = header_only(data)
@@ -338,7 +313,7 @@ def decode_image(data: bytes, side: int = SMALL_SIDE) -> Decoded:
             pass
         if out.stored_size is not None:
             out.width, out.height = _upright(*out.stored_size, out.exif.get("orientation"))
-        if out.failure == "decode_error" and _is_tiff(data):  # e.g. a codec Pillow's libtiff lacks
+        if out.failure == "decode_error" and is_tiff(data):  # e.g. a codec Pillow's libtiff lacks
             _decode_with_tifffile(data, out, side)
     finally:
         try:
@@ -392,15 +367,9 @@ def _decode_opened(im: Image.Image, out: Decoded, side: int) -> None:
     out.small = small
 
 
-def _is_tiff(data: bytes) -> bool:
-    from .tiff import is_tiff
-    return is_tiff(data)
-
-
 def _decode_with_tifffile(data: bytes, out: Decoded, side: int) -> None:
     """Second chance for a TIFF Pillow could not decode: ``out`` (Pillow's failure) is overwritten with
     what tifffile reads, or left as it is when tifffile cannot parse the file either."""
-    from .tiff import LIBTIFF_CODECS, decode_tiff
     pillow_said = out.error.partition(": ")[2] if out.error and out.format else ""  # Pillow opened it
     try:
         page = decode_tiff(data, side)

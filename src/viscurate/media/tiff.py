@@ -13,7 +13,7 @@ pixel), and reduced to the same small image (longer side <= 256, BOX filter):
   16-bit modes), otherwise stretched; booleans -> 0/255.
 
 A page whose compression (or predictor) needs the optional ``imagecodecs`` package raises
-:class:`DecodeFailure` with reason ``unsupported``: the file may be fine, viscurate cannot read it.
+:class:`~viscurate.media.small.DecodeFailure` with reason ``unsupported``: the file may be fine, viscurate cannot read it.
 
 >>> import io, numpy as np, tifffile
 >>> buf = io.BytesIO(); tifffile.imwrite(buf, np.linspace(0, 1, 60).reshape(6, 10))  # float64
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .decode import DecodeFailure, small_size
+from .small import DecodeFailure, small_size
 
 #: The four ways a TIFF (classic or BigTIFF, either byte order) begins.
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -73,7 +73,7 @@ def decode_tiff(data: bytes, side: int, max_pixels: int | None = None) -> TiffPa
     """The first page of the TIFF ``data`` reduced to a small 8-bit image (see the module's doc).
 
     ``max_pixels``: refuse pages with more pixels (default: Pillow's ``Image.MAX_IMAGE_PIXELS``).
-    Raises :class:`DecodeFailure` (``not_an_image``) when tifffile cannot parse the header. When the
+    Raises :class:`~viscurate.media.small.DecodeFailure` (``not_an_image``) when tifffile cannot parse the header. When the
     header is read but the pixels are not, the page's ``failure`` says why: ``decompression_bomb``,
     ``truncated``, ``decode_error`` or ``unsupported``.
     """

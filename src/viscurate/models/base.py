@@ -86,6 +86,19 @@ class Model(Protocol):
     def close(self) -> None: ...
 
 
+class ClosesOnExit:
+    """Base of the models usable as ``with model: ...``: the block's end calls the model's ``close()``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @runtime_checkable
 class DetectorModel(Model, Protocol):
     def detect(self, images: Sequence[np.ndarray], min_confidence: float = 0.3) -> list[list[Detection]]: ...

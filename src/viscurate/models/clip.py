@@ -19,9 +19,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..common.vectors import l2_normalize
 from .base import ModelSpec
-from .byo import MissingDependency, ModelClosed, ModelLoadError, as_rgb, file_digest, l2_normalize, user_spec
-from .litert import resolve_threads
+from .litert import ModelClosed, resolve_threads
+from .user_model import MissingDependency, ModelLoadError, as_rgb, file_digest, user_spec
 
 __all__ = ["ClipModel"]
 

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..common.vectors import l2_normalize, softmax
 from .base import ModelSpec, Tag
 from .litert import LiteRTModel, as_rgb, builtin_op, dequantize, load_interpreter, resize
 from .weights import source_of, weight_path
@@ -142,21 +143,10 @@ class EfficientNetLite3(LiteRTModel):
         return (dequantize(feats, self._feature_quant).reshape(-1),
                 dequantize(logits, self._logit_quant).reshape(-1))
 
-    @staticmethod
-    def _softmax(logits: np.ndarray) -> np.ndarray:
-        z = np.exp(logits.astype(np.float64) - float(np.max(logits)))
-        return z / z.sum()
-
     def _tags(self, logits: np.ndarray, top_k: int) -> list[Tag]:
-        probs = self._softmax(logits)
+        probs = softmax(logits)
         order = np.lexsort((np.arange(len(probs)), -probs))[:max(0, int(top_k))]  # ties: lower id first
         return [Tag(name=self.names[i], confidence=round(float(probs[i]), 4), class_id=int(i)) for i in order]
-
-    @staticmethod
-    def _normalize(v: np.ndarray) -> np.ndarray:
-        v = v.astype(np.float32)
-        n = float(np.linalg.norm(v))
-        return v / n if n > 0 else v
 
     def classify(self, images: Sequence[np.ndarray], top_k: int = 5, objects: bool = False) -> list[list[Tag]]:
         """Top-k ImageNet classes per image (names are the first synonym; ``class_id`` is 0..999).
@@ -167,7 +157,7 @@ class EfficientNetLite3(LiteRTModel):
         """``(n, 1280)`` float32, L2-normalized image embeddings (``objects=True``: of box crops)."""
         out = np.zeros((len(images), EMBEDDING_DIM), dtype=np.float32)
         for i, im in enumerate(images):
-            out[i] = self._normalize(self._features_and_logits(im, objects)[0])
+            out[i] = l2_normalize(self._features_and_logits(im, objects)[0])
         return out
 
     def classify_and_embed(self, images: Sequence[np.ndarray], top_k: int = 5, objects: bool = False
@@ -183,7 +173,7 @@ class EfficientNetLite3(LiteRTModel):
         for i, im in enumerate(images):
             feats, logits = self._features_and_logits(im, objects)
             tags.append(self._tags(logits, top_k))
-            out[i] = self._normalize(feats)
+            out[i] = l2_normalize(feats)
         return tags, out
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import ViscurateError
-from .base import ModelSpec
+from .base import ClosesOnExit, ModelSpec
 
 __all__ = ["resolve_threads", "as_rgb", "resize", "letterbox", "Letterbox", "dequantize", "quantize",
            "load_interpreter", "runtime_logs_filtered", "builtin_op", "LiteRTModel", "ModelClosed"]
@@ -227,7 +227,7 @@ def load_interpreter(path: str, threads: int,
     return interp
 
 
-class LiteRTModel:
+class LiteRTModel(ClosesOnExit):
     """Base of the LiteRT-backed default models: one interpreter, a lock (interpreters are not thread-safe),
     an explicit thread count, ``close()``."""
 
@@ -271,12 +271,6 @@ class LiteRTModel:
     def close(self) -> None:
         with self._lock:
             self._interp = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"threads={self.threads}"

@@ -33,14 +33,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..common.geometry import batched_nms, cxcywh_to_xyxy, nms
+from ..common.vectors import softmax
 from .base import Detection, ModelSpec
-from .byo import (
-    ModelClosed, ModelLoadError, as_rgb, class_name_list, default_name, file_digest, hf_id2label, literal,
-    onnx_metadata, onnx_numpy_dtype, onnx_session, resize, size_hw, user_spec,
-)
 from .litert import resolve_threads
+from .onnx_session import OnnxSessionModel, onnx_metadata, onnx_numpy_dtype, onnx_session
+from .user_model import (
+    ModelLoadError, as_rgb, class_name_list, default_name, file_digest, hf_id2label, literal, resize, size_hw,
+    user_spec,
+)
 
-__all__ = ["OnnxDetector", "letterbox", "Letterbox", "nms", "batched_nms", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["OnnxDetector", "letterbox", "Letterbox", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -82,57 +85,11 @@ def letterbox(image: np.ndarray, height: int, width: int, pad_value: int = PAD_V
     return canvas, Letterbox(scale=r, left=left, top=top)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression over ``(n, 4)`` ``x1, y1, x2, y2`` boxes; indices kept, best first.
-    A box is suppressed when its IoU with a kept, better box is above ``iou_threshold``.
-
-    >>> b = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30]], float)
-    >>> nms(b, np.array([0.9, 0.8, 0.7]), 0.5).tolist()
-    [0, 2]
-    """
-    boxes = np.asarray(boxes, dtype=np.float64)
-    scores = np.asarray(scores, dtype=np.float64)
-    if len(boxes) == 0:
-        return np.zeros(0, dtype=np.int64)
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while order.size:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        iw = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        ih = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
-        inter = iw * ih
-        union = areas[i] + areas[rest] - inter
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
-
-
-def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Per-class NMS: boxes of different classes never suppress each other. Indices kept, best first."""
-    boxes = np.asarray(boxes, dtype=np.float64)
-    if len(boxes) == 0:
-        return np.zeros(0, dtype=np.int64)
-    # shift each class into its own region of the plane (the usual offset trick)
-    span = float(np.max(np.abs(boxes))) * 2 + 1
-    shifted = boxes + (np.asarray(classes, dtype=np.float64) * span)[:, None]
-    return nms(shifted, scores, iou_threshold)
-
-
-def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    x = x - np.max(x, axis=axis, keepdims=True)
-    e = np.exp(x)
-    return e / np.sum(e, axis=axis, keepdims=True)
-
-
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-class OnnxDetector:
+class OnnxDetector(OnnxSessionModel):
     """A detector from an ONNX file (see the module doc for the layouts).
 
     ``class_names`` (a list, a ``{id: name}`` mapping or a text file, one name a line) default to what the
@@ -313,8 +270,7 @@ class OnnxDetector:
 
     def detect(self, images: Sequence[np.ndarray], min_confidence: float = 0.3) -> list[list[Detection]]:
         """Detections for each image (boxes ``[x, y, w, h]`` in that image's pixels), best first."""
-        if self._session is None:
-            raise ModelClosed(f"model {self.spec.key} is closed; get a new one with viscurate.models.get_model")
+        self.ensure_open()
         images = [as_rgb(im) for im in images]
         if not images:
             return []
@@ -362,8 +318,7 @@ class OnnxDetector:
             if len(conf) > 30000:  # bound the NMS work, as Ultralytics does
                 top = np.argsort(-conf, kind="stable")[:30000]
                 boxes, conf, cls = boxes[top], conf[top], cls[top]
-            xyxy = np.column_stack([boxes[:, 0] - boxes[:, 2] / 2, boxes[:, 1] - boxes[:, 3] / 2,
-                                    boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3] / 2])
+            xyxy = cxcywh_to_xyxy(boxes)
             if self.class_agnostic:
                 order = nms(xyxy, conf, self.iou_threshold)
             else:
@@ -378,7 +333,7 @@ class OnnxDetector:
             probs = _sigmoid(logits)
             expected = logits.shape[-1]
         else:
-            probs = _softmax(logits)[:, :-1]  # the last class is "no object"
+            probs = softmax(logits)[:, :-1]  # the last class is "no object"
             expected = logits.shape[-1] - 1
         if expected != len(self.class_names):
             raise ModelLoadError(f"{self.path}: logits have {logits.shape[-1]} columns, which does not fit "
@@ -389,8 +344,7 @@ class OnnxDetector:
         keep = keep[np.argsort(-conf[keep], kind="stable")][: self.max_detections]
         h, w = image_shape[:2]
         b = np.asarray(boxes, dtype=np.float64)[keep]
-        xyxy = np.column_stack([(b[:, 0] - b[:, 2] / 2) * w, (b[:, 1] - b[:, 3] / 2) * h,
-                                (b[:, 0] + b[:, 2] / 2) * w, (b[:, 1] + b[:, 3] / 2) * h])
+        xyxy = cxcywh_to_xyxy(b) * np.array([w, h, w, h])
         return self._detections(xyxy, conf[keep], cls[keep], image_shape)
 
     def _detections(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray,
@@ -407,13 +361,6 @@ class OnnxDetector:
             result.append(Detection(name=label, confidence=float(c),
                                     bbox=[float(x1), float(y1), float(x2 - x1), float(y2 - y1)], class_id=k))
         return result
-
-    @property
-    def closed(self) -> bool:
-        return self._session is None
-
-    def close(self) -> None:
-        self._session = None
 
     def __repr__(self) -> str:
         return f"OnnxDetector({self.spec.key!r}, layout={self.layout!r}, classes={len(self.class_names)})"

@@ -17,12 +17,11 @@ from typing import Sequence
 
 import numpy as np
 
+from ..common.vectors import l2_normalize
 from .base import ModelSpec
-from .byo import (
-    ModelClosed, ModelLoadError, as_rgb, default_name, file_digest, l2_normalize, onnx_numpy_dtype, onnx_session,
-    resize, size_hw, user_spec,
-)
 from .litert import resolve_threads
+from .onnx_session import OnnxSessionModel, onnx_numpy_dtype, onnx_session
+from .user_model import ModelLoadError, as_rgb, default_name, file_digest, resize, size_hw, user_spec
 
 __all__ = ["OnnxEmbedder"]
 
@@ -41,7 +40,7 @@ def _fit(image: np.ndarray, height: int, width: int, mode: str) -> np.ndarray:
     return big[top:top + height, left:left + width]
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(OnnxSessionModel):
     """An image embedder from an ONNX file.
 
     ``name`` defaults to the file's stem (its folder's name for ``model.onnx``), ``version`` to the first 12
@@ -142,20 +141,12 @@ class OnnxEmbedder:
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """``(n, d)`` float32 vectors, each of unit length (a zero output stays zero)."""
-        if self._session is None:
-            raise ModelClosed(f"model {self.spec.key} is closed; get a new one with viscurate.models.get_model")
+        self.ensure_open()
         if len(images) == 0:
             return np.zeros((0, self.spec.embedding_dim or 0), dtype=np.float32)
         h, w = self.input_hw
         batch = np.stack([_fit(as_rgb(im), h, w, self.resize_mode) for im in images])
         return l2_normalize(self._embed_raw(batch))
-
-    @property
-    def closed(self) -> bool:
-        return self._session is None
-
-    def close(self) -> None:
-        self._session = None
 
     def __repr__(self) -> str:
         return f"OnnxEmbedder({self.spec.key!r}, dim={self.spec.embedding_dim})"

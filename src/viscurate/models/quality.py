@@ -40,12 +40,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..common.geometry import iou_matrix_xywh
 from .base import Detection, Face, Pose, Tag
 from .imagenet_coco import coco_classes_for_tag, has_imagenet_evidence
 
 __all__ = [
     "VERSION", "SIGNALS", "EVIDENCE_SIGNALS", "FEATURES", "MODELS", "TTA_PASSES", "TTA_SCALE", "TTA_PAD_VALUE", "TTA_MIN_CONFIDENCE",
-    "TTA_GATE", "needs_tta", "tta_views", "tta_images", "tta_map_back", "flip_detections", "scale_detections", "iou_matrix", "tta_consistency",
+    "TTA_GATE", "needs_tta", "tta_views", "tta_images", "tta_map_back", "flip_detections", "scale_detections", "tta_consistency",
     "agreement", "rival_overlap", "label_quality", "features", "model_for", "predict", "image_label_quality",
     "neighbour_agreement", "refine_with_neighbours",
 ]
@@ -143,23 +144,6 @@ def _boxes(dets: Iterable[Detection] | None) -> np.ndarray:
     return a
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of ``[x, y, w, h]`` boxes: ``(len(a), len(b))``.
-
-    >>> iou_matrix(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 10, 10], [20, 20, 1, 1]])).round(3)
-    array([[0.333, 0.   ]])
-    """
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    ax0, ay0, ax1, ay1 = a[:, 0:1], a[:, 1:2], a[:, 0:1] + a[:, 2:3], a[:, 1:2] + a[:, 3:4]
-    bx0, by0, bx1, by1 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    iw = np.clip(np.minimum(ax1, bx1) - np.maximum(ax0, bx0), 0, None)
-    ih = np.clip(np.minimum(ay1, by1) - np.maximum(ay0, by0), 0, None)
-    inter = iw * ih
-    union = a[:, 2:3] * a[:, 3:4] + b[:, 2] * b[:, 3] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
-
-
 def flip_detections(dets: Iterable[Detection], width: float) -> list[Detection]:
     """Boxes found on the horizontally flipped image, mapped back to the original (image ``width``)."""
     return [replace(d, bbox=[width - d.bbox[0] - d.bbox[2], d.bbox[1], d.bbox[2], d.bbox[3]]) for d in dets]
@@ -247,7 +231,7 @@ def _best_same_class(dets: Sequence[Detection], aug: Sequence[Detection] | None)
     best, conf = np.zeros(n), np.zeros(n)
     if n == 0 or not aug:
         return best, conf
-    iou = iou_matrix(_boxes(dets), _boxes(aug))
+    iou = iou_matrix_xywh(_boxes(dets), _boxes(aug))
     same = np.array([[d.name == a.name for a in aug] for d in dets], bool)
     iou = np.where(same, iou, 0.0)
     j = np.argmax(iou, axis=1)  # first maximum: deterministic
@@ -297,7 +281,7 @@ def _stronger_overlaps(dets: Sequence[Detection]) -> tuple[np.ndarray, np.ndarra
     n = len(dets)
     if n < 2:
         return np.zeros(n), np.zeros(n)
-    iou = iou_matrix(_boxes(dets), _boxes(dets))
+    iou = iou_matrix_xywh(_boxes(dets), _boxes(dets))
     conf = np.array([d.confidence for d in dets], np.float64)
     names = np.array([d.name for d in dets], object)
     idx = np.arange(n)
@@ -372,7 +356,7 @@ def _pose_agree(det: Detection, poses: Sequence[Pose] | None) -> float | None:
     if det.name != "person" or not poses:
         return None
     boxes = _boxes([Detection("", 0.0, list(p.bbox)) for p in poses])
-    iou = iou_matrix(_boxes([det]), boxes)[0]
+    iou = iou_matrix_xywh(_boxes([det]), boxes)[0]
     j = int(np.argmax(iou))
     if iou[j] < POSE_BOX_MIN_IOU:
         return None

@@ -32,9 +32,10 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 
+from ..common.geometry import cxcywh_to_xyxy, greedy_nms, iou_one_to_many
 from ..errors import ViscurateError
 from ..files import write_atomic
-from .base import Detection, ModelSpec
+from .base import ClosesOnExit, Detection, ModelSpec
 from .coco import coco_name
 from .litert import ModelClosed, as_rgb, resolve_threads
 from .weights import source_of, weight_path
@@ -93,27 +94,6 @@ def anchors(levels: Sequence[tuple[int, int, np.ndarray, np.ndarray]], image_siz
     return np.concatenate(out) if out else np.zeros((0, 4), np.float32)
 
 
-def _iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    iw = np.maximum(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0)
-    ih = np.maximum(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0)
-    inter = iw * ih
-    union = (max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
-             + np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0) - inter)
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-def _nms(boxes: np.ndarray, threshold: float) -> list[int]:
-    """Greedy non-maximum suppression of ``boxes`` (x1, y1, x2, y2), already sorted best first."""
-    keep: list[int] = []
-    order = np.arange(len(boxes))
-    while order.size:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        order = rest[_iou_one(boxes[i], boxes[rest]) <= threshold]
-    return keep
-
-
 #: Evidence columns :func:`detection_output` appends when asked (``evidence_min_confidence``), in order.
 EVIDENCE = ("votes", "vote_iou", "vote_score", "class_margin")
 
@@ -125,7 +105,7 @@ def _decode_boxes(codes: np.ndarray, anchor_boxes: np.ndarray, variance: Sequenc
     cx = codes[:, 1] * variance[1] * aw + ax
     h = np.exp(codes[:, 2] * variance[2]) * ah
     w = np.exp(codes[:, 3] * variance[3]) * aw
-    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    return cxcywh_to_xyxy(np.column_stack([cx, cy, w, h]))
 
 
 def _evidence(box: np.ndarray, anchor: int, class_col: int, scores: np.ndarray, codes: np.ndarray,
@@ -138,7 +118,7 @@ def _evidence(box: np.ndarray, anchor: int, class_col: int, scores: np.ndarray, 
     A real object is seen by many neighbouring anchors and scales; a spurious box often by one."""
     column = scores[:, class_col]
     cand = np.nonzero(column >= min_confidence)[0]
-    iou = _iou_one(box, _decode_boxes(codes[cand], anchor_boxes[cand], variance))
+    iou = iou_one_to_many(box, _decode_boxes(codes[cand], anchor_boxes[cand], variance))
     voters = iou >= 0.5
     others = np.delete(scores[anchor], class_col)
     return [float(voters.sum()), float(iou[voters].mean()) if voters.any() else 0.0,
@@ -171,7 +151,7 @@ def detection_output(box_codes: np.ndarray, scores: np.ndarray, anchor_boxes: np
         for c in np.unique(class_idx):
             members = np.nonzero(class_idx == c)[0]
             members = members[np.argsort(-conf[members], kind="stable")][:top_k]
-            for k in _nms(boxes[members], nms_threshold):
+            for k in greedy_nms(boxes[members], nms_threshold):
                 m = members[k]
                 found.append((float(conf[m]), int(c) + 1, boxes[m], int(anchor_idx[m])))
         found.sort(key=lambda f: -f[0])
@@ -184,7 +164,7 @@ def detection_output(box_codes: np.ndarray, scores: np.ndarray, anchor_boxes: np
 
 # ---- the detector -------------------------------------------------------------------------------
 
-class SSDMobileNetV2COCO:
+class SSDMobileNetV2COCO(ClosesOnExit):
     """COCO object detector. ``detect(images)`` -> per image a list of :class:`Detection`, best first.
 
     ``threads``: intra-op threads of onnxruntime, or ``cv2.setNumThreads`` around each forward pass for the
@@ -308,12 +288,6 @@ class SSDMobileNetV2COCO:
     def close(self) -> None:
         with self._lock:
             self._net = self._few_classes = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.runtime} threads={self.threads}"

@@ -353,11 +353,11 @@ def ingest(catalog: "Catalog", inputs: Iterable[str | os.PathLike] | str | os.Pa
     index = catalog.file_index()
     writer = _Writer(catalog, report, batch_size, on_batch)
 
-    from .progress import IngestProgress
+    from .progress import FILES, ProgressBar
 
-    with IngestProgress(progress) as bar:
+    with ProgressBar(progress, "ingest", look=FILES) as bar:
         def tick(force: bool = False) -> None:
-            bar.update(done=report.profiled + report.unchanged, found=report.files, profiled=report.profiled,
+            bar.update(done=report.profiled + report.unchanged, found=report.files, rated=report.profiled,
                        bytes=report.bytes, failed=report.failed, planning_done=planner is not None and planner.done,
                        force=force)
 

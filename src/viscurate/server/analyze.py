@@ -16,15 +16,11 @@ import threading
 from typing import Any
 
 from ..errors import ViscurateError
-from . import defaults
 from ..sources.archive import archive_signature
 
-__all__ = ["analyze_bytes", "archive_kind_of", "image_pixels", "original_name", "remove_scratch", "SCRATCH_DATASET",
-           "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_PIXELS"]
+__all__ = ["analyze_bytes", "archive_kind_of", "image_pixels", "original_name", "remove_scratch", "SCRATCH_DATASET"]
 
 SCRATCH_DATASET = "analyze-scratch"
-DEFAULT_MAX_UPLOAD_BYTES = defaults.MAX_UPLOAD_BYTES
-DEFAULT_MAX_PIXELS = defaults.MAX_PIXELS
 _SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
 _lock = threading.Lock()  # one analysis at a time: the models are shared and each run holds a dataset's lock
 

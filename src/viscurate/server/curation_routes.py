@@ -5,28 +5,26 @@ Every route is one :class:`~viscurate.Dataset` call; who made a change is the re
 key's name, or on loopback the ``X-Viscurate-User`` header, else ``local``).
 """
 
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from ..errors import ViscurateError
+from ..store.catalog import DEFAULT_PAGE_SIZE
+from .context import MAX_PAGE, ServerContext, request_user
 
 __all__ = ["register", "MAX_IDS"]
 
 MAX_IDS = 100_000
-PAGE_SIZE = 25
 
 
-def register(app: Any, dataset: Callable[[str], Any], sample: Callable[[str, str], dict],
-             query_lane: Callable[..., Any]) -> None:
-    """The routes, on ``app``; ``query_lane(request, q)``: where a read of the query ``q`` runs
-    (:mod:`.admission`)."""
+def register(app: Any, context: ServerContext) -> None:
+    """The routes, on ``app``; reads of a query run in its lane (:meth:`ServerContext.query_lane`)."""
     from fastapi import Body, Query, Request
     from pydantic import BaseModel, Field
 
     from ..curate.edits import ACTIONS, AUTO_LABEL_FIELDS, BOX_FIELDS
     from ..curate.review import REVIEW_KINDS
 
-    def who(request: Request) -> str:
-        return getattr(request.state, "user", None) or "local"
+    dataset, sample, query_lane = context.dataset, context.sample, context.query_lane
 
     # ---- views and slices ------------------------------------------------------------------------
 
@@ -42,7 +40,7 @@ def register(app: Any, dataset: Callable[[str], Any], sample: Callable[[str, str
     @app.put("/v1/datasets/{name}/views/{view}")
     def save_view(name: str, view: str, request: Request, body: ViewBody = Body(...)) -> dict:
         """Save the query (and sort) as ``view``; it runs again each time it is opened."""
-        return {"name": view, **dataset(name).save_view(view, body.q, body.sort, by=who(request))}
+        return {"name": view, **dataset(name).save_view(view, body.q, body.sort, by=request_user(request))}
 
     @app.delete("/v1/datasets/{name}/views/{view}")
     def delete_view(name: str, view: str) -> dict:
@@ -125,9 +123,9 @@ def register(app: Any, dataset: Callable[[str], Any], sample: Callable[[str, str
 
     @app.get("/v1/datasets/{name}/review/{kind}")
     def review(name: str, kind: Kind, state: Literal["open", "decided", "all"] = "open",  # type: ignore[valid-type]
-               page: int = Query(1, ge=1, le=1_000_000)) -> dict:
+               page: int = Query(1, ge=1, le=MAX_PAGE)) -> dict:
         """One page of 25 of a review queue, worst first, with the evidence fields of each sample."""
-        return dataset(name).review(kind, state=state, page=page, page_size=PAGE_SIZE)
+        return dataset(name).review(kind, state=state, page=page, page_size=DEFAULT_PAGE_SIZE)
 
     class Verdict(Target):
         decision: Literal["accept", "ignore", "reopen"]
@@ -136,7 +134,7 @@ def register(app: Any, dataset: Callable[[str], Any], sample: Callable[[str, str
     def decide(name: str, kind: Kind, request: Request, body: Verdict = Body(...)) -> dict:  # type: ignore[valid-type]
         """Accept (a real problem), ignore (a false alarm) or reopen flagged samples; written as the tag
         ``review:<kind>:accepted`` / ``ignored`` and in the audit trail."""
-        return {"changed": dataset(name).decide(kind, body.target(), body.decision, by=who(request))}
+        return {"changed": dataset(name).decide(kind, body.target(), body.decision, by=request_user(request))}
 
     # ---- label edits -----------------------------------------------------------------------------
 
@@ -153,7 +151,7 @@ def register(app: Any, dataset: Callable[[str], Any], sample: Callable[[str, str
         """Change a box's class, delete a box, draw a missing one, or mark the sample reviewed; recorded with
         who and when. 409 when the box changed since the editor looked. Returns the sample after the edit."""
         sample(name, sample_id)
-        return dataset(name).edit(sample_id, body.model_dump(exclude_none=True), by=who(request))
+        return dataset(name).edit(sample_id, body.model_dump(exclude_none=True), by=request_user(request))
 
     class LabelReview(BaseModel):
         name: str | None = Field(None, min_length=1, max_length=128, description="the right class (relabel)")
@@ -182,13 +180,13 @@ def register(app: Any, dataset: Callable[[str], Any], sample: Callable[[str, str
         if given.expect is not None:
             edit["expect"] = given.expect
         sample(name, sample_id)
-        return dataset(name).edit(sample_id, edit, by=who(request))
+        return dataset(name).edit(sample_id, edit, by=request_user(request))
 
     @app.get("/v1/datasets/{name}/edits")
-    def edits(name: str, sample_id: str | None = None, page: int = Query(1, ge=1, le=1_000_000)) -> dict:
+    def edits(name: str, sample_id: str | None = None, page: int = Query(1, ge=1, le=MAX_PAGE)) -> dict:
         """The audit trail, newest first, 25 per page (of one sample with ``sample_id``)."""
-        found = dataset(name).edits(sample_id, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-        return {**found, "page": page, "page_size": PAGE_SIZE}
+        found = dataset(name).edits(sample_id, limit=DEFAULT_PAGE_SIZE, offset=(page - 1) * DEFAULT_PAGE_SIZE)
+        return {**found, "page": page, "page_size": DEFAULT_PAGE_SIZE}
 
     # ---- the map and the facets ------------------------------------------------------------------
 

@@ -10,22 +10,22 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from ..errors import ViscurateError
+from .context import ServerContext, request_user
+from .errors import NotFound
 
 __all__ = ["register"]
 
 _SUFFIX = {"jsonl": ".jsonl", "coco": ".json"}
 
 
-def register(app: Any, dataset: Callable[[str], Any], exports: Path, query_lane: Callable[..., Any]) -> None:
-    """The routes, on ``app``; exports are written to ``exports``; ``query_lane(request, q)``: where the
-    check of a job's query runs (:mod:`.admission`)."""
+def register(app: Any, context: ServerContext) -> None:
+    """The routes, on ``app``; exports are written to ``context.exports``; the check of a job's query
+    runs in its lane (:meth:`ServerContext.query_lane`)."""
     from fastapi import Body, Request
     from fastapi.responses import FileResponse
     from pydantic import BaseModel, Field
 
-    from .app import NotFound
-
-    jobs = app.state.jobs
+    dataset, query_lane, jobs, exports = context.dataset, context.query_lane, context.jobs, context.exports
     files: dict[str, Path] = {}  # job id -> its export file (never a client's path)
 
     class JobBody(BaseModel):
@@ -76,7 +76,7 @@ def register(app: Any, dataset: Callable[[str], Any], exports: Path, query_lane:
             files[job_id] = out
             return {**result, "format": body.format, "download": f"/v1/jobs/{job_id}/download"}
 
-        return jobs.submit(body.kind, name, run, by=getattr(request.state, "user", None), job_id=job_id).as_dict()
+        return jobs.submit(body.kind, name, run, by=request_user(request), job_id=job_id).as_dict()
 
     @app.get("/v1/jobs")
     def list_jobs(dataset_name: str | None = None) -> dict:

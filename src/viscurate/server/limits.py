@@ -17,11 +17,8 @@ from typing import Any
 
 from . import defaults
 
-__all__ = ["BodyLimits", "BodyLimit", "BodyTooLarge", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_IDS_BODY_BYTES",
-           "MULTIPART_OVERHEAD", "UPLOAD_PATHS"]
+__all__ = ["BodyLimits", "BodyLimit", "BodyTooLarge", "MULTIPART_OVERHEAD", "UPLOAD_PATHS"]
 
-DEFAULT_MAX_BODY_BYTES = defaults.MAX_BODY_BYTES
-DEFAULT_MAX_IDS_BODY_BYTES = defaults.MAX_IDS_BODY_BYTES
 MULTIPART_OVERHEAD = 64 * 2**10  # an upload's form fields and part headers, beside the image itself
 UPLOAD_PATHS = frozenset({"/v1/analyze/upload"})
 # routes whose body may list sample ids rather than a query: slices, tags, review verdicts
@@ -33,8 +30,8 @@ class BodyLimits:
     """The most bytes a body may have: ``upload`` on the upload routes (the image plus the form around
     it), ``ids`` on the routes that take lists of sample ids, ``json`` on every other route."""
 
-    json: int = DEFAULT_MAX_BODY_BYTES
-    ids: int = DEFAULT_MAX_IDS_BODY_BYTES
+    json: int = defaults.MAX_BODY_BYTES
+    ids: int = defaults.MAX_IDS_BODY_BYTES
     upload: int = defaults.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD
 
     def for_path(self, path: str) -> int:

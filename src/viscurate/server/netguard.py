@@ -35,12 +35,10 @@ from ..errors import ViscurateError
 from . import defaults
 
 __all__ = ["FetchError", "BlockedAddress", "Fetched", "check_address", "resolve_public", "fetch",
-           "MAX_REDIRECTS", "DEFAULT_MAX_BYTES", "DEFAULT_TIMEOUT", "DEFAULT_DEADLINE", "DENIED"]
+           "MAX_REDIRECTS", "DEFAULT_TIMEOUT", "DENIED"]
 
 MAX_REDIRECTS = 5
-DEFAULT_MAX_BYTES = defaults.MAX_UPLOAD_BYTES
 DEFAULT_TIMEOUT = 15.0  # each connect or read
-DEFAULT_DEADLINE = defaults.FETCH_DEADLINE_S  # the whole fetch
 
 #: Special ranges refused although ``is_global`` (as of Python 3.11) may call them global, or worth a
 #: clearer reason than "non-global" (IANA's special-purpose address registries).
@@ -201,8 +199,8 @@ def _shut(sock: socket.socket) -> None:
         pass
 
 
-def fetch(url: str, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = DEFAULT_TIMEOUT,
-          deadline: float = DEFAULT_DEADLINE, allow_private: bool = False) -> Fetched:
+def fetch(url: str, *, max_bytes: int = defaults.MAX_UPLOAD_BYTES, timeout: float = DEFAULT_TIMEOUT,
+          deadline: float = defaults.FETCH_DEADLINE_S, allow_private: bool = False) -> Fetched:
     """GET ``url`` with the checks above. ``timeout``: each connect or read; ``deadline``: the whole
     fetch, redirects included. Errors are :class:`FetchError` with a reason a client can read."""
     import httpx

@@ -9,9 +9,8 @@ True
 from .archive import (ARCHIVE_SUFFIXES, ArchiveMember, MemberError, archive_kind, extract_member, iter_archive,
                       iter_archive_members, media_path)
 from .folder import IMAGE_EXTENSIONS, PathFilter, glob_to_regex, iter_folder
-from .pathlist import iter_pathlist
 from .ref import ARCHIVE_SEP, MediaRef, sample_id
-from .resolve import PATHLIST_SUFFIXES, input_kind, resolve_entries, resolve_inputs
+from .resolve import PATHLIST_SUFFIXES, input_kind, iter_pathlist, resolve_entries, resolve_inputs
 
 __all__ = [
     "ARCHIVE_SEP", "ARCHIVE_SUFFIXES", "IMAGE_EXTENSIONS", "PATHLIST_SUFFIXES", "ArchiveMember", "MediaRef",

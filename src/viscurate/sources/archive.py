@@ -25,7 +25,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import IO, Callable, Iterable, Iterator, Literal
 
-from .folder import PathFilter, Warn, _default_warn
+from .folder import PathFilter, Warn, log_warning
 from .ref import ARCHIVE_SEP, MediaRef
 
 ArchiveKind = Literal["zip", "tar"]
@@ -121,7 +121,7 @@ def iter_archive_members(path: str | os.PathLike, include: Iterable[str] | str |
                          exclude: Iterable[str] | str | None = None, *, kind: ArchiveKind | None = None,
                          on_warning: Warn | None = None) -> Iterator[ArchiveMember]:
     """Every regular-file member of the archive that passes the filter, in archive order."""
-    warn = on_warning or _default_warn
+    warn = on_warning or log_warning
     arc = os.path.abspath(os.fspath(path))
     kind = kind or archive_kind(arc)
     flt = PathFilter(include, exclude)

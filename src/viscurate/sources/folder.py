@@ -43,7 +43,8 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset({
 Warn = Callable[[str], None]
 
 
-def _default_warn(message: str) -> None:
+def log_warning(message: str) -> None:
+    """Where a source's warnings go when its caller gives no ``on_warning``: a ``logging`` warning."""
     log.warning(message)
 
 
@@ -138,7 +139,7 @@ def iter_folder(root: str | os.PathLike, include: Iterable[str] | str | None = N
     Survives symlink loops (a folder already walked is not walked again), broken symlinks, files
     that vanish, and unreadable folders (each is reported through ``on_warning``, by default a
     ``logging`` warning). Only regular files are taken (no FIFOs, sockets or devices)."""
-    warn = on_warning or _default_warn
+    warn = on_warning or log_warning
     flt = PathFilter(include, exclude)
     top = os.path.abspath(os.fspath(root))
     try:

@@ -1,18 +1,13 @@
-"""A text file listing media paths, one per line.
+"""A text file listing media paths, one per line: its lines, as paths.
 
 Blank lines and lines starting with ``#`` are skipped; surrounding spaces are stripped; a relative
-path is relative to the folder of the list file (not the current directory). Each line is taken as
-it is (no include/exclude filtering: the list already says which files); a line naming a folder is
-walked like a folder input (with the filters), a line naming an archive is read like one, and a line
-naming nothing is reported through ``on_warning`` and skipped.
+path is relative to the folder of the list file (not the current directory). What each path names is
+read by :func:`viscurate.sources.resolve.iter_pathlist`.
 """
 from __future__ import annotations
 
 import os
-from typing import Iterable, Iterator
-
-from .folder import Warn, _default_warn
-from .ref import MediaRef
+from typing import Iterator
 
 
 def iter_pathlist_entries(file: str | os.PathLike) -> Iterator[tuple[int, str]]:
@@ -27,16 +22,3 @@ def iter_pathlist_entries(file: str | os.PathLike) -> Iterator[tuple[int, str]]:
             p = os.path.expanduser(s)
             yield lineno, os.path.normpath(os.path.join(base, p))
 
-
-def iter_pathlist(file: str | os.PathLike, include: Iterable[str] | str | None = None,
-                  exclude: Iterable[str] | str | None = None, *, on_warning: Warn | None = None) -> Iterator[MediaRef]:
-    """The ``MediaRef`` of every path in the list (folders and archives in it are expanded)."""
-    from .resolve import _entries_for  # resolve dispatches on what each line names
-
-    warn = on_warning or _default_warn
-    for lineno, path in iter_pathlist_entries(file):
-        if not os.path.lexists(path):
-            warn(f"{os.fspath(file)}:{lineno}: skipped {path}: no such file")
-            continue
-        for ref, _ in _entries_for(path, include, exclude, warn, from_list=True):
-            yield ref

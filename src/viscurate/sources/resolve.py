@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 
 from ..errors import ViscurateError
 from .archive import ArchiveMember, archive_kind, iter_archive_members
-from .folder import IMAGE_EXTENSIONS, Warn, _default_warn, file_ref, iter_folder
+from .folder import IMAGE_EXTENSIONS, Warn, file_ref, iter_folder, log_warning
 from .pathlist import iter_pathlist_entries
 from .ref import MediaRef
 
@@ -106,13 +106,28 @@ def _entries_for(path: str, include, exclude, warn: Warn, from_list: bool = Fals
             warn(f"skipped {path}: {e.strerror or e}")
 
 
+def iter_pathlist(file: str | os.PathLike, include: Iterable[str] | str | None = None,
+                  exclude: Iterable[str] | str | None = None, *, on_warning: Warn | None = None) -> Iterator[MediaRef]:
+    """The ``MediaRef`` of every path in a path list (:mod:`~viscurate.sources.pathlist`). Each line is taken
+    as it is (no include/exclude filtering: the list already says which files); a line naming a folder is
+    walked like a folder input (with the filters), a line naming an archive is read like one, and a line
+    naming nothing is reported through ``on_warning`` and skipped."""
+    warn = on_warning or log_warning
+    for lineno, path in iter_pathlist_entries(file):
+        if not os.path.lexists(path):
+            warn(f"{os.fspath(file)}:{lineno}: skipped {path}: no such file")
+            continue
+        for ref, _ in _entries_for(path, include, exclude, warn, from_list=True):
+            yield ref
+
+
 def resolve_entries(paths: Iterable[str | os.PathLike] | str | os.PathLike, include: Iterable[str] | str | None = None,
                     exclude: Iterable[str] | str | None = None, *, on_warning: Warn | None = None) -> Iterator[Entry]:
     """Like :func:`resolve_inputs`, with each archive member's reader (``None`` for files).
 
     Checks every input path first, so a missing one raises before any work starts."""
     checked = check_inputs(paths)
-    warn = on_warning or _default_warn
+    warn = on_warning or log_warning
 
     def gen() -> Iterator[Entry]:
         for p in checked:

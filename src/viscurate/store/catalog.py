@@ -1,7 +1,7 @@
 """The catalog of one dataset: a DuckDB file with a samples table and an objects table.
 
-This is the only module that writes SQL against the catalog. Everything above it speaks documents and
-the MongoDB query language.
+The store package is the only one that writes SQL against the catalog. Everything above it speaks
+documents and the MongoDB query language.
 
 Layout:
 - ``samples``: ``_seq`` (insertion order, the stable order of unsorted results), one typed column per
@@ -13,9 +13,10 @@ Layout:
 
 Every write is one transaction: a run that dies leaves the catalog as it was before its last batch.
 
-A writable catalog holds the dataset for as long as it is open, but lets waiting readers in between two
-of its calls (a long job's batches): it closes its connection and unlocks, and reopens when it is next
-used (docs/decisions.md #22). ``with cat.hold():`` keeps readers out across several calls.
+Mixins, not functions taking the catalog: the parts share one cursor, mutex and cache per call.
+``Catalog`` is the one class callers use, put together from :mod:`.connection` (connection, locks,
+schema), :mod:`.vectors` and :mod:`.summaries` (value counts); the update engine (:mod:`.updates`) is
+plain functions over documents and operators.
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -27,32 +28,29 @@ used (docs/decisions.md #22). ``with cat.hold():`` keeps readers out across seve
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
-import threading
-import time
 import uuid
-import weakref
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Literal, Sequence
+from typing import Any, Iterable, Iterator, Literal, Sequence
 
-import duckdb
 import orjson
 import pyarrow as pa
 
-from ..errors import DatasetExists, QueryError, SchemaVersionError, ViscurateError
+from ..errors import DatasetExists, QueryError
 from . import documents, schema
-from .lock import DatasetLock, readers_waiting
+from .connection import CatalogConnection, query_refused, table_columns
 from .read_cache import ReadCache
-from .query import bson_order
 from .query.budget import time_limited
 from .query.compiler import Ctx, bind, compile_query, compile_sort
 from .query.known_fields import KnownPaths, declared_paths, json_paths, query_paths, query_warnings
 from .query.projection import project
-from .schema import SCHEMA_VERSION, FieldSpec
+from .schema import FieldSpec
+from .summaries import CatalogSummaries
+from .updates import EDIT_COLUMN_LIST, EDIT_COLUMNS, apply_update, edit_row, fast_update_sql, validate_update
+from .vectors import CatalogVectors
+from .workspace import CATALOG_FILE
 
-CATALOG_FILE = "catalog.duckdb"
 # meta: the columns of samples and of objects that hold a value in some row, kept by every write (a
 # superset: a column emptied later stays listed). A reader fetches only those: each column of a point
 # lookup costs the same, and a catalog fills a few dozen of its ~100 declared ones.
@@ -61,78 +59,14 @@ FILLED_COLUMNS = {"samples": "filled_columns", "objects": "filled_object_columns
 # some row holds, kept by every insert like the filled columns: a query's unknown fields are warned about
 # (query.known_fields) without reading any document.
 FREE_PATHS = "free_paths"
-SCHEMA_STAMP = ".schema-stamp"  # signature of the declared fields the catalog has columns for
 DEFAULT_PAGE_SIZE = 25
 WriteMode = Literal["error", "skip", "replace", "merge"]
-
-log = logging.getLogger("viscurate.catalog")
-
-#: A writable catalog looks this often (seconds) whether readers wait, and lets them in when it is idle.
-READER_CHECK = 0.02
-#: ... but not in its first moments: a short write (a tag, an edit) finishes first.
-LET_IN_AFTER = 0.25
-#: After letting readers in, a writer waits at most this long for the ones waiting then to get in.
-LET_IN_WAIT = 1.0
-#: How long a writer that let readers in waits to get the dataset back (a long read may be in progress).
-RELOCK_TIMEOUT = 600.0
 
 _ARROW = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_()}
 
 
-class _SharedDatabase:
-    """One DuckDB database instance per catalog file per process: DuckDB shares instances within a
-    process anyway, and functions registered on one connection are visible to all of them, so every
-    Catalog of this process gets a cursor of one root connection that lives while any is open."""
-
-    _lock = threading.Lock()
-    _open: dict[str, list] = {}  # path -> [root connection, read_only, users]
-
-    @classmethod
-    def cursor(cls, path: Path, read_only: bool, setup) -> duckdb.DuckDBPyConnection:
-        key = str(path.resolve())
-        with cls._lock:
-            entry = cls._open.get(key)
-            if entry is not None and entry[1] != read_only:
-                raise RuntimeError("this process already holds the catalog in the other mode")
-            if entry is None:
-                root = duckdb.connect(key, read_only=read_only)
-                try:
-                    setup(root)
-                except BaseException:
-                    root.close()
-                    raise
-                entry = cls._open[key] = [root, read_only, 0]
-            entry[2] += 1
-            return entry[0].cursor()
-
-    @classmethod
-    def release(cls, path: Path, cur: duckdb.DuckDBPyConnection) -> None:
-        key = str(path.resolve())
-        with cls._lock:
-            cur.close()
-            entry = cls._open.get(key)
-            if entry is None:
-                return
-            entry[2] -= 1
-            if entry[2] <= 0:
-                del cls._open[key]
-                entry[0].close()
-
-
-class _NoLock:
-    """The mutex of a read-only catalog: its threads read through cursors of their own."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()
-
-
 def lock_timeout() -> float:
+    """How long (seconds) opening a dataset waits for its lock: ``VISCURATE_LOCK_TIMEOUT``, default 10."""
     return float(os.environ.get("VISCURATE_LOCK_TIMEOUT", "10"))
 
 
@@ -141,11 +75,11 @@ def new_id() -> str:
     return uuid.uuid4().hex[:24]
 
 
-class Catalog:
+class Catalog(CatalogConnection, CatalogVectors, CatalogSummaries):
     """An open catalog. Use as a context manager; ``write=True`` takes the dataset's write lock.
 
     A writable catalog lets readers that wait for the dataset in between its calls (after
-    :data:`LET_IN_AFTER` seconds open): it closes its DuckDB connection and unlocks, and its next call
+    :data:`.connection.LET_IN_AFTER` seconds open): it closes its DuckDB connection and unlocks, and its next call
     takes the dataset back. Other writers stay out throughout (the ``.write-session`` lock).
     ``relock_guard``: a context manager factory wrapped around taking it back (the ``Dataset`` holds
     its own threads' reads back meanwhile)."""
@@ -159,81 +93,11 @@ class Catalog:
         self.fields: dict[str, FieldSpec] = schema.FIELDS
         self.object_attrs: dict[str, FieldSpec] = schema.OBJECT_ATTRS
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._timeout = lock_timeout() if timeout is None else timeout
-        self._threads = threads
-        self._paused = False  # a writer that let readers in: its next call takes the dataset back
-        self.pauses = 0  # how often it did
-        self.relock_guard: Callable[[], ContextManager] | None = None
-        self._watcher: threading.Thread | None = None
-        self._stop_watching = threading.Event()
-        self._session = DatasetLock(self.directory, self.name, exclusive=True, timeout=self._timeout,
-                                    session=True).acquire() if write else None
-        self._lock = DatasetLock(self.directory, self.name, exclusive=write, timeout=self._timeout)
-        try:
-            self._lock.acquire()
-        except BaseException:
-            if self._session is not None:
-                self._session.release()
-            raise
-        # A writable catalog is one cursor, its calls serialized by a mutex. A read-only one cannot
-        # change while it is open (DuckDB opened it read-only and our shared lock keeps writers out),
-        # so each thread gets a cursor of its own and reads of several threads run at once (a server's
-        # requests: one DuckDB cursor is not thread-safe, separate cursors are), and counts are cached.
-        self._thread_cursors: dict[int, duckdb.DuckDBPyConnection] = {}
-        self._local = threading.local()
+        # a read-only catalog cannot change while it is open, so it keeps what it read
         self._cache = None if write else ReadCache()  # counts, documents and match lists of a reader
         self._selects: dict[str, str] = {}  # a reader's select lists of document reads (_filled_select)
         self._known: KnownPaths | None = None  # known_paths(), until this catalog's next write
-        self._mutex = threading.RLock() if write else _NO_LOCK
-        try:
-            self.con = self._connect(write, threads)
-        except BaseException:
-            self._lock.release()
-            if self._session is not None:
-                self._session.release()
-            raise
-        if write:
-            self._let_in_after = time.monotonic() + LET_IN_AFTER
-            self._watcher = threading.Thread(target=_watch_readers, args=(weakref.ref(self), self._stop_watching),
-                                             name=f"viscurate-let-readers-in-{self.name}", daemon=True)
-            self._watcher.start()
-
-    @property
-    def con(self) -> duckdb.DuckDBPyConnection | None:
-        """The DuckDB cursor of the calling thread (read-only catalogs) or of the catalog (a writer that
-        let readers in takes the dataset back here; its callers hold ``_mutex``)."""
-        if self.write_mode:
-            if self._con is None and self._paused:
-                with self._mutex:
-                    if self._con is None and self._paused:
-                        self._resume()
-            return self._con
-        if self._con is None:
-            return self._con
-        cur = getattr(self._local, "cursor", None)
-        if cur is None:
-            cur = self._thread_cursor()
-        return cur
-
-    @con.setter
-    def con(self, value: duckdb.DuckDBPyConnection | None) -> None:
-        self._con = value
-
-    def _thread_cursor(self) -> duckdb.DuckDBPyConnection:
-        me = threading.current_thread()
-        with _SharedDatabase._lock:
-            if not self._thread_cursors:
-                cur = self._con  # the opening cursor serves the first thread
-            else:
-                cur = self._con.cursor()
-            alive = {t.ident for t in threading.enumerate()} - {me.ident}  # (an ended thread's ident may be reused)
-            for ident in [i for i in self._thread_cursors if i not in alive]:  # threads that ended
-                old = self._thread_cursors.pop(ident)
-                if old is not self._con:
-                    old.close()
-            self._thread_cursors[me.ident] = cur
-        self._local.cursor = cur
-        return cur
+        self._take_dataset(write, lock_timeout() if timeout is None else timeout, threads)
 
     def _count_where(self, where: str, params: list) -> int:
         """``count(*)`` of the rows matching ``where``; remembered while a read-only catalog is open."""
@@ -241,225 +105,6 @@ class Catalog:
             return self._execute(f"SELECT count(*) FROM samples s WHERE {where}", params).fetchall()[0][0]
 
         return count() if self._cache is None else self._cache.count((where, repr(params)), count)
-
-    # ---- connection -------------------------------------------------------------------------
-
-    def _connect(self, write: bool, threads: int | None, resume: bool = False) -> duckdb.DuckDBPyConnection:
-        """Open the DuckDB file (``resume``: a writer taking the dataset back, whose schema is in place)."""
-        fresh = not self.path.exists()
-        if not write and fresh:
-            # nothing written yet: create the empty schema once, then read it
-            self._lock.release()
-            self._lock.exclusive = True
-            self._lock.acquire()
-            con = duckdb.connect(str(self.path))
-            self._create_schema(con)
-            con.close()
-            self._lock.release()
-            self._lock.exclusive = False
-            self._lock.acquire()
-        wal = Path(str(self.path) + ".wal")
-        if not write and (wal.exists() or self._behind_schema()):
-            # a previous writer died (replaying its log needs a writable open), or the catalog predates
-            # fields this version declares (adding their columns does): fix that first, briefly
-            self._lock.release()
-            self._lock.exclusive = True
-            self._lock.acquire()
-            con = duckdb.connect(str(self.path))
-            try:
-                self._check_version(con)
-                self._create_schema(con)
-            finally:
-                con.close()
-            self._lock.release()
-            self._lock.exclusive = False
-            self._lock.acquire()
-        def setup(root: duckdb.DuckDBPyConnection) -> None:
-            root.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
-            if write and not resume:
-                self._create_schema(root)
-            self._register_functions(root)
-
-        con = _SharedDatabase.cursor(self.path, not write, setup)
-        if resume:
-            return con
-        try:
-            self._check_version(con)
-        except BaseException:
-            _SharedDatabase.release(self.path, con)
-            raise
-        return con
-
-    def _create_schema(self, con: duckdb.DuckDBPyConnection) -> None:
-        con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        cols = ["_seq BIGINT NOT NULL"]
-        for spec in self.fields.values():
-            if spec.kind == "scalar":
-                extra = " PRIMARY KEY" if spec.path == "_id" else ""
-                cols.append(f"{spec.column} {spec.sql_type}{extra}")
-            elif spec.kind == "list":
-                cols.append(f"{spec.column} {spec.sql_type}[]")
-            elif spec.kind == "objects":
-                cols.append(f"{schema.column_name(spec.path + '#n')} INTEGER")
-        cols.append("extra JSON")
-        con.execute(f"CREATE TABLE IF NOT EXISTS samples ({', '.join(cols)})")
-        self._add_missing_columns(con, "samples", cols)
-        ocols = ["sample_seq BIGINT NOT NULL", "field VARCHAR NOT NULL", "idx INTEGER NOT NULL"]
-        for spec in self.object_attrs.values():
-            t = spec.sql_type + ("[]" if spec.kind == "list" else "")
-            ocols.append(f"{spec.column} {t}")
-        ocols.append("attrs JSON")
-        con.execute(f"CREATE TABLE IF NOT EXISTS objects ({', '.join(ocols)})")
-        self._add_missing_columns(con, "objects", ocols)
-        con.execute("CREATE TABLE IF NOT EXISTS vectors (model VARCHAR NOT NULL, sample_seq BIGINT NOT NULL, "
-                    "field VARCHAR, idx INTEGER, vector BLOB NOT NULL, version BIGINT)")
-        # version: which write_vectors transaction stored the row (a counter in meta), so that derived
-        # indexes (viscurate.brain.index) pick up exactly what changed since they last looked
-        self._add_missing_columns(con, "vectors", ["version BIGINT"])
-        con.execute('CREATE TABLE IF NOT EXISTS edits ("at" VARCHAR NOT NULL, "by" VARCHAR, "sample_id" VARCHAR NOT NULL, '
-                    '"action" VARCHAR NOT NULL, "field" VARCHAR, "idx" INTEGER, "before" JSON, "after" JSON)')
-        con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", [str(SCHEMA_VERSION)])
-        try:
-            (self.directory / SCHEMA_STAMP).write_text(self._schema_signature())
-        except OSError:
-            pass
-
-    def _behind_schema(self) -> bool:
-        """True when the catalog file lacks a column for a declared field (cheap: reads the catalog's
-        table list only; False when the catalog is held in this process already)."""
-        key = str(self.path.resolve())
-        if key in _SharedDatabase._open:
-            return False
-        try:
-            if (self.directory / SCHEMA_STAMP).read_text() == self._schema_signature():
-                return False  # the last writer already had every declared column
-        except OSError:
-            pass
-        con = duckdb.connect(str(self.path), read_only=True)
-        try:
-            have = set(_table_columns(con, "samples"))
-            vector_cols = set(_table_columns(con, "vectors"))
-        finally:
-            con.close()
-        wanted = {s.path for s in self.fields.values() if s.kind in ("scalar", "list")}
-        wanted |= {s.path + "#n" for s in self.fields.values() if s.kind == "objects"}
-        return bool(wanted - have) or "version" not in vector_cols
-
-    def _schema_signature(self) -> str:
-        import hashlib
-        parts = [f"{f.path}:{f.kind}:{f.sql_type}" for f in list(self.fields.values()) + list(self.object_attrs.values())]
-        parts.append("vectors.version")
-        return hashlib.sha1("|".join(parts).encode()).hexdigest()
-
-    @staticmethod
-    def _add_missing_columns(con: duckdb.DuckDBPyConnection, table: str, column_defs: list[str]) -> None:
-        """Additive schema changes: declared fields newer than the catalog become empty columns."""
-        have = set(_table_columns(con, table))
-        for definition in column_defs:
-            name = definition.split('" ', 1)[0].strip('"') if definition.startswith('"') else definition.split(" ", 1)[0]
-            if name not in have and "PRIMARY KEY" not in definition and "NOT NULL" not in definition:
-                con.execute(f"ALTER TABLE {table} ADD COLUMN {definition}")
-
-    def _check_version(self, con: duckdb.DuckDBPyConnection) -> None:
-        rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
-        row = rows[0] if rows else None
-        found = int(row[0]) if row else None
-        if found != SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"dataset {self.name!r} has catalog schema version {found}, this viscurate reads version "
-                f"{SCHEMA_VERSION}; upgrade viscurate (or export with the version that wrote it)")
-
-    @staticmethod
-    def _register_functions(con: duckdb.DuckDBPyConnection) -> None:
-        con.create_function("vc_order_key", bson_order.order_key_from_json, ["VARCHAR"], "BLOB",
-                            null_handling="special", side_effects=False)
-        con.create_function("vc_sort_key", bson_order.sort_key_from_json, ["VARCHAR", "VARCHAR", "BOOLEAN"],
-                            "BLOB", null_handling="special", side_effects=False)
-
-    # ---- letting readers in (writable catalogs) ----------------------------------------------
-
-    @contextmanager
-    def hold(self) -> Iterator["Catalog"]:
-        """Keep waiting readers out across the calls in the block: they see all of its writes or none
-        (a batch of documents and its vectors)."""
-        with self._mutex:
-            yield self
-
-    def _let_readers_in(self) -> bool:
-        """Called by the watcher thread: when readers wait and no call is in progress, close and
-        unlock (the next call takes the dataset back). True when it did."""
-        if self._con is None or time.monotonic() < self._let_in_after or not readers_waiting(self.directory):
-            return False
-        if not self._mutex.acquire(blocking=False):
-            return False  # a call (or a held block) is in progress: readers get in after it
-        try:
-            if self._con is None:
-                return False
-            con, self._con = self._con, None
-            self._paused = True
-            self.pauses += 1
-            try:
-                _SharedDatabase.release(self.path, con)
-            finally:
-                self._lock.release()
-            return True
-        finally:
-            self._mutex.release()
-
-    def _resume(self) -> None:
-        """Take the dataset back after letting readers in: first let the readers that wait now get in
-        (for at most :data:`LET_IN_WAIT`), then lock, announcing it (readers that come later wait for
-        this writer), and reconnect."""
-        deadline = time.monotonic() + LET_IN_WAIT
-        while readers_waiting(self.directory) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        self._lock.timeout = max(self._timeout, RELOCK_TIMEOUT)
-        with (self.relock_guard() if self.relock_guard is not None else nullcontext()):
-            self._lock.acquire()
-        try:
-            self._con = self._connect(True, self._threads, resume=True)
-        except BaseException:
-            self._lock.release()
-            raise
-        self._paused = False
-
-    def close(self) -> None:
-        stop = getattr(self, "_stop_watching", None)
-        if stop is not None:
-            stop.set()
-        watcher = getattr(self, "_watcher", None)
-        if watcher is not None and watcher is not threading.current_thread():
-            watcher.join()
-        with getattr(self, "_mutex", _NO_LOCK):
-            self._paused = False
-            con, self._con = getattr(self, "_con", None), None
-            try:
-                if con is not None:
-                    try:
-                        with _SharedDatabase._lock:
-                            extra = [c for c in self._thread_cursors.values() if c is not con]
-                            self._thread_cursors.clear()
-                        for cur in extra:
-                            cur.close()
-                        _SharedDatabase.release(self.path, con)
-                    finally:
-                        self._lock.release()
-            finally:
-                session = getattr(self, "_session", None)
-                if session is not None:
-                    session.release()
-
-    def __enter__(self) -> "Catalog":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):  # a forgotten catalog must not keep the dataset locked
-        try:
-            self.close()
-        except Exception:
-            pass
 
     # ---- writing ----------------------------------------------------------------------------
 
@@ -521,34 +166,6 @@ class Catalog:
                 raise
         updated = sum(1 for d in docs if d["_id"] in existing)
         return {"inserted": len(docs) - updated, "updated": updated, "skipped": len(ids) - len(docs)}
-
-    def _drop_stale_vectors(self, existing: dict[str, int], new_bytes: set[str], written: dict[str, set],
-                            replace: bool, old: dict[str, dict] | None = None,
-                            new: dict[str, dict] | None = None) -> None:
-        """A rewritten sample keeps its vectors, except the ones its rewrite makes stale: all of them when
-        its bytes changed, and those of every box list the rewrite replaced with other boxes (box ``i`` may
-        be another box). A merge that keeps a list's boxes where they were (new attributes, same
-        geometry, e.g. an evaluation marking them) keeps their vectors."""
-        box_fields = [s.path for s in self.fields.values() if s.kind == "objects"]
-        every, by_field = [], []
-        for sid, seq in existing.items():
-            if sid not in written:
-                continue
-            if sid in new_bytes:
-                every.append(seq)
-                continue
-            for f in box_fields:
-                top = f.split(".")[0]
-                if replace or f in written[sid] or top in written[sid]:
-                    if (not replace and old is not None and new is not None and sid in old and sid in new
-                            and _box_geometry(old[sid], f) == _box_geometry(new[sid], f)):
-                        continue
-                    by_field.append((seq, f))
-        if every:
-            self.con.execute("DELETE FROM vectors WHERE sample_seq IN (SELECT unnest(?))", [every])
-        if by_field:
-            self.con.execute("DELETE FROM vectors WHERE (sample_seq, field) IN (SELECT unnest(?), unnest(?))",
-                             [[s for s, _ in by_field], [f for _, f in by_field]])
 
     def _require_write(self) -> None:
         if not self.write_mode:
@@ -649,10 +266,10 @@ class Catalog:
         samples, in one transaction. Returns the number of samples changed. ``audit``: edit records
         (:data:`EDIT_COLUMNS`) written in the same transaction, so an edit and its record land together."""
         self._require_write()
-        ops = _validate_update(changes)
+        ops = validate_update(changes)
         ctx = Ctx()
         where, params = self._where(query, ids, ctx)
-        fast = _fast_update_sql(ops, self.fields, ctx)
+        fast = fast_update_sql(ops, self.fields, ctx)
         with self._mutex:
             self.con.execute("BEGIN TRANSACTION")
             try:
@@ -669,7 +286,7 @@ class Catalog:
                     for i in range(0, len(seqs), batch_size):
                         chunk = seqs[i:i + batch_size]
                         docs = self._docs_where("s._seq IN (SELECT unnest($1))", [chunk], with_seq=True)
-                        new_docs = [_apply_update(d, ops) for d in docs]
+                        new_docs = [apply_update(d, ops) for d in docs]
                         changed = [(nd, d["_seq_"]) for nd, d in zip(new_docs, docs) if nd is not None]
                         if changed:
                             self._delete_seqs([s for _, s in changed], vectors=False)
@@ -677,8 +294,8 @@ class Catalog:
                         n += len(changed)
                 if audit:
                     self.con.executemany(
-                        f"INSERT INTO edits ({_EDIT_COLS}) VALUES ({', '.join('?' * len(EDIT_COLUMNS))})",
-                        [_edit_row(r) for r in audit])
+                        f"INSERT INTO edits ({EDIT_COLUMN_LIST}) VALUES ({', '.join('?' * len(EDIT_COLUMNS))})",
+                        [edit_row(r) for r in audit])
                 self.con.execute("COMMIT")
             except BaseException:
                 self.con.execute("ROLLBACK")
@@ -731,7 +348,7 @@ class Catalog:
             def every_match() -> pa.Array:
                 sql, args = bind(f"SELECT s._id FROM samples s WHERE {where} ORDER BY {order_sql}", params)
                 con = self.con
-                with _query_refused(), time_limited(con):
+                with query_refused(), time_limited(con):
                     return con.sql(sql, params=args).to_arrow_table().column(0).combine_chunks()
 
             listed = self._cache.page((where, repr(params), order_sql), every_match, offset, limit)
@@ -850,7 +467,7 @@ class Catalog:
         con = self.con
         # a reader's query runs at most the query time limit (a server thread is never held for good);
         # a writer's statements are the user's own long work
-        with _query_refused(), (nullcontext() if self.write_mode else time_limited(con)):
+        with query_refused(), (nullcontext() if self.write_mode else time_limited(con)):
             return con.execute(sql, params)
 
     def _objects_for(self, seqs: list[int]) -> dict[int, dict[str, list[dict]]]:
@@ -864,132 +481,6 @@ class Catalog:
             row["attrs"] = orjson.loads(attrs) if attrs else {}
             out.setdefault(row.pop("sample_seq"), {}).setdefault(row.pop("field"), []).append(row)
         return out
-
-    # ---- vectors ------------------------------------------------------------------------------
-
-    def write_vectors(self, model: str, sample_ids: list[str], vectors, field: str | None = None,
-                      idxs: list[int] | None = None) -> int:
-        """Store embeddings (float16 on disk) of samples, or of their boxes (``field`` + ``idxs``), for
-        ``model``, replacing what that model stored for them before. One transaction."""
-        import numpy as np
-        self._require_write()
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or len(vectors) != len(sample_ids):
-            raise ValueError("vectors must be a (n, d) array with one row per sample id")
-        if idxs is not None and len(idxs) != len(sample_ids):
-            raise ValueError("idxs must have one entry per sample id")
-        with self._mutex:
-            self.con.execute("BEGIN TRANSACTION")
-            try:
-                seqs = dict(self.con.execute(
-                    "SELECT _id, _seq FROM samples WHERE _id IN (SELECT unnest(?))", [list(set(sample_ids))]).fetchall())
-                missing = [i for i in sample_ids if i not in seqs]
-                if missing:
-                    raise ViscurateError(f"no sample with _id {missing[0]!r}")
-                seq_col = [seqs[i] for i in sample_ids]
-                idx_col = list(idxs) if idxs is not None else [None] * len(sample_ids)
-                version = int(self.con.execute(
-                    "SELECT coalesce(max(CAST(value AS BIGINT)), 0) + 1 FROM meta WHERE key = 'vectors_version'"
-                ).fetchall()[0][0])
-                self.con.execute("INSERT OR REPLACE INTO meta VALUES ('vectors_version', ?)", [str(version)])
-                table = pa.table({
-                    "model": pa.array([model] * len(seq_col), pa.string()),
-                    "sample_seq": pa.array(seq_col, pa.int64()),
-                    "field": pa.array([field] * len(seq_col), pa.string()),
-                    "idx": pa.array(idx_col, pa.int32()),
-                    "vector": pa.array([v.astype("<f2").tobytes() for v in vectors], pa.binary()),
-                    "version": pa.array([version] * len(seq_col), pa.int64()),
-                })
-                self.con.register("_vc_vectors", table)
-                try:
-                    self.con.execute(
-                        "DELETE FROM vectors v USING _vc_vectors n WHERE v.model = n.model AND v.sample_seq = n.sample_seq "
-                        "AND v.field IS NOT DISTINCT FROM n.field AND v.idx IS NOT DISTINCT FROM n.idx")
-                    self.con.execute("INSERT INTO vectors BY NAME SELECT * FROM _vc_vectors")
-                finally:
-                    self.con.unregister("_vc_vectors")
-                self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"vector_dim:{model}", str(vectors.shape[1])])
-                self.con.execute("COMMIT")
-            except BaseException:
-                self.con.execute("ROLLBACK")
-                raise
-        return len(sample_ids)
-
-    def read_vectors(self, model: str, field: str | None = None, query: dict | None = None):
-        """(sample ids, box indexes or None, float32 matrix) of what ``model`` stored: image vectors, or
-        the vectors of the boxes of ``field``; optionally only for samples matching ``query``."""
-        import numpy as np
-        ctx = Ctx()
-        where, _ = self._where(query, ctx=ctx)
-        field_cond = f"v.field = {ctx.p(field)}" if field is not None else "v.field IS NULL"
-        sql = (f"SELECT s._id, v.idx, v.vector FROM vectors v JOIN samples s ON s._seq = v.sample_seq "
-               f"WHERE v.model = {ctx.p(model)} AND {field_cond} AND ({where}) ORDER BY v.sample_seq, v.idx")
-        with self._mutex:
-            rows = self._execute(sql, ctx.params).fetchall()
-        if not rows:
-            return [], [], np.zeros((0, 0), dtype=np.float32)
-        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f2").reshape(len(rows), -1).astype(np.float32)
-        return [r[0] for r in rows], [r[1] for r in rows], matrix
-
-    def vector_changes(self, model: str, field: str | None = None, since: int = 0):
-        """What ``model`` stored (image vectors, or the boxes of ``field``) in ``write_vectors`` transactions
-        after version ``since``: ``(ids, idxs, float32 matrix, current version, every stored key)``, the last
-        a set of ``(id, idx)`` so that a caller can also tell what was deleted. For incremental indexes."""
-        import numpy as np
-        field_cond = "v.field = ?" if field is not None else "v.field IS NULL"
-        params: list = [model] + ([field] if field is not None else [])
-        with self._mutex:
-            current = int(self.con.execute(
-                "SELECT coalesce(max(CAST(value AS BIGINT)), 0) FROM meta WHERE key = 'vectors_version'").fetchall()[0][0])
-            keys = self.con.execute(
-                f"SELECT s._id, v.idx FROM vectors v JOIN samples s ON s._seq = v.sample_seq "
-                f"WHERE v.model = ? AND {field_cond}", params).fetchall()
-            rows = self.con.execute(
-                f"SELECT s._id, v.idx, v.vector FROM vectors v JOIN samples s ON s._seq = v.sample_seq "
-                f"WHERE v.model = ? AND {field_cond} AND coalesce(v.version, 0) > ? ORDER BY v.sample_seq, v.idx",
-                params + [int(since)]).fetchall()
-        matrix = (np.frombuffer(b"".join(r[2] for r in rows), dtype="<f2").reshape(len(rows), -1).astype(np.float32)
-                  if rows else np.zeros((0, 0), np.float32))
-        return [r[0] for r in rows], [r[1] for r in rows], matrix, current, {(k[0], k[1]) for k in keys}
-
-    def vector_models(self, field: str | None | Literal["any"] = "any") -> dict[str, int]:
-        """model -> number of stored vectors (of ``field``'s boxes; ``None``: image vectors only; ``"any"``:
-        all), by model name."""
-        where, params = ("", []) if field == "any" else (
-            ("WHERE field IS NULL", []) if field is None else ("WHERE field = ?", [field]))
-        with self._mutex:
-            return dict(self.con.execute(f"SELECT model, count(*) FROM vectors {where} GROUP BY 1 ORDER BY 1",
-                                         params).fetchall())
-
-    def box_vector_count(self, field: str) -> tuple[int, int]:
-        """(vectors, samples with one) of the boxes of ``field``, every model together."""
-        with self._mutex:
-            return tuple(self.con.execute("SELECT count(*), count(DISTINCT sample_seq) FROM vectors WHERE field = ?",
-                                          [field]).fetchall()[0])  # type: ignore[return-value]
-
-    def ids_with_image_vector(self, model: str) -> set[str]:
-        """The samples that have an image vector of ``model``."""
-        with self._mutex:
-            rows = self.con.execute("SELECT s._id FROM vectors v JOIN samples s ON s._seq = v.sample_seq "
-                                    "WHERE v.model = ? AND v.field IS NULL", [model]).fetchall()
-        return {r[0] for r in rows}
-
-    def ids_missing_box_vectors(self, model: str, field: str) -> set[str]:
-        """The samples whose box list ``field`` has a box without a ``model`` vector."""
-        n = schema.column_name(field + "#n")
-        with self._mutex:
-            rows = self.con.execute(
-                f"SELECT s._id FROM samples s WHERE coalesce(s.{n}, 0) > (SELECT count(*) FROM vectors v "
-                f"WHERE v.sample_seq = s._seq AND v.model = ? AND v.field = ?)", [model, field]).fetchall()
-        return {r[0] for r in rows}
-
-    def distinct_values(self, path: str) -> int:
-        """How many distinct values the declared scalar field ``path`` has (missing not counted)."""
-        spec = self.fields.get(path)
-        if spec is None or spec.kind != "scalar":
-            raise QueryError(f"{path!r} is not a declared scalar field")
-        with self._mutex:
-            return self.con.execute(f"SELECT count(DISTINCT {spec.column}) FROM samples").fetchall()[0][0]
 
     # ---- ingest support ---------------------------------------------------------------------
 
@@ -1030,7 +521,7 @@ class Catalog:
                 return 0, []  # a catalog nobody has edited through this version yet
             where, params = ("WHERE sample_id = ?", [sample_id]) if sample_id is not None else ("", [])
             total = self.con.execute(f"SELECT count(*) FROM edits {where}", params).fetchall()[0][0]
-            rows = self.con.execute(f'SELECT {_EDIT_COLS} FROM edits {where} ORDER BY "at" DESC, rowid DESC '
+            rows = self.con.execute(f'SELECT {EDIT_COLUMN_LIST} FROM edits {where} ORDER BY "at" DESC, rowid DESC '
                                     
                                     "LIMIT ? OFFSET ?", params + [int(limit), int(offset)]).fetchall()
         out = []
@@ -1040,24 +531,6 @@ class Catalog:
                 rec[k] = orjson.loads(rec[k]) if rec[k] is not None else None
             out.append(rec)
         return total, out
-
-    def list_value_counts(self, field: str, top: int | None = None) -> dict[str, int]:
-        """value -> samples holding it, of a declared list field (``tags``, ``issues``, ``slices``), most
-        common first."""
-        spec = self.fields.get(field)
-        if spec is None or spec.kind != "list":
-            raise QueryError(f"{field!r} is not a declared list field")
-        limit = f" LIMIT {int(top)}" if top is not None else ""
-        with self._mutex:
-            return dict(self.con.execute(f"SELECT v, count(*) FROM (SELECT unnest({spec.column}) AS v FROM samples) "
-                                         f"GROUP BY v ORDER BY 2 DESC, 1{limit}").fetchall())
-
-    def object_classes(self, field: str, top: int = 200) -> dict[str, int]:
-        """class name -> samples with at least one such box in ``field``, most common first."""
-        with self._mutex:
-            return dict(self.con.execute(
-                "SELECT name, count(DISTINCT sample_seq) FROM objects WHERE field = ? AND name IS NOT NULL "
-                "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?", [field, int(top)]).fetchall())
 
     def _filled_select(self, table: str) -> str:
         """The select list of a document read from ``table``: on a read-only catalog that lists its filled
@@ -1071,7 +544,7 @@ class Catalog:
                 select = "*"
             else:
                 filled = set(orjson.loads(stored)) | {"_seq", "_id", "extra", "sample_seq", "field", "idx"}
-                select = ", ".join(schema.column_name(c) for c in _table_columns(self.con, table) if c in filled)
+                select = ", ".join(schema.column_name(c) for c in table_columns(self.con, table) if c in filled)
             self._selects[table] = select
         return select
 
@@ -1085,7 +558,7 @@ class Catalog:
         if stored:
             filled = set(orjson.loads(stored[0][0]))
         else:
-            every = _table_columns(self.con, table)
+            every = table_columns(self.con, table)
             counts = self.con.execute("SELECT " + ", ".join(f"count({schema.column_name(c)})" for c in every)
                                       + f" FROM {table}").fetchall()[0]
             filled = {c for c, n in zip(every, counts) if n}
@@ -1155,6 +628,12 @@ class Catalog:
             known = self._known = dataclasses.replace(known, paths=known.paths | legacy, complete=True)
         return query_warnings(query, known)
 
+    def check_query(self, query: dict | None) -> list[str]:
+        """:meth:`query_warnings` of a query that compiles: a malformed one raises ``QueryError`` here, as
+        in :meth:`find`."""
+        self._where(query)
+        return self.query_warnings(query)
+
     def meta_get(self, key: str) -> str | None:
         with self._mutex:
             rows = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
@@ -1165,252 +644,3 @@ class Catalog:
         self._require_write()
         with self._mutex:
             self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
-
-
-# ---- updates ------------------------------------------------------------------------------------
-
-#: The audit trail of hand edits (curate.edits): who changed what, when, and the value before and after.
-EDIT_COLUMNS = ("at", "by", "sample_id", "action", "field", "idx", "before", "after")
-_EDIT_COLS = ", ".join(f'"{c}"' for c in EDIT_COLUMNS)
-
-
-
-
-def _watch_readers(ref: "weakref.ref[Catalog]", stop: threading.Event) -> None:
-    """The thread of a writable catalog that lets waiting readers in while the catalog is idle (it holds
-    the catalog weakly: a forgotten catalog still closes)."""
-    while not stop.wait(READER_CHECK):
-        cat = ref()
-        if cat is None:
-            return
-        try:
-            cat._let_readers_in()
-        except Exception:  # noqa: BLE001 - the writer's next call reports a real problem itself
-            log.debug("letting readers in failed", exc_info=True)
-        del cat
-
-
-def _edit_row(record: dict) -> list:
-    return [orjson.dumps(record[c]).decode() if c in ("before", "after") and record.get(c) is not None
-            else record.get(c) for c in EDIT_COLUMNS]
-
-_UPDATE_OPS = ("$set", "$unset", "$addToSet", "$pull")
-
-
-def _validate_update(changes: dict) -> dict:
-    if not isinstance(changes, dict) or not changes:
-        raise QueryError("an update needs operators, e.g. {'$set': {'split': 'val'}}")
-    for op, body in changes.items():
-        if op not in _UPDATE_OPS:
-            raise QueryError(f"unsupported update operator {op} (supported: {', '.join(_UPDATE_OPS)})")
-        if not isinstance(body, dict) or not body:
-            raise QueryError(f"{op} needs an object of field paths")
-        for path in body:
-            if not isinstance(path, str) or not path or any(p == "" or p.startswith("$") for p in path.split(".")):
-                raise QueryError(f"{op}: invalid field path {path!r}")
-            if path == "_id" or path.startswith("_id."):
-                raise QueryError("_id cannot be changed")
-    return changes
-
-
-def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    """Every column of ``table``, in table order."""
-    return [r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main' "
-        "ORDER BY column_index", [table]).fetchall()]
-
-
-@contextmanager
-def _query_refused() -> Iterator[None]:
-    """DuckDB refusing a query's values (e.g. a regular expression that Python accepts and RE2 refuses)
-    is the query's fault: a QueryError, not a crash."""
-    try:
-        yield
-    except duckdb.InvalidInputException as e:
-        raise QueryError(f"the query could not run: {str(e).splitlines()[0]}") from None
-
-
-def _fast_update_sql(ops: dict, fields: dict, ctx: Ctx) -> tuple[str, str] | None:
-    """Single-statement SQL (SET clause, "row would change" condition) for updates that touch only typed
-    leaf columns (e.g. tagging a million samples); None when the general read-modify-write path is needed."""
-    sets, changed = [], []
-    touched = set()
-    for op, body in ops.items():
-        for path, value in body.items():
-            spec = fields.get(path)
-            if spec is None or spec.kind not in ("scalar", "list") or path in touched:
-                return None
-            touched.add(path)
-            col = spec.column
-            t = spec.sql_type if spec.kind == "scalar" else f"{spec.sql_type}[]"
-            if op == "$set":
-                if spec.kind == "scalar":
-                    v = documents.coerce_scalar(value, spec.sql_type, path)
-                else:
-                    v = documents.coerce_list(value, spec.sql_type, path)
-                ref = ctx.p(v, t)
-                sets.append(f"{col} = {ref}")
-                changed.append(f"{col} IS DISTINCT FROM {ref}")
-            elif op == "$unset":
-                sets.append(f"{col} = NULL")
-                changed.append(f"{col} IS NOT NULL")
-            elif op in ("$addToSet", "$pull"):
-                if spec.kind != "list":
-                    return None
-                if isinstance(value, dict):
-                    if list(value) != (["$in"] if op == "$pull" else ["$each"]):
-                        return None
-                    values = value["$in"] if op == "$pull" else value["$each"]
-                else:
-                    values = [value]
-                values = [documents.coerce_scalar(v, spec.sql_type, path) for v in values]
-                if any(v is None for v in values):
-                    return None
-                values = list(dict.fromkeys(values))
-                ref = ctx.p(values, t)
-                current = f"coalesce({col}, CAST([] AS {t}))"
-                if op == "$addToSet":
-                    # append the values not already present, in order; a missing list becomes one
-                    sets.append(f"{col} = list_concat({current}, list_filter({ref}, "
-                                f"lambda v: NOT list_contains({current}, v)))")
-                    changed.append(f"({col} IS NULL OR NOT list_has_all({col}, {ref}))")
-                else:
-                    sets.append(f"{col} = list_filter({col}, lambda v: NOT list_contains({ref}, v))")
-                    changed.append(f"coalesce(list_has_any({col}, {ref}), FALSE)")
-    return ", ".join(sets), " OR ".join(changed) or "FALSE"
-
-
-def _apply_update(doc: dict, ops: dict) -> dict | None:
-    """The updated document, or None when nothing changed."""
-    import copy
-    new = copy.deepcopy({k: v for k, v in doc.items() if k != "_seq_"})
-    for op, body in ops.items():
-        for path, value in body.items():
-            parts = path.split(".")
-            if op == "$set":
-                _set_path(new, parts, value)
-            elif op == "$unset":
-                _unset_path(new, parts)
-            elif op == "$addToSet":
-                values = value["$each"] if isinstance(value, dict) and list(value) == ["$each"] else [value]
-                current = _get_path(new, parts)
-                if current is None:
-                    current = []
-                if not isinstance(current, list):
-                    raise QueryError(f"$addToSet: {path} is not an array")
-                for v in values:
-                    if v not in current:
-                        current = current + [v]
-                _set_path(new, parts, current)
-            elif op == "$pull":
-                current = _get_path(new, parts)
-                drop = value["$in"] if isinstance(value, dict) and list(value) == ["$in"] else [value]
-                if isinstance(current, list):
-                    _set_path(new, parts, [v for v in current if v not in drop])
-    old = {k: v for k, v in doc.items() if k != "_seq_"}
-    return None if new == old else new
-
-
-def _get_path(doc: dict, parts: list[str]) -> Any:
-    cur: Any = doc
-    for p in parts:
-        if not isinstance(cur, dict) or p not in cur:
-            return None
-        cur = cur[p]
-    return cur
-
-
-def _set_path(doc: dict, parts: list[str], value: Any) -> None:
-    cur = doc
-    for p in parts[:-1]:
-        nxt = cur.get(p)
-        if nxt is None:
-            nxt = cur[p] = {}
-        if not isinstance(nxt, dict):
-            raise QueryError(f"cannot set {'.'.join(parts)}: {p} is not an object")
-        cur = nxt
-    cur[parts[-1]] = value
-
-
-def _unset_path(doc: dict, parts: list[str]) -> None:
-    cur: Any = doc
-    for p in parts[:-1]:
-        if not isinstance(cur, dict) or p not in cur:
-            return
-        cur = cur[p]
-    if isinstance(cur, dict):
-        cur.pop(parts[-1], None)
-
-
-# ---- summaries ----------------------------------------------------------------------------------
-
-def _box_geometry(doc: dict, path: str) -> list | None:
-    """The boxes of the list at ``path`` of a document, in order (what box vectors are made from)."""
-    cur = documents.get_path(doc, path)
-    if not isinstance(cur, list):
-        return None
-    return [o.get("bbox") if isinstance(o, dict) else None for o in cur]
-
-
-def summarize(cat: Catalog, top: int = 20) -> dict:
-    """Counts and distributions of a catalog: what ``viscurate info`` shows."""
-    q = cat._sql
-    total, n_bytes = q("SELECT count(*), coalesce(sum(size_bytes), 0) FROM samples")[0]
-
-    def counts(sql: str) -> dict:
-        return {k if k is not None else "(none)": n for k, n in q(sql)}
-
-    def quantiles(col: str) -> dict | None:
-        row = q(f"SELECT min({col}), quantile_cont({col}, 0.05), median({col}), quantile_cont({col}, 0.95), "
-                f"max({col}), avg({col}) FROM samples WHERE {col} IS NOT NULL")[0]
-        if row[0] is None:
-            return None
-        return dict(zip(["min", "p5", "median", "p95", "max", "mean"], [float(x) for x in row]))
-
-    out = {
-        "samples": total,
-        "bytes": int(n_bytes),
-        "issues": cat.list_value_counts("issues"),
-        "samples_with_issues": q("SELECT count(*) FROM samples WHERE len(issues) > 0")[0][0],
-        "duplicates": dict(zip(("groups", "in_groups"), q(
-            'SELECT count(DISTINCT "duplicates.group"), count("duplicates.group") FROM samples')[0])),
-        "clusters": q('SELECT count(DISTINCT "cluster.id") FROM samples')[0][0],
-        "evaluation": _evaluation_summary(q(
-            'SELECT count("eval.tp"), coalesce(sum("eval.tp"), 0), coalesce(sum("eval.fp"), 0), '
-            'coalesce(sum("eval.fn"), 0), coalesce(sum("eval.duplicate"), 0), coalesce(sum("eval.wrong_class"), 0), '
-            'coalesce(sum("eval.badly_placed"), 0), coalesce(sum("eval.spurious"), 0) FROM samples')[0]),
-        "formats": counts('SELECT format, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
-        "modes": counts('SELECT mode, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
-        "sources": counts('SELECT source, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1'),
-        "splits": counts('SELECT split, count(*) FROM samples WHERE split IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1'),
-        "tags": cat.list_value_counts("tags", top),
-        "slices": cat.list_value_counts("slices"),
-        "width": quantiles('"width"'),
-        "height": quantiles('"height"'),
-        "size_bytes": quantiles('"size_bytes"'),
-        "quality": {k: quantiles(f'"quality.{k}"') for k in ("blur", "brightness", "contrast", "entropy")},
-        "size_histogram": counts(
-            "SELECT CASE WHEN greatest(width, height) < 64 THEN '< 64 px' WHEN greatest(width, height) < 256 THEN '64-255 px' "
-            "WHEN greatest(width, height) < 1024 THEN '256-1023 px' WHEN greatest(width, height) < 4096 THEN '1024-4095 px' "
-            "ELSE '>= 4096 px' END AS bucket, count(*) FROM samples WHERE width IS NOT NULL GROUP BY 1 ORDER BY min(greatest(width, height))"),
-        "labels": {},
-    }
-    for spec in cat.fields.values():
-        if spec.kind == "objects":
-            rows = q("SELECT name, count(*) FROM objects WHERE field = ? GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?",
-                     [spec.path, int(top)])
-            if rows:
-                n = q("SELECT count(*) FROM objects WHERE field = ?", [spec.path])[0][0]
-                out["labels"][spec.path] = {"objects": n, "classes": {k or "(none)": v for k, v in rows}}
-    gt = counts('SELECT "ground_truth.label", count(*) FROM samples WHERE "ground_truth.label" IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ' + str(int(top)))
-    if gt:
-        out["labels"]["ground_truth.label"] = {"classes": gt}
-    return out
-
-
-def _evaluation_summary(row: Sequence[Any]) -> dict[str, Any]:
-    """``viscurate info``'s evaluation line: samples evaluated, tp/fp/fn, and the false positives by kind."""
-    out: dict[str, Any] = dict(zip(("samples", "tp", "fp", "fn"), (int(v) for v in row[:4])))
-    if out["fp"]:
-        out["errors"] = dict(zip(("duplicate", "wrong_class", "badly_placed", "spurious"), (int(v) for v in row[4:])))
-    return out

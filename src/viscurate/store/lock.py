@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from ..errors import DatasetBusy
 
@@ -35,7 +36,6 @@ WRITER_FILE = ".write-session"  # held by a writer for its whole life; readers n
 HOLDER_FILE = ".lock-holder.json"
 WANTED_FILE = ".write-wanted"
 READERS_DIR = ".read-wanted"  # one file per waiting reader: <pid>-<thread>-<random>
-SERVER_FILE = "server/running.json"  # relative to the workspace: the live server, see running_server
 #: Longest sleep between two tries of a waiting reader (a writer that let go takes the dataset back soon).
 READER_POLL = 0.02
 WRITER_POLL = 0.05
@@ -142,31 +142,24 @@ def flock_exclusive(fd: int, *, timeout: float, busy: str) -> None:
             delay = min(delay * 2, WRITER_POLL)
 
 
-def running_server(home: Path) -> dict | None:
-    """``{"pid", "url", "since"}`` of the live ``viscurate serve`` of the workspace at ``home``, if any
-    (it announces itself in :data:`SERVER_FILE` while it runs)."""
-    try:
-        info = json.loads((Path(home) / SERVER_FILE).read_text())
-        os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return info
-
-
 class DatasetLock:
     """The dataset's ``.lock``: shared by readers, exclusive for a writer while it uses the catalog.
 
     A reader waits while a writer announces that it wants in (``.write-wanted``), so a stream of readers
     cannot starve a writer, and announces itself in ``.read-wanted/`` while it waits, so a long writer
     lets it in at its next pause. ``session=True`` is the writers' own lock (``.write-session``) instead:
-    exclusive, no announcements, and its busy message names the writer."""
+    exclusive, no announcements, and its busy message names the writer. ``server``: looks up the live
+    server that may hold the dataset (``{"pid", "url"}`` or None), so that the busy message can name it
+    (the workspace knows where a server announces itself: ``workspace.server_of_dataset``)."""
 
-    def __init__(self, directory: Path, name: str, *, exclusive: bool, timeout: float, session: bool = False):
+    def __init__(self, directory: Path, name: str, *, exclusive: bool, timeout: float, session: bool = False,
+                 server: Callable[[], dict | None] | None = None):
         self.directory = Path(directory)
         self.name = name
         self.exclusive = exclusive or session
         self.session = session
         self.timeout = timeout
+        self.server = server
         self._fd: int | None = None
 
     def acquire(self) -> "DatasetLock":
@@ -230,7 +223,7 @@ class DatasetLock:
         except (OSError, ValueError, KeyError):
             pass
         what = "written" if self.session or not self.exclusive else "used"
-        server = running_server(self.directory.parent.parent)
+        server = self.server() if self.server is not None else None
         if server is not None:
             return (f"dataset {self.name!r} is busy: the viscurate server at {server['url']} (process {server['pid']}) "
                     f"is working on it; waited {self.timeout:g}s. Send the work to the server (its jobs API, "

@@ -24,6 +24,7 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 from ..errors import DatasetExists, DatasetNotFound, ViscurateError
 from .lock import DatasetLock
@@ -33,6 +34,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 SUBDIRS = ("indexes", "media", "thumbnails")
 CATALOG_FILE = "catalog.duckdb"
 INFO_FILE = "dataset.json"
+SERVER_FILE = "server/running.json"  # relative to the home: the live server, see running_server
 
 
 def default_home() -> Path:
@@ -65,6 +67,29 @@ def make_dirs(path: str | os.PathLike) -> Path:
     for folder in reversed(missing):
         folder.mkdir(mode=0o777 if shared() else 0o700, exist_ok=True)  # the umask applies either way
     return Path(missing[0]) if missing else path
+
+
+def running_server(home: Path) -> dict | None:
+    """``{"pid", "url", "since"}`` of the live ``viscurate serve`` of the workspace at ``home``, if any
+    (it announces itself in :data:`SERVER_FILE` while it runs)."""
+    try:
+        info = json.loads((Path(home) / SERVER_FILE).read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info
+
+
+def server_of_dataset(directory: Path) -> Callable[[], dict | None]:
+    """A look-up of the live server of the workspace holding the dataset at ``directory``
+    (``<home>/datasets/<name>``), for a :class:`DatasetLock`'s busy message.
+
+    >>> import tempfile
+    >>> server_of_dataset(Path(tempfile.mkdtemp()) / "datasets" / "pets")() is None
+    True
+    """
+    home = Path(directory).parent.parent
+    return lambda: running_server(home)
 
 
 def validate_name(name: str) -> str:
@@ -125,8 +150,9 @@ class Workspace:
         if dst.exists():
             raise DatasetExists(f"dataset {new!r} already exists in {self.home}")
         # the writers' session lock too: a long job lets readers in between batches, never this
-        with DatasetLock(src, old, exclusive=True, timeout=timeout, session=True), \
-                DatasetLock(src, old, exclusive=True, timeout=timeout):
+        with DatasetLock(src, old, exclusive=True, timeout=timeout, session=True,
+                         server=server_of_dataset(src)), \
+                DatasetLock(src, old, exclusive=True, timeout=timeout, server=server_of_dataset(src)):
             src.rename(dst)
         path = dst / INFO_FILE
         info = json.loads(path.read_text())
@@ -135,7 +161,8 @@ class Workspace:
 
     def delete(self, name: str, timeout: float = 0) -> None:
         d = self.require(name)
-        with DatasetLock(d, name, exclusive=True, timeout=timeout, session=True), \
-                DatasetLock(d, name, exclusive=True, timeout=timeout):
+        with DatasetLock(d, name, exclusive=True, timeout=timeout, session=True,
+                         server=server_of_dataset(d)), \
+                DatasetLock(d, name, exclusive=True, timeout=timeout, server=server_of_dataset(d)):
             (d / INFO_FILE).unlink()  # first, so a half-deleted folder is no longer a dataset
         shutil.rmtree(d, ignore_errors=True)

@@ -32,33 +32,21 @@ def _tree(paths: list[str]) -> dict:
     return tree
 
 
-def _include(value: Any, tree: dict) -> Any:
+def _prune(value: Any, tree: dict, include: bool) -> Any:
+    """``value`` with the paths of ``tree`` kept (``include``) or dropped. Kept paths reach into arrays
+    of sub-documents and leave out what cannot hold them (scalars); dropped ones leave the rest as is."""
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
             sub = tree.get(k)
-            if sub is True:
+            if isinstance(sub, dict):
+                if not include or isinstance(v, (dict, list)):
+                    out[k] = _prune(v, sub, include)
+            elif (sub is True) == include:  # a projected leaf: kept when including, dropped when excluding
                 out[k] = v
-            elif isinstance(sub, dict):
-                if isinstance(v, (dict, list)):
-                    out[k] = _include(v, sub)
         return out
     if isinstance(value, list):
-        return [_include(v, tree) for v in value if isinstance(v, (dict, list))]
-    return value
-
-
-def _exclude(value: Any, tree: dict) -> Any:
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            sub = tree.get(k)
-            if sub is True:
-                continue
-            out[k] = _exclude(v, sub) if isinstance(sub, dict) else v
-        return out
-    if isinstance(value, list):
-        return [_exclude(v, tree) for v in value]
+        return [_prune(v, tree, include) for v in value if not include or isinstance(v, (dict, list))]
     return value
 
 
@@ -77,11 +65,11 @@ def project(doc: dict, projection: dict) -> dict:
     if includes and excludes:
         raise QueryError("a projection cannot mix inclusion and exclusion (except for _id)")
     if includes:
-        out = _include(doc, _tree(includes))
+        out = _prune(doc, _tree(includes), include=True)
         if keep_id and "_id" in doc:
             out = {"_id": doc["_id"], **{k: v for k, v in out.items() if k != "_id"}}
         return out
-    out = _exclude(doc, _tree(excludes)) if excludes else dict(doc)
+    out = _prune(doc, _tree(excludes), include=False) if excludes else dict(doc)
     if not keep_id:
         out.pop("_id", None)
     return out
