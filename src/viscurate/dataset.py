@@ -390,7 +390,7 @@ class Dataset:
               threads: int | None = None, progress: "bool | Callable[[int, int], None]" = True, query: dict | None = None, force: bool = False,
               boxes: bool = False, **options: Any):
         """Store image embeddings of ``model`` (default: the default embedder) for the samples lacking
-        one (``boxes=True``: box crops too). Returns a ``LabelReport``."""
+        one (``boxes=True``: box crops too). Returns an ``EmbedReport``."""
         from .pipeline.embed import embed
         with self._access.catalog(write=True) as cat:
             return embed(cat, model, batch_size=batch_size, workers=workers, threads=threads, progress=progress,

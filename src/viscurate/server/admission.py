@@ -35,7 +35,8 @@ from typing import Any, Callable, TypeVar
 from ..errors import ViscurateError
 from . import defaults
 
-__all__ = ["Admission", "Lane", "LaneSettings", "Overloaded", "WEIGH_IN_LOOP_BYTES", "HEAVY_QUERIES", "ANALYSES"]
+__all__ = ["Admission", "Lane", "LaneSettings", "Overloaded", "RequestThreads", "WEIGH_IN_LOOP_BYTES", "HEAVY_QUERIES",
+           "ANALYSES"]
 
 T = TypeVar("T")
 
@@ -142,12 +143,12 @@ class Admission:
         self.in_flight = 0
         self.heavy = Lane("heavy queries", heavy, self._others_busy)
         self.analysis = Lane("analyses", analysis, self._others_busy)
-        self.requests = _RequestThreads()
+        self.requests = RequestThreads()
 
     def _others_busy(self, lane: Lane) -> bool:
         return self.in_flight - lane.waiting - lane.running > 0
 
-    def for_query(self, query: dict | None, sort: Any = None, body_bytes: float | None = None) -> "Lane | _RequestThreads":
+    def for_query(self, query: dict | None, sort: Any = None, body_bytes: float | None = None) -> "Lane | RequestThreads":
         """The lane for a read of ``query`` (and ``sort``): the heavy one for a query that reads free-form
         JSON, compiles to a large statement or came in a body over :data:`WEIGH_IN_LOOP_BYTES`, else
         the request threads. Raises ``QueryError`` (a 400) for a query the read would refuse."""
@@ -177,7 +178,7 @@ class Admission:
         return counted
 
 
-class _RequestThreads:
+class RequestThreads:
     """The server's own request threads (the thread pool's default limiter), as a lane."""
 
     name = "requests"
