@@ -204,3 +204,25 @@ def test_the_import_contracts_hold():
     from importlinter.cli import lint_imports
 
     assert lint_imports(config_filename=str(REPO / "pyproject.toml")) == 0
+
+
+@pytest.mark.parametrize("module", ["viscurate.pipeline.ingest", "viscurate.pipeline.label.infer",
+                                    "viscurate.pipeline.label.worker", "viscurate.media", "viscurate.models"])
+def test_what_worker_processes_import_never_loads_the_store(module):
+    """Workers preload these (pipeline/pool.py): a top-level import of the catalog anywhere below them
+    would put DuckDB and pyarrow into every worker (import-linter allows such an import: it is downward)."""
+    import subprocess
+    import sys
+
+    code = (f"import importlib, sys; importlib.import_module({module!r}); "
+            "print(sorted(m for m in ('duckdb', 'pyarrow', 'viscurate.store.catalog') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_every_cli_command_has_its_place_in_help():
+    """A command a group module adds must be named in ``cli.app.COMMAND_ORDER`` (else it is listed last)."""
+    from viscurate.cli.app import COMMAND_ORDER, app
+
+    registered = {c.name for c in app.registered_commands}
+    assert registered == set(COMMAND_ORDER), (registered ^ set(COMMAND_ORDER))

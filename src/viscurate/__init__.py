@@ -5,7 +5,7 @@
 >>> ds.add_images("~/photos")                         # doctest: +SKIP
 >>> ds.find({"width": {"$gt": 1000}}, page=1)         # doctest: +SKIP
 """
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from .errors import (  # noqa: E402
     DatasetBusy, DatasetExists, DatasetNotFound, FieldTypeError, QueryError, SampleNotFound, UnsupportedOperator,

@@ -1,7 +1,7 @@
 """The ``viscurate`` command line. Each command maps to one library call, so the CLI, the Python API
 and the server never diverge. This module holds the app, its global options and the list of commands;
 the commands live in one module per group (datasets, ingest, query, curation, labels, analyses, export,
-serve), and all printing in ``render``.
+serve), and the output they share (tables, JSON, notes) in ``render``.
 
     viscurate ingest ~/photos --dataset pets
     viscurate find pets '{"width": {"$gt": 1000}}' --page 2

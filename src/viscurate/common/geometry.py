@@ -3,7 +3,8 @@ pairwise matrix), greedy non-maximum suppression (plain and per class) and box c
 
 Corner boxes are ``[x1, y1, x2, y2]``; ``xywh`` boxes are ``[x, y, width, height]`` (COCO's and the
 catalog's); ``cxcywh`` boxes are ``[center x, center y, width, height]`` (what detectors regress).
-Every function keeps its inputs' float dtype, so a float32 detector stays float32 to the last bit.
+IoU and conversions keep their inputs' float dtype, so a float32 detector stays float32 to the last bit;
+``nms`` and ``batched_nms`` compare in float64 and return indices.
 
 >>> b = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30]], float)
 >>> iou_one_to_many(b[0], b).round(3).tolist()

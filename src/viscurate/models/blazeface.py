@@ -41,10 +41,11 @@ from typing import Sequence
 
 import numpy as np
 
+from .._version import __version__
 from ..common.geometry import cxcywh_to_xyxy, iou_one_to_many
 from .base import Face, ModelSpec
 from .litert import LiteRTModel, as_rgb, letterbox
-from .weights import WeightsNotFound, bundled_path, package_version, weight_path
+from .weights import WeightsNotFound, bundled_path, weight_path
 
 __all__ = ["BlazeFace", "AnchorOptions", "ssd_anchors", "decode", "weighted_nms", "SPEC_FULL", "SPEC_SHORT",
            "KEYPOINT_NAMES"]
@@ -69,10 +70,7 @@ def model_file(filename: str) -> str:
 
 
 def _source(filename: str) -> str:
-    # the installed distribution's version, not the root package's __version__: importing the root from
-    # here would close a cycle through the whole library (they are the same number in any install)
-    version = package_version("viscurate") or "(uninstalled)"
-    return (f"viscurate {version} package data (models/data/blazeface/{filename}: MediaPipe BlazeFace, "
+    return (f"viscurate {__version__} package data (models/data/blazeface/{filename}: MediaPipe BlazeFace, "
             f"byte for byte from PyPI {PACKAGE} 0.6.0)")
 
 

@@ -129,7 +129,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     store = KeyStore(Workspace(home).home)
     context = ServerContext(
         home, jobs=JobQueue(), admission=Admission(heavy=heavy_queries, analysis=analyses),
-        analyze=AnalyzeLimits(max_upload_bytes=max_upload_bytes, max_pixels=max_pixels,
+        analyze_limits=AnalyzeLimits(max_upload_bytes=max_upload_bytes, max_pixels=max_pixels,
                               fetch_deadline=fetch_deadline, allow_private_urls=allow_private_urls),
         thumbnail_cache=thumbnail_cache)
 

@@ -45,7 +45,7 @@ class ServerContext:
     home: str | os.PathLike | None
     jobs: JobQueue
     admission: Admission
-    analyze: AnalyzeLimits = field(default_factory=AnalyzeLimits)
+    analyze_limits: AnalyzeLimits = field(default_factory=AnalyzeLimits)
     thumbnail_cache: str | os.PathLike | None = None
     datasets: dict[str, Any] = field(default_factory=dict)  # name -> its open Dataset
 

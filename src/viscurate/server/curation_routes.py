@@ -8,8 +8,8 @@ key's name, or on loopback the ``X-Viscurate-User`` header, else ``local``).
 from typing import Any, Literal
 
 from ..errors import ViscurateError
-from ..store.catalog import DEFAULT_PAGE_SIZE
 from .context import MAX_PAGE, ServerContext, request_user
+from .defaults import PAGE_SIZE
 
 __all__ = ["register", "MAX_IDS"]
 
@@ -125,7 +125,7 @@ def register(app: Any, context: ServerContext) -> None:
     def review(name: str, kind: Kind, state: Literal["open", "decided", "all"] = "open",  # type: ignore[valid-type]
                page: int = Query(1, ge=1, le=MAX_PAGE)) -> dict:
         """One page of 25 of a review queue, worst first, with the evidence fields of each sample."""
-        return dataset(name).review(kind, state=state, page=page, page_size=DEFAULT_PAGE_SIZE)
+        return dataset(name).review(kind, state=state, page=page, page_size=PAGE_SIZE)
 
     class Verdict(Target):
         decision: Literal["accept", "ignore", "reopen"]
@@ -185,8 +185,8 @@ def register(app: Any, context: ServerContext) -> None:
     @app.get("/v1/datasets/{name}/edits")
     def edits(name: str, sample_id: str | None = None, page: int = Query(1, ge=1, le=MAX_PAGE)) -> dict:
         """The audit trail, newest first, 25 per page (of one sample with ``sample_id``)."""
-        found = dataset(name).edits(sample_id, limit=DEFAULT_PAGE_SIZE, offset=(page - 1) * DEFAULT_PAGE_SIZE)
-        return {**found, "page": page, "page_size": DEFAULT_PAGE_SIZE}
+        found = dataset(name).edits(sample_id, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        return {**found, "page": page, "page_size": PAGE_SIZE}
 
     # ---- the map and the facets ------------------------------------------------------------------
 

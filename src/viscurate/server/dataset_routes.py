@@ -8,9 +8,9 @@ samples, the issue counts and the duplicate groups. Each route maps to one libra
 from typing import Any
 
 from ..errors import ViscurateError
-from ..store.catalog import DEFAULT_PAGE_SIZE
 from .analyze import SCRATCH_DATASET
 from .context import MAX_PAGE, ServerContext
+from .defaults import PAGE_SIZE
 
 __all__ = ["register"]
 
@@ -48,8 +48,8 @@ def register(app: Any, context: ServerContext) -> None:
     async def search(name: str, request: Request, body: Search = Body(...)) -> dict:
         """Cortex's search: a MongoDB query ``q`` and a ``page`` of 25; ``length`` is the total count."""
         def run() -> dict:
-            found = dataset(name).find(body.q, page=body.page, page_size=DEFAULT_PAGE_SIZE, sort=body.sort)
-            out = {"length": found["length"], "page": body.page, "page_size": DEFAULT_PAGE_SIZE,
+            found = dataset(name).find(body.q, page=body.page, page_size=PAGE_SIZE, sort=body.sort)
+            out = {"length": found["length"], "page": body.page, "page_size": PAGE_SIZE,
                    "results": found["results"]}
             if found.get("warnings"):  # fields no sample has ("isues": did you mean "issues"?)
                 out["warnings"] = found["warnings"]
@@ -88,6 +88,6 @@ def register(app: Any, context: ServerContext) -> None:
             groups.setdefault(str(dup.get("group")), []).append(
                 {"_id": doc["_id"], **{k: v for k, v in dup.items() if k != "group"}})
         ordered = sorted(groups.items(), key=lambda g: (-len(g[1]), g[0]))
-        chunk = ordered[(page - 1) * DEFAULT_PAGE_SIZE: page * DEFAULT_PAGE_SIZE]
-        return {"length": len(ordered), "page": page, "page_size": DEFAULT_PAGE_SIZE,
+        chunk = ordered[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+        return {"length": len(ordered), "page": page, "page_size": PAGE_SIZE,
                 "results": [{"representative": rep, "members": members} for rep, members in chunk]}

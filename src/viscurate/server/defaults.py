@@ -1,6 +1,7 @@
 """The server's default limits, in a module that imports nothing, so that ``viscurate serve --help``
 shows them without loading the server. Each is documented in docs/server.md ("Budgets")."""
 
+PAGE_SIZE = 25  # results per page of every listing the REST API pages (search, review, edits...)
 MAX_BODY_BYTES = 2**20  # a JSON body: a query, an edit, a view are a few kB in practice
 MAX_IDS_BODY_BYTES = 4 * 2**20  # 100,000 sample ids (curation_routes.MAX_IDS) of 24 characters
 MAX_UPLOAD_BYTES = 50 * 2**20  # an image /v1/analyze takes, uploaded or fetched
