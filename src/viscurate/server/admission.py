@@ -157,9 +157,10 @@ class Admission:
 
         if not query and not sort:
             return self.requests
-        # the budgets' walk stops at the first one exceeded, and costs less than parsing the body did
-        check_query(query)
         if body_bytes is not None and body_bytes > WEIGH_IN_LOOP_BYTES:
+            # not compiled here, but held to the budgets: their walk stops at the first one exceeded, and
+            # costs less than parsing the body did
+            check_query(query)
             return self.heavy
         return self.heavy if query_cost(query, sort).heavy else self.requests
 

@@ -19,8 +19,9 @@ from . import defaults
 from .analyze import SCRATCH_DATASET
 from .errors import NotFound
 from .jobs import JobQueue
+from .limits import content_length
 
-__all__ = ["ServerContext", "AnalyzeLimits", "MAX_PAGE", "declared_body_bytes", "request_user"]
+__all__ = ["ServerContext", "AnalyzeLimits", "MAX_PAGE", "request_user"]
 
 #: the highest page number a paged route serves
 MAX_PAGE = 1_000_000
@@ -77,19 +78,8 @@ class ServerContext:
     def query_lane(self, request: Any, q: dict | None, sort: Any = None) -> Any:
         """Where a read of ``q`` runs (:meth:`Admission.for_query`), decided before a thread is taken (a
         body of unknown length, chunked, is not weighed in the event loop)."""
-        declared = declared_body_bytes(request)
+        declared = content_length(request.headers)
         return self.admission.for_query(q, sort, body_bytes=math.inf if declared is None else declared)
-
-
-def declared_body_bytes(request: Any) -> int | None:
-    """The body's size as its ``Content-Length`` header declares it, or None without one (chunked).
-
-    >>> class R: headers = {"content-length": "120"}
-    >>> declared_body_bytes(R), declared_body_bytes(type("C", (), {"headers": {}}))
-    (120, None)
-    """
-    declared = request.headers.get("content-length", "")
-    return int(declared) if declared.isdigit() else None
 
 
 def request_user(request: Any) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import defaults
 
-__all__ = ["BodyLimits", "BodyLimit", "BodyTooLarge", "MULTIPART_OVERHEAD", "UPLOAD_PATHS"]
+__all__ = ["BodyLimits", "BodyLimit", "BodyTooLarge", "MULTIPART_OVERHEAD", "UPLOAD_PATHS", "content_length"]
 
 MULTIPART_OVERHEAD = 64 * 2**10  # an upload's form fields and part headers, beside the image itself
 UPLOAD_PATHS = frozenset({"/v1/analyze/upload"})
@@ -73,7 +73,8 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.inner(scope, receive, send)
         limit = self.limits.for_path(scope["path"])
-        declared = _content_length(scope)
+        from starlette.datastructures import Headers
+        declared = content_length(Headers(scope=scope))
         if declared is not None and declared > limit:  # refused before a byte of the body is read
             return await _refuse(limit, send)
         received = 0
@@ -104,11 +105,14 @@ class BodyLimit:
             await _refuse(limit, send)
 
 
-def _content_length(scope: dict) -> int | None:
-    from starlette.datastructures import Headers
+def content_length(headers: Any) -> int | None:
+    """The body's size as the ``Content-Length`` of ``headers`` (a mapping) declares it, or None without one.
 
+    >>> content_length({"content-length": "120"}), content_length({})
+    (120, None)
+    """
     try:
-        return int(Headers(scope=scope)["content-length"])
+        return int(headers["content-length"])
     except (KeyError, ValueError):
         return None  # none (chunked), or malformed: the ASGI server refuses that before we see it
 
