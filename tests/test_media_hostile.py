@@ -31,6 +31,9 @@ def assert_invariants(doc: dict, where: str = "") -> None:
         reasons = [i for i in doc["issues"] if i in FAILURE_FLAGS]
         assert len(reasons) == 1, (where, doc["issues"])
         assert isinstance(doc.get("error"), str) and doc["error"].startswith(reasons[0] + ": "), (where, doc)
+    elif "unsupported" in doc["issues"]:  # a valid file in an encoding we cannot decode (decisions, issue 13)
+        assert not any(k in doc for k in PIXEL_KEYS), where
+        assert isinstance(doc.get("error"), str) and doc["error"].startswith("unsupported: "), (where, doc)
     else:
         assert has_pixels and "error" not in doc, (where, doc)
 
