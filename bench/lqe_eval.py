@@ -55,13 +55,18 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(BENCH))
 
 from viscurate.common.geometry import iou_matrix_xywh  # noqa: E402
 from viscurate.models import quality  # noqa: E402
 from viscurate.models.base import Detection  # noqa: E402
 
 LABELED = BENCH / "data" / "labeled" / "coco.json"
-DATASETS = ("labeled", "voc", "arc2017", "deepforest", "quokka")
+OPENWORLD = BENCH / "data" / "openworld" / "verdicts.json"
+DATASETS = ("labeled", "voc", "arc2017", "deepforest", "quokka", "openworld")
+#: The group each dataset's photos belong to where the photos carry none (reported apart).
+DATASET_GROUP = {"labeled": "coco", "voc": "coco", "arc2017": "open-world", "deepforest": "open-world",
+                 "quokka": "open-world"}
 MAX_SIDE = 1024  # as the label stage
 FACE_MIN_CONFIDENCE = 0.5
 TOP_K_TAGS = 5
@@ -85,12 +90,21 @@ class ImageRec:
     path: Path
     gts: list[tuple[str, list[float]]] = field(default_factory=list)  # (COCO name, xywh)
     ignores: list[tuple[str | None, list[float]]] = field(default_factory=list)  # (COCO name or None=any, xywh)
+    # judged detections instead of ground truth (bench/data/openworld): (COCO name, xywh, 1 correct / 0 not,
+    # the judge was unsure)
+    verdicts: list[tuple[str, list[float], int, bool]] | None = None
+    sha256: str | None = None  # of the bytes the verdicts were given on
+    group: str = "coco"  # what the photo shows: coco, open-world, crowd, art (reported apart)
 
 
 def resolve_ref(ref: str, corpus: Path) -> Path:
     """A stable reference of bench/data/labeled/coco.json -> a file: ``skimage/<f>`` (scikit-image's data
-    directory), ``sklearn/<f>`` (scikit-learn's sample images), ``corpus/<relpath>`` (the corpus)."""
+    directory), ``sklearn/<f>`` (scikit-learn's sample images), ``corpus/<relpath>`` (the corpus),
+    ``gcompris/<activity>/<path>`` (bench/gcompris.py's photos, fetched on first use)."""
     top, rest = ref.split("/", 1)
+    if top == "gcompris":
+        import gcompris
+        return gcompris.resolve(ref)
     if top == "skimage":
         import skimage.data
         return Path(skimage.data.__file__).parent / rest
@@ -125,6 +139,56 @@ def _coco_images(coco: dict, dataset: str, base: Path | None, corpus: Path, name
     return list(out.values())
 
 
+def _openworld_images(corpus: Path) -> list[ImageRec]:
+    """The open-world evaluation (bench/data/openworld/verdicts.json): photos whose detections were judged
+    by eye; a detection is correct when its verdict is "correct"."""
+    data = json.loads(OPENWORLD.read_text())
+    recs: dict[str, ImageRec] = {}
+    for p in data["photos"]:
+        recs[p["ref"]] = ImageRec("openworld", f"openworld/{p['ref']}", resolve_ref(p["ref"], corpus), verdicts=[],
+                                  group=p["group"], sha256=p.get("sha256"))
+    for b in data["boxes"]:
+        recs[b["ref"]].verdicts.append((b["name"], [float(v) for v in b["bbox"]], int(b["verdict"] == "correct"),
+                                        bool(b.get("unsure"))))
+    return list(recs.values())
+
+
+def same_pictures(recs: Sequence[ImageRec], max_bits: int = 6) -> dict[str, str]:
+    """A fold group per image: images whose perceptual hashes lie within ``max_bits`` of each other (one
+    picture saved at two sizes: GCompris shows the Brandenburg Gate and the Colosseum in two activities)
+    share the first one's key, so cross-validation never scores one copy with a model fitted on the other."""
+    from PIL import Image, ImageOps
+
+    from viscurate.media.hashes import phash
+    hashes = []
+    for r in recs:
+        with Image.open(r.path) as im:
+            hashes.append(int(phash(ImageOps.exif_transpose(im).convert("L")), 16))
+    group = {}
+    for i, r in enumerate(recs):
+        twin = next((recs[j].key for j in range(i) if bin(hashes[i] ^ hashes[j]).count("1") <= max_bits), None)
+        group[r.key] = group.get(twin, twin) if twin else r.key
+    return group
+
+
+def match_verdicts(dets: Sequence[Detection], verdicts: Sequence[tuple[str, list[float], int, bool]]
+                   ) -> list[tuple[int, bool]]:
+    """Per detection: the verdict of the judged box it is (same class, IoU >= 0.8: the same model run gives
+    the same box) and whether the judge was unsure; -1 when none was judged (a detection of another model
+    version)."""
+    out = []
+    boxes = np.asarray([v[1] for v in verdicts], np.float64).reshape(-1, 4)
+    for d in dets:
+        found = (-1, False)
+        if len(boxes):
+            ious = iou_matrix_xywh(np.asarray([d.bbox], np.float64).reshape(-1, 4), boxes)[0]
+            best = max(((ious[j], j) for j in range(len(verdicts)) if verdicts[j][0] == d.name), default=None)
+            if best is not None and best[0] >= 0.8:
+                found = (verdicts[best[1]][2], verdicts[best[1]][3])
+        out.append(found)
+    return out
+
+
 def load_datasets(names: Sequence[str], corpus: Path) -> list[ImageRec]:
     det = corpus / "detection"
     recs: list[ImageRec] = []
@@ -143,6 +207,8 @@ def load_datasets(names: Sequence[str], corpus: Path) -> list[ImageRec]:
             # tree crowns are not a COCO class: keep the images, no COCO ground truth
             recs += [ImageRec("deepforest", f"deepforest/{im['file_name']}", det / "deepforest" / im["file_name"])
                      for im in coco["images"]]
+        elif name == "openworld":
+            recs += _openworld_images(corpus)
         elif name == "quokka":
             recs.append(ImageRec("quokka", "quokka/quokka.jpg", det / "imgaug_quokka" / "quokka.jpg"))
         else:
@@ -263,16 +329,26 @@ def collect(recs: list[ImageRec], min_confidence: float, threads: int, cache: Pa
         store = pickle.loads(cache.read_bytes())
     models = None
     rows = []
+    folds = same_pictures(recs)
+    unmatched = 0  # judged boxes no detection is any more: the verdicts belong to another model version
     t0 = time.perf_counter()
     for n, rec in enumerate(recs):
-        ck = f"{rec.key}|{hashlib.sha256(rec.path.read_bytes()).hexdigest()[:16]}|obj{object_input}|evidence"
+        sha = hashlib.sha256(rec.path.read_bytes()).hexdigest()
+        if rec.sha256 and sha != rec.sha256:
+            raise SystemExit(f"{rec.path}: the bytes differ from those judged (sha256 {rec.sha256[:12]}...): "
+                             f"re-judge it (bench/openworld_sheets.py)")
+        ck = f"{rec.key}|{sha[:16]}|obj{object_input}|evidence"
         out = store.get(ck)
         if out is None:
             models = models or Models(threads, object_input)
             out = store[ck] = run_image(models, rec.path, min(min_confidence, COLLECT_MIN_CONFIDENCE))
         keep = [i for i, d in enumerate(out["dets"]) if d.confidence >= min_confidence]
         dets = [out["dets"][i] for i in keep]
-        labels = match(dets, rec.gts, rec.ignores)
+        if rec.verdicts is None:
+            labels, unsure = match(dets, rec.gts, rec.ignores), [False] * len(dets)
+        else:
+            labels, unsure = (list(v) for v in zip(*match_verdicts(dets, rec.verdicts))) if dets else ([], [])
+            unmatched += len(rec.verdicts) - sum(lab >= 0 for lab in labels)
         # as the label stage: the augmented pass only where a box it writes is unsure (quality.needs_tta)
         from viscurate.pipeline.label.infer import DETECTOR_MIN_CONFIDENCE
         gated = tta_gate is not None and not quality.needs_tta(
@@ -280,20 +356,60 @@ def collect(recs: list[ImageRec], min_confidence: float, threads: int, cache: Pa
         lq = quality.label_quality(dets, out["flip"] if "flip" in tta and not gated else None,
                                    out["scale"] if "scale" in tta and not gated else None, out["tags"], out["faces"],
                                    out["poses"],
-                                   crop_tags=[out["crop_tags"][i] for i in keep])
-        for i, d, lab, (lqe, sig) in zip(keep, dets, labels, lq):
+                                   crop_tags=[out["crop_tags"][i] for i in keep], image_size=out["size"])
+        for i, d, lab, doubt, (lqe, sig) in zip(keep, dets, labels, unsure, lq):
             if lab < 0:
                 continue
-            rows.append({"dataset": rec.dataset, "image": rec.key, "name": d.name, "bbox": d.bbox,
-                         "label": lab, "signals": sig, "emb": out["emb"][i]})
+            group = rec.group if rec.verdicts is not None else DATASET_GROUP.get(rec.dataset, rec.group)
+            rows.append({"dataset": rec.dataset, "group": group, "image": rec.key, "fold": folds[rec.key],
+                         "name": d.name, "bbox": d.bbox,
+                         "label": lab, "unsure": doubt, "signals": sig, "emb": out["emb"][i]})
         if verbose:
             print(f"\r  {n + 1}/{len(recs)} images, {len(rows)} detections, {time.perf_counter() - t0:.0f} s",
                   end="", file=sys.stderr, flush=True)
     if verbose:
         print(file=sys.stderr)
+    if unmatched:
+        print(f"warning: {unmatched} judged open-world box(es) match no detection of these models: the set is "
+              f"smaller than judged; re-judge the new boxes (bench/openworld_sheets.py)", file=sys.stderr)
     if cache:
         cache.write_bytes(pickle.dumps(store))
     return rows
+
+
+def openworld_faces(cache: Path | None) -> dict[str, Any] | None:
+    """Faces on the open-world evaluation's photos, before and after the label stage's rule (faces only on
+    people, pipeline/label/faces.py), against the judges' verdicts: faces left on photos without people, and
+    real faces kept on photos with people. Needs the model outputs of a ``collect`` run (``--cache``)."""
+    if not (cache and cache.exists() and OPENWORLD.exists()):
+        return None
+    from viscurate.models.efficientnet import OBJECT_INPUT
+    from viscurate.pipeline.label.faces import on_people
+    store = pickle.loads(cache.read_bytes())
+    data = json.loads(OPENWORLD.read_text())
+    verdict = {(f["ref"], tuple(f["bbox"])): f["verdict"] for f in data["faces"]}
+    counts = {k: 0 for k in ("photos_without_people", "photos_with_people", "faces_without_people_before",
+                              "faces_without_people_after", "real_faces_before", "real_faces_after",
+                              "other_faces_with_people_before", "other_faces_with_people_after",
+                              "depicted_faces_before", "depicted_faces_after")}
+    for p in data["photos"]:
+        path = resolve_ref(p["ref"], Path("."))
+        out = store.get(f"openworld/{p['ref']}|{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}|obj{OBJECT_INPUT}"
+                        "|evidence")
+        if out is None:
+            continue
+        kept = {tuple(round(float(v), 1) for v in f.bbox) for f in on_people(out["faces"], out["dets"], out["size"])}
+        counts["photos_with_people" if p["people"] else "photos_without_people"] += 1
+        for f in out["faces"]:
+            key = tuple(round(float(v), 1) for v in f.bbox)
+            v = verdict.get((p["ref"], key), "not_face")
+            # on a photo without people: a painted or sculpted face (on a figure the detector may rightly call
+            # a person in a painting) is told apart from a face on an animal, a building, a planet
+            kind = ("real_faces" if v == "face" else "depicted_faces" if v == "depicted_face"
+                    else "faces_without_people" if not p["people"] else "other_faces_with_people")
+            counts[f"{kind}_before"] += 1
+            counts[f"{kind}_after"] += key in kept
+    return counts
 
 
 def gt_counts(recs: list[ImageRec]) -> dict[str, int]:
@@ -305,11 +421,37 @@ def gt_counts(recs: list[ImageRec]) -> dict[str, int]:
 
 # ---- model fitting ------------------------------------------------------------------------------
 
+#: The estimator before the open-world evaluation (LQE version 3, fitted on the COCO-class photos only), kept
+#: to report beside the current one: same features minus the open-set ones.
+PREVIOUS_MODELS: dict[str, dict[str, Any]] = {
+    "image": {
+        "intercept": -1.8283,
+        "means": {"logit_confidence": -0.8069, "tta": 0.4578, "tta_confidence": 0.2232, "overlap": 0.3081,
+                  "tag_agree": 0.1154, "face_agree": 0.2676, "pose_agree": 0.3017, "person": 0.2551,
+                  "log_votes": 1.8485, "vote_iou": 0.8364, "log_vote_score": 0.8357, "class_margin": 0.2436},
+        "weights": {"logit_confidence": 0.5011, "tta": 2.7378, "tta_confidence": 1.551, "overlap": -1.4007,
+                    "tag_agree": 1.5012, "face_agree": -0.1402, "pose_agree": 3.8847, "person": 0.6933,
+                    "log_votes": -0.5027, "vote_iou": -0.7317, "log_vote_score": -0.1602, "class_margin": 1.6671},
+    },
+    "crop": {
+        "intercept": -1.893,
+        "means": {"logit_confidence": -0.8069, "tta": 0.4578, "tta_confidence": 0.2232, "overlap": 0.3081,
+                  "crop_tag_agree": 0.2045, "face_agree": 0.2676, "pose_agree": 0.3017, "person": 0.2551,
+                  "log_votes": 1.8485, "vote_iou": 0.8364, "log_vote_score": 0.8357, "class_margin": 0.2436},
+        "weights": {"logit_confidence": 0.5178, "tta": 2.5251, "tta_confidence": 1.3522, "overlap": -1.6212,
+                    "crop_tag_agree": 1.9129, "face_agree": -0.2901, "pose_agree": 3.9051, "person": 0.9028,
+                    "log_votes": -0.35, "vote_iou": 0.3649, "log_vote_score": -0.1218, "class_margin": 1.3783},
+    },
+}
+
+
 #: Features of the two shipped models (quality.MODELS): "crop" (with the tags of each box's crop: what the
 #: label stage computes) and "image" (the image's tags only, when crops are not classified).
-MODEL_FEATURES = {"image": tuple(f for f in quality.FEATURES if f != "crop_tag_agree"),
-                  "crop": tuple(f for f in quality.FEATURES if f != "tag_agree")}
-C = 1.0  # inverse L2 strength of the logistic regressions (standardized features)
+MODEL_FEATURES = {"image": tuple(f for f in quality.FEATURES if f not in quality.CROP_ONLY_FEATURES),
+                  "crop": tuple(quality.FEATURES)}
+# inverse L2 strength of the logistic regressions (standardized features): chosen among 0.03, 0.1, 0.3, 1 by the
+# grouped cross-validation below (0.3 best over all boxes >= 0.3; 1 was the choice of version 3's 13 features)
+C = 0.3
 
 
 def design(rows: list[dict], feats: Sequence[str]) -> np.ndarray:
@@ -355,7 +497,8 @@ def fit_lr(x: np.ndarray, y: np.ndarray, feats: Sequence[str], c: float = C) -> 
 
 def folds_of(images: Sequence[str], k: int, seed: int = 0) -> np.ndarray:
     """Fold of each image: the images sorted by a hash of (seed, key) and dealt round-robin (deterministic,
-    balanced in images; every box of an image in the same fold)."""
+    balanced in images; every box of an image in the same fold). A key is a photo's fold group
+    (:func:`same_pictures`: copies of one picture share a fold)."""
     uniq = sorted(set(images), key=lambda s: hashlib.sha1(f"{seed}:{s}".encode()).hexdigest())
     fold = {im: i % k for i, im in enumerate(uniq)}
     return np.array([fold[im] for im in images])
@@ -364,7 +507,7 @@ def folds_of(images: Sequence[str], k: int, seed: int = 0) -> np.ndarray:
 def cross_validate(rows: list[dict], feats: Sequence[str], k: int, seed: int = 0, c: float = C) -> np.ndarray:
     """Out-of-fold LQE of every row: each from a model fitted on the other folds' images."""
     x, y = design(rows, feats), np.array([r["label"] for r in rows])
-    f = folds_of([r["image"] for r in rows], k, seed)
+    f = folds_of([r.get("fold", r["image"]) for r in rows], k, seed)
     out = np.full(len(rows), np.nan)
     for i in range(k):
         tr, te = f != i, f == i
@@ -396,7 +539,7 @@ def fit_refine(lqe: np.ndarray, agree: np.ndarray, y: np.ndarray) -> tuple[float
 def cross_validate_refine(rows: list[dict], lqe_oof: np.ndarray, agree: np.ndarray, k: int, seed: int = 0
                           ) -> np.ndarray:
     y = np.array([r["label"] for r in rows])
-    f = folds_of([r["image"] for r in rows], k, seed)
+    f = folds_of([r.get("fold", r["image"]) for r in rows], k, seed)
     out = lqe_oof.copy()
     for i in range(k):
         tr, te = (f != i) & np.isfinite(agree), (f == i) & np.isfinite(agree)
@@ -421,6 +564,20 @@ def auroc(y: np.ndarray, s: np.ndarray) -> float | None:
     from scipy.stats import rankdata
     r = rankdata(s)
     return float((r[y == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def _scored(y: np.ndarray, scores: Sequence[np.ndarray]) -> dict[str, float | None]:
+    """AUROC and what a filter at 0.5 keeps, averaged over the scores of several fold assignments."""
+    per = [{"auroc": auroc(y, p), **at_half(y, p)} for p in scores]
+    return {k: (None if any(q[k] is None for q in per) else float(np.mean([q[k] for q in per]))) for k in per[0]}
+
+
+def at_half(y: np.ndarray, p: np.ndarray, cut: float = 0.5) -> dict[str, float | None]:
+    """What a user filtering on ``score >= cut`` gets: the share of kept boxes that are correct
+    (precision) and the share of correct boxes kept (recall)."""
+    keep = p >= cut
+    return {"precision": float(y[keep].mean()) if keep.any() else None,
+            "recall": float(keep[y == 1].mean()) if (y == 1).any() else None}
 
 
 def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -501,7 +658,7 @@ def evaluate(rows: list[dict], k: int = 5, repeats: int = 10, neighbours: int = 
         for s in quality.SIGNALS:
             v = np.array([np.nan if r["signals"].get(s) is None else float(r["signals"][s])
                           for r, keep in zip(rows, m) if keep])
-            sign = -1.0 if s in ("rival_overlap", "duplicate_overlap", "tag_other", "crop_tag_other") else 1.0
+            sign = -1.0 if s in NEGATIVE_SIGNALS else 1.0
             sig[s] = {"auroc": auroc(ym, sign * v), "n": int(np.isfinite(v).sum())}
         sub["auroc_signal"] = sig
         sub["calibration"] = {"confidence": {"ece": ece(ym, conf[m]), "brier": float(np.mean((conf[m] - ym) ** 2))}}
@@ -520,9 +677,37 @@ def evaluate(rows: list[dict], k: int = 5, repeats: int = 10, neighbours: int = 
                       "auroc_lqe_image_cv": auroc(y[d], oof["image"][0][d]),
                       "auroc_lqe_crop_cv": auroc(y[d], oof["crop"][0][d])}
         sub["by_dataset"] = by
+        previous = np.array([quality.predict(r["signals"], r["name"], PREVIOUS_MODELS[quality.model_for(r["signals"])])
+                             for r in rows])
+        groups = {}
+        sure = np.array([not r.get("unsure") for r in rows])
+        openworld = np.array([r["dataset"] == "openworld" for r in rows])
+        for g in ["all"] + sorted({r.get("group", "coco") for r in rows}) + ["openworld", "openworld, sure"]:
+            if g == "openworld":
+                d = m & openworld
+            elif g == "openworld, sure":  # verdicts the judge was unsure of left out, as ignore regions
+                d = m & openworld & sure
+            else:
+                d = m & np.array([g == "all" or r.get("group", "coco") == g for r in rows])
+            groups[g] = {"images": len({r["image"] for r, keep in zip(rows, d) if keep}), "detections": int(d.sum()),
+                         "correct": int(y[d].sum()), "wrong": int((y[d] == 0).sum()),
+                         **{score: _scored(y[d], [v[d] for v in vs]) for score, vs in
+                            (("confidence", [conf]), ("previous", [previous]), ("lqe_crop_cv", oof["crop"]),
+                             ("lqe_image_cv", oof["image"]))}}
+        sub["by_group"] = groups
+        verdict_doubts = {}
+        for name in quality.DOUBTS:
+            raised = m & np.array([name in quality.doubts(r["signals"], r["name"]) for r in rows])
+            verdict_doubts[name] = {"boxes": int(raised.sum()), "wrong": int((y[raised] == 0).sum()),
+                                    "share_wrong": float((y[raised] == 0).mean()) if raised.any() else None}
+        sub["doubts"] = verdict_doubts
         res["subsets"][str(t)] = sub
     res["_oof"], res["_agree"], res["_y"] = oof, agree, y
     return res
+
+
+NEGATIVE_SIGNALS = ("rival_overlap", "duplicate_overlap", "tag_other", "crop_tag_other", "tag_animal_other", "tag_unmapped",
+                    "crop_tag_unmapped", "crop_animal_other", "inside_same", "same_inside", "aspect")
 
 
 def _strip(signals: dict, model: str) -> dict:
@@ -555,6 +740,20 @@ def print_report(res: dict[str, Any], rows: list[dict], recs: list[ImageRec], fi
                  _f(v["auroc_lqe_image_cv"]), _f(v["auroc_lqe_crop_cv"])] for ds, v in sub["by_dataset"].items()]
         print(table(["dataset", "images w/ dets", "GT boxes", "detections", "correct", "wrong", "AUROC conf",
                      "AUROC LQE image", "AUROC LQE crop"], body))
+        print("\nBy group (what a user filtering on score >= 0.5 gets: precision = share of the kept boxes that are "
+              "correct, recall = share of the correct boxes kept; LQE cross-validated):\n")
+        gbody = []
+        for g, v in sub["by_group"].items():
+            for score, label in (("confidence", "detector confidence"), ("previous", "previous LQE (v3)"),
+                                 ("lqe_crop_cv", "LQE (label stage), CV")):
+                gbody.append([g if score == "confidence" else "", v["images"] if score == "confidence" else "",
+                              f"{v['correct']} / {v['wrong']}" if score == "confidence" else "", label,
+                              _f(v[score]["auroc"]), _f(v[score]["precision"]), _f(v[score]["recall"])])
+        print(table(["group", "images", "correct / wrong", "score", "AUROC", "precision >= 0.5", "recall >= 0.5"], gbody))
+        print("\nDoubts (quality.doubts): boxes raising each, and the share of them that are wrong "
+              f"(of all boxes: {sub['wrong'] / max(sub['detections'], 1):.2f}):\n")
+        print(table(["doubt", "boxes", "wrong", "share wrong"],
+                    [[k, v["boxes"], v["wrong"], _f(v["share_wrong"])] for k, v in sub["doubts"].items()]))
         ci_i, ci_c = sub["delta_ci"]["image"], sub["delta_ci"]["crop"]
         print()
         print(table(["score", "AUROC", "95% CI of AUROC - AUROC(conf)"], [
@@ -645,6 +844,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     res = evaluate(rows, args.folds, args.repeats, args.neighbours, report, names)
     fitted = fit_all(rows, res)
     print_report(res, rows, recs, fitted, seconds, args.fit_min_confidence)
+    faces = openworld_faces(args.cache) if "openworld" in names else None
+    if faces:
+        res["openworld_faces"] = faces
+        print("\n## Faces on the open-world photos (BlazeFace >= 0.5; kept: the label stage's faces-on-people rule)\n")
+        print(table(["faces", "before the rule", "kept"], [
+            [f"not a face, on photos without people ({faces['photos_without_people']} photos: animals, monuments, "
+             "planets...)", faces["faces_without_people_before"], faces["faces_without_people_after"]],
+            ["a painted or sculpted face (paintings, a mannequin, statues)", faces["depicted_faces_before"],
+             faces["depicted_faces_after"]],
+            [f"real faces ({faces['photos_with_people']} photos with people)", faces["real_faces_before"],
+             faces["real_faces_after"]],
+            ["not a face, on photos with people",
+             faces["other_faces_with_people_before"], faces["other_faces_with_people_after"]]]))
     if args.fit:
         print("\n# paste into src/viscurate/models/quality.py")
         print("MODELS: dict[str, dict[str, Any]] = " + json.dumps(fitted["models"], indent=4).replace("null", "None"))

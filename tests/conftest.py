@@ -112,6 +112,37 @@ def skimage_photo(name: str) -> Path:
     return Path(skimage.__file__).parent / "data" / name
 
 
+def _gcompris_cache() -> Path:
+    """bench/gcompris.py's unpack folder, read from the script itself (imported, never run: no download)."""
+    import importlib.util
+    script = Path(__file__).resolve().parent.parent / "bench" / "gcompris.py"
+    spec = importlib.util.spec_from_file_location("_bench_gcompris", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return Path(module.CACHE)
+
+
+@pytest.fixture(scope="session")
+def gcompris_photo():
+    """``gcompris_photo("gcompris/erase/spoonbills.webp")`` -> the path of that GCompris photo in
+    bench/gcompris.py's cache (``python bench/gcompris.py`` fills it once). Tests never download: without
+    the cache a test skips, except under CI (``CI`` set), where it fails: CI fetches the cache first."""
+    cache = _gcompris_cache()
+
+    def photo(ref: str) -> Path:
+        top, rest = ref.split("/", 1)
+        if top != "gcompris":
+            raise ValueError(f"not a GCompris reference: {ref!r}")
+        path = cache / rest
+        if not path.is_file():
+            why = f"{path} is missing: run `python bench/gcompris.py` once to fetch the GCompris photos"
+            if os.environ.get("CI"):
+                pytest.fail(why)
+            pytest.skip(why)
+        return path
+    return photo
+
+
 VISCURATE = shutil.which("viscurate") or str(Path(sys.executable).parent / "viscurate")
 
 

@@ -138,7 +138,9 @@ def test_label_quality_is_a_probability_whatever_the_input():
     for q, s in out:
         assert 0.0 <= q <= 1.0 and math.isfinite(q)
         assert set(s) == set(quality.SIGNALS)
-        assert all(v is None or (0.0 <= v <= 1.0) for v in s.values())
+        # every signal is a share in [0, 1] but same_inside, a count of boxes
+        assert all(v is None or (0.0 <= v <= 1.0) for k, v in s.items() if k != "same_inside")
+        assert s["same_inside"] is None or (s["same_inside"] >= 0 and float(s["same_inside"]).is_integer())
     assert quality.label_quality([], aug, aug, tags, faces, poses) == []
     assert out == quality.label_quality(dets, aug, aug, tags, faces, poses)  # deterministic
 
@@ -253,3 +255,27 @@ def test_lqe_separates_correct_from_wrong_on_the_labeled_set(bench, models):
             a_conf, a_lqe = bench.auroc(y[m], conf[m]), bench.auroc(y[m], lqe[m])
             assert a_lqe >= a_conf, (floor, a_lqe, a_conf)
     assert np.all((lqe >= 0) & (lqe <= 1))
+
+
+def test_the_models_know_every_feature_and_only_those():
+    """features() gives exactly FEATURES, and the shipped weights cover them (the image model without the
+    crop's): a feature added without a refit, or a weight left for a feature gone, fails here."""
+    f = quality.features({}, "cat")
+    assert set(f) == set(quality.FEATURES)
+    assert set(quality.MODELS["crop"]["weights"]) == set(quality.FEATURES)
+    assert set(quality.MODELS["image"]["weights"]) == set(quality.FEATURES) - set(quality.CROP_ONLY_FEATURES)
+
+
+def test_a_sliver_box_does_not_extrapolate_into_a_high_estimate():
+    """The size and shape features are clipped to the fitted range: a 1 x 200 "person" scores as a box at the
+    edge of that range does (a linear weight must not run away with an absurd shape), and a box of no area as
+    the smallest fitted one."""
+    def lqe(box):
+        return quality.label_quality([det("person", 0.6, box)], None, None, [], [], [], image_size=(640, 480))[0][0]
+
+    # beyond the range, a thinner box of the same area scores the same: the shape is clipped, not extrapolated
+    assert lqe([100, 50, 1, 200]) == pytest.approx(lqe([100, 50, 0.5, 400]), abs=1e-9)
+    assert lqe([100, 50, 1, 200]) < 0.9
+    # a box of no area scores as the smallest box of the fitted range (a square of that area)
+    smallest = math.sqrt(math.exp(quality.LOG_AREA_RANGE[0]) * 640 * 480)
+    assert lqe([100, 50, 0.001, 0.001]) == pytest.approx(lqe([100, 50, smallest * 0.99, smallest * 0.99]), abs=1e-9)

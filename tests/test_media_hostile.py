@@ -16,7 +16,7 @@ from PIL import Image, ImageFile
 from tests.fixtures.hostile import check_profile, photo, write_hostile_set
 from viscurate.media import FAILURE_FLAGS, profile_bytes, profile_file
 
-PIXEL_KEYS = ("phash", "dhash", "phash_flip", "histogram", "quality")
+PIXEL_KEYS = ("phash", "dhash", "phash_flip", "phash_turns", "histogram", "quality")
 STRESS = Path(os.path.expanduser("~/.cache/corpus/stress"))
 
 

@@ -63,7 +63,7 @@ PHOTOS = [
 ]
 COLOUR = [p for p in PHOTOS if p.name != "camera.png"]
 KEYS = ["type", "width", "height", "format", "mode", "frames", "size_bytes", "hash", "phash", "dhash",
-        "phash_flip", "histogram", "quality", "exif", "issues", "error"]
+        "phash_flip", "phash_trim", "phash_turns", "histogram", "quality", "exif", "issues", "error"]
 
 pytestmark = pytest.mark.skipif(len(PHOTOS) < 5, reason="bundled photos of scikit-image/scikit-learn missing")
 

@@ -287,3 +287,25 @@ def test_new_declared_fields_are_added_to_old_catalogs(home):
     assert ds.count({"models.face_analysis": None}) == 2
     ds.set_field("id000", "models.face_analysis", "blazeface@1")
     assert ds.get("id000")["models"] == {"face_analysis": "blazeface@1"}
+
+
+def test_a_catalog_without_a_newer_box_attribute_gets_its_column_on_a_read(home):
+    """A catalog written before a box attribute was declared (object_analysis.doubts came with issue 16):
+    reading it must add the column, since a query on the attribute names it."""
+    import duckdb
+
+    from viscurate.store.connection import SCHEMA_STAMP
+    ds = Dataset.create("old")
+    ds.add_documents([{**d, "object_analysis": [{**d["object_analysis"][0], "doubts": ["open_set"]}]}
+                      for d in docs(3)])
+    path, directory = ds.directory / "catalog.duckdb", ds.directory
+    del ds
+    import gc
+    gc.collect()
+    con = duckdb.connect(str(path))
+    con.execute('ALTER TABLE objects DROP COLUMN "doubts"')  # as an older version wrote it
+    con.close()
+    (directory / SCHEMA_STAMP).unlink(missing_ok=True)
+    reopened = Dataset.open("old")
+    assert reopened.count({"object_analysis.doubts": "open_set"}) == 0  # the values of a dropped column are gone
+    assert reopened.count({"object_analysis.name": "cat"}) == 1

@@ -12,14 +12,22 @@ Two images are duplicates when (the rules, :class:`DuplicateRules`, each a thres
   brightened or slightly blurred copies;
 - **mirrored**: flip-invariant hashes (``phash_flip``) at most ``flip_distance`` bits apart: a left-right
   mirrored copy (the plain hashes of a mirrored pair are far apart);
-- **embedding**: image embeddings (cosine) at least ``similarity`` *and* perceptual hashes at most
-  ``similarity_hash_distance`` bits apart: crops and heavier edits that move the hash, while the
+- **trimmed**: the perceptual hashes of the pictures inside their frames (``phash_trim``, see
+  :mod:`viscurate.media.borders`; the plain ``phash`` where nothing was trimmed) at most ``hash_distance``
+  bits apart: letterboxed, pillarboxed copies and screenshots of a photo;
+- **rotated**: one picture's hash (plain or inside its frame) at most ``rotation_distance`` bits from the
+  hash of the other turned by 90, 180 or 270 degrees or mirrored (``phash_turns``): turned copies;
+- **embedding**: image embeddings (cosine) at least ``similarity`` *and* perceptual hashes (plain or
+  inside their frames) at most ``similarity_hash_distance`` bits apart, or at least ``similarity_low``
+  and at most ``similarity_low_hash_distance`` bits apart: crops and heavier edits that move the hash, while the
   hash condition keeps out two different photos of the same kind of thing, which an embedding alone
   cannot tell from a copy.
 
 Grouping guards against chaining: groups are stars, not connected components. Samples are visited
-best first (most pixels, then largest file, then path); an unassigned sample becomes a representative
-and takes every unassigned sample that is a duplicate *of it*. So a group never holds A and C only
+hubs first (most duplicates, exact copies included: the original that edited copies were made from is
+a duplicate of each, two copies with different edits often not of each other), then best first (most
+pixels, then largest file, then path); an unassigned sample becomes a representative and takes every
+unassigned sample that is a duplicate *of it*. So a group never holds A and C only
 because A~B and B~C. Exact copies are folded first: the representative of a group of identical files
 stands for them all, and they join its group with reason ``exact``.
 
@@ -39,6 +47,7 @@ import numpy as np
 
 from ..common.vectors import l2_normalize
 from ..errors import ViscurateError
+from ..media.hashes import turns
 from ..usable import usable
 from .findings import default_model, store_findings
 from .neighbours import hamming_pairs, hex_codes, similar_pairs
@@ -52,8 +61,10 @@ __all__ = ["DuplicateRules", "DuplicateGroup", "DuplicatesReport", "DuplicateGra
 #: The issues this analysis owns (it adds and removes exactly these).
 ISSUES = ("duplicate", "near_duplicate")
 #: Why a member belongs to its group, strongest evidence first.
-REASONS = ("exact", "phash", "mirrored", "embedding")
-FIELDS = ("hash", "phash", "phash_flip", "width", "height", "size_bytes", "filepath")
+REASONS = ("exact", "phash", "mirrored", "trimmed", "rotated", "embedding")
+FIELDS = ("hash", "phash", "phash_flip", "phash_trim", "phash_turns", "width", "height", "size_bytes", "filepath")
+#: Hashes in ``phash_turns``: the image turned by 180, 90, 270 degrees and mirrored (media.hashes).
+TURNS = 4
 
 
 @dataclass(frozen=True)
@@ -61,24 +72,34 @@ class DuplicateRules:
     """Thresholds of the duplicate rules (see the module doc). Defaults measured on the planted-duplicate
     set (``bench/duplicates.py``: exact copies, half-size, JPEG quality 25, 90% crops, +30% brightness,
     blur, mirror, against tiles of the same photos as hard negatives), where different photos were never
-    closer than 24 bits of phash, 8 bits of flip-invariant hash, or 0.87 of embedding similarity.
+    closer than 24 bits of phash, 8 bits of flip-invariant hash, or 0.87 of embedding similarity; the
+    rules for edits (``rotation_distance``, the ``similarity_low`` band, ``similarity_hash_distance`` 22)
+    on that set and the tuning half of the edits set (``bench/planted_edits.py``: letterbox, turns,
+    screenshots... of GCompris photos), where different photos were never closer than 12 bits of a
+    turned hash (texture tiles of one photo in the planted set: 4).
 
     ``viscurate duplicates NAME --hash-distance 6`` (or ``DuplicateRules(hash_distance=6)``) is stricter.
     """
 
     hash_distance: int = 10
     flip_distance: int = 4
+    rotation_distance: int = 3
     similarity: float = 0.90
-    similarity_hash_distance: int = 20
+    similarity_hash_distance: int = 22
+    #: a second, closer band: less similar embeddings (a heavier crop) with closer hashes
+    similarity_low: float = 0.80
+    similarity_low_hash_distance: int = 14
     neighbours: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("hash_distance", "flip_distance", "similarity_hash_distance"):
+        for name in ("hash_distance", "flip_distance", "rotation_distance", "similarity_hash_distance",
+                     "similarity_low_hash_distance"):
             v = getattr(self, name)
             if not isinstance(v, int) or not 0 <= v <= 64:
                 raise ViscurateError(f"{name} must be a number of bits between 0 and 64, got {v!r}")
-        if not 0.0 < float(self.similarity) <= 1.0:
-            raise ViscurateError(f"similarity must be in (0, 1], got {self.similarity!r}")
+        for name in ("similarity", "similarity_low"):
+            if not 0.0 < float(getattr(self, name)) <= 1.0:
+                raise ViscurateError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
         if not isinstance(self.neighbours, int) or self.neighbours < 1:
             raise ViscurateError(f"neighbours must be a positive integer, got {self.neighbours!r}")
 
@@ -202,6 +223,11 @@ def duplicate_graph(cat: "Catalog", scope: dict, model: str | None | bool, rules
     add(i, j, "phash")
     i, j, _ = hamming_pairs([cols["phash_flip"][k] for k in nodes], rules.flip_distance, threads=threads)
     add(i, j, "mirrored")
+    # each sample's plain hash, then its hash inside its frame (None: no frame, or a catalog older than it)
+    both = [cols["phash"][k] for k in nodes] + [cols["phash_trim"][k] for k in nodes]
+    code_in_frame, _ = hex_codes([cols["phash_trim"][k] or cols["phash"][k] for k in nodes])
+    add(*_trimmed_pairs(both, rules.hash_distance, threads), "trimmed")
+    add(*_rotated_pairs(both, [cols["phash_turns"][k] for k in nodes], rules.rotation_distance, threads), "rotated")
 
     vectors: dict[int, np.ndarray] = {}
     chosen = default_model(cat) if model is None or model is True else (model or None)
@@ -216,11 +242,14 @@ def duplicate_graph(cat: "Catalog", scope: dict, model: str | None | bool, rules
             with_vec = np.array([k for k in nodes if k in vectors], np.int64)
             if len(with_vec) > 1:
                 x = np.stack([vectors[k] for k in with_vec])
-                vi, vj, _ = similar_pairs(x, k=rules.neighbours, min_similarity=rules.similarity, threads=threads)
+                vi, vj, sim = similar_pairs(x, k=rules.neighbours, threads=threads,
+                                            min_similarity=min(rules.similarity, rules.similarity_low))
                 node_pos = {k: m for m, k in enumerate(nodes.tolist())}
                 ni = np.array([node_pos[k] for k in with_vec[vi].tolist()], np.int64)
                 nj = np.array([node_pos[k] for k in with_vec[vj].tolist()], np.int64)
-                close = _popcount_distance(phash, ni, nj) <= rules.similarity_hash_distance
+                hd = np.minimum(_popcount_distance(phash, ni, nj), _popcount_distance(code_in_frame, ni, nj))
+                close = ((sim >= rules.similarity) & (hd <= rules.similarity_hash_distance)) | (
+                    (sim >= rules.similarity_low) & (hd <= rules.similarity_low_hash_distance))
                 close &= phash_ok[ni] & phash_ok[nj]
                 add(ni[close], nj[close], "embedding")
             used = chosen
@@ -229,6 +258,39 @@ def duplicate_graph(cat: "Catalog", scope: dict, model: str | None | bool, rules
     elif model is None:
         note = "no image embeddings stored: hashes only (run `viscurate embed` to add the embedding rule)"
     return DuplicateGraph(ids, cols, order, rank, node_of, edges, vectors, used, note)
+
+
+def _trimmed_pairs(hashes: list[str | None], radius: int, threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of samples ``(i, j)``, ``i < j``, with a hash inside a frame at most ``radius`` bits from the
+    other's hash inside its frame or plain one (``hashes``: the ``n`` plain hashes, then the ``n`` hashes
+    inside frames): a framed copy of an unframed original, two differently framed copies, or a frame found
+    in one where the other, a flat picture, was trimmed further. Plain pairs are the phash rule's."""
+    n = len(hashes) // 2
+    i, j, _ = hamming_pairs(hashes, radius, threads=threads)
+    framed = j >= n  # j > i, so a pair with a framed hash has it at j
+    i, j = i[framed] % n, j[framed] % n
+    other = i != j
+    return np.minimum(i, j)[other], np.maximum(i, j)[other]
+
+
+def _rotated_pairs(hashes: list[str | None], turned: list[str | None], radius: int,
+                   threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of samples ``(i, j)`` where a hash of one (``hashes``: the ``n`` plain hashes, then the ``n``
+    hashes inside frames) is at most ``radius`` bits from a turn of the other (``turned``: ``phash_turns``
+    of the ``n`` samples; those without it, from catalogs older than it, take no part): one search over
+    all of them, keeping the pairs of a hash and another sample's turn."""
+    n = len(turned)
+    flat: list[str | None] = list(hashes) + [None] * (TURNS * n)
+    base = len(hashes)
+    for k, t in enumerate(turned):
+        if isinstance(t, str) and len(t) == 16 * TURNS:
+            for m, h in enumerate(turns(t)):
+                flat[base + m * n + k] = h
+    i, j, _ = hamming_pairs(flat, radius, threads=threads)
+    hash_and_turn = (i < base) & (j >= base)
+    i, j = i[hash_and_turn] % n, (j[hash_and_turn] - base) % n
+    other = i != j
+    return i[other], j[other]
 
 
 def find_duplicates(cat: "Catalog", *, model: str | None | bool = None, rules: DuplicateRules | None = None,
@@ -259,7 +321,10 @@ def find_duplicates(cat: "Catalog", *, model: str | None | bool = None, rules: D
     code_all, ok_all = hex_codes(g.cols["phash"])
     assigned = np.zeros(n, bool)
     groups: list[DuplicateGroup] = []
-    for k in order:
+    # hubs first: the original that several edited copies were made from is a duplicate of each of them,
+    # while two copies with different edits (a turned one, a mirrored one) often are not of each other
+    degree = {k: len(adjacent.get(k, ())) + len(copies.get(k, ())) for k in order}
+    for k in sorted(order, key=lambda k: (-degree[k], rank[k])):
         if node_of[k] != k or assigned[k]:
             continue
         near = sorted((m for m in adjacent.get(k, ()) if not assigned[m]), key=lambda m: rank[m])

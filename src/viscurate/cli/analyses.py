@@ -30,7 +30,7 @@ def duplicates_cmd(
                                       "is a mirrored copy."),
     similarity: float = typer.Option(0.90, "--similarity", help="Embedding cosine similarity from which two images "
                                      "are near duplicates (with --similarity-hash-distance)."),
-    similarity_hash_distance: int = typer.Option(20, "--similarity-hash-distance", help="...and perceptual hashes "
+    similarity_hash_distance: int = typer.Option(22, "--similarity-hash-distance", help="...and perceptual hashes "
                                                  "at most this many bits apart."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model for the embedding rule "
                                         "(default: the default embedder, when `viscurate embed` stored it)."),

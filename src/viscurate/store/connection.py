@@ -281,12 +281,14 @@ class CatalogConnection:
         con = duckdb.connect(str(self.path), read_only=True)
         try:
             have = set(table_columns(con, "samples"))
+            object_cols = set(table_columns(con, "objects"))
             vector_cols = set(table_columns(con, "vectors"))
         finally:
             con.close()
         wanted = {s.path for s in self.fields.values() if s.kind in ("scalar", "list")}
         wanted |= {s.path + "#n" for s in self.fields.values() if s.kind == "objects"}
-        return bool(wanted - have) or "version" not in vector_cols
+        # a box attribute declared since (a query on it names its column) counts as much as a sample field
+        return bool(wanted - have) or bool(set(self.object_attrs) - object_cols) or "version" not in vector_cols
 
     def _schema_signature(self) -> str:
         import hashlib

@@ -74,6 +74,8 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     _f("phash", "scalar", "VARCHAR"),
     _f("dhash", "scalar", "VARCHAR"),
     _f("phash_flip", "scalar", "VARCHAR"),
+    _f("phash_trim", "scalar", "VARCHAR"),  # the picture inside its frame (media.borders)
+    _f("phash_turns", "scalar", "VARCHAR"),  # the image turned 180, 90, 270 degrees and mirrored (media.hashes)
     _f("histogram", "group"),
     _f("histogram.bins", "scalar", "BIGINT"),
     _f("histogram.r", "list", "DOUBLE"),
@@ -181,6 +183,9 @@ OBJECT_FIELDS: tuple[FieldSpec, ...] = (
     _f("confidence", "scalar", "DOUBLE"),
     _f("bbox", "list", "DOUBLE"),
     _f("label_quality_estimation", "scalar", "DOUBLE"),
+    _f("doubts", "list", "VARCHAR"),  # why the estimate may be low (models.quality.DOUBTS)
+    _f("open_set_name", "scalar", "VARCHAR"),  # what the classifier sees in the box instead of its class
+    _f("open_set_confidence", "scalar", "DOUBLE"),
     _f("eval", "scalar", "VARCHAR"),  # tp / fp (predictions) or tp / fn (ground truth), from brain.evaluation
     _f("eval_iou", "scalar", "DOUBLE"),
     _f("eval_error", "scalar", "VARCHAR"),  # a false positive's kind: duplicate, wrong_class, badly_placed, spurious
@@ -196,8 +201,8 @@ OBJECT_ATTRS: dict[str, FieldSpec] = {f.path: f for f in OBJECT_FIELDS}
 # Fields that ingest (re)computes from the bytes; a changed file overwrites exactly these.
 PROFILE_FIELDS: tuple[str, ...] = (
     "filepath", "origin", "source", "type", "width", "height", "format", "mode", "frames", "size_bytes",
-    "mtime", "hash", "phash", "dhash", "phash_flip", "histogram", "quality", "exif", "tiff", "issues", "error",
-    "decode_warnings",
+    "mtime", "hash", "phash", "dhash", "phash_flip", "phash_trim", "phash_turns", "histogram", "quality", "exif",
+    "tiff", "issues", "error", "decode_warnings",
 )
 
 

@@ -112,8 +112,9 @@ def _label_sample(sid: str, path: str | None, tasks: frozenset, stored: dict) ->
     clock.add("decode", t0)
 
     dets = flip_dets = scale_dets = None
+    people = _as_detections(stored["person_boxes"]) if "person_boxes" in stored else None  # where faces may be
     if "detector" in tasks:
-        dets, flip_dets, scale_dets = _detect(px, clock)
+        dets, flip_dets, scale_dets, people = _detect(px, clock)
     crop_tags = box_vecs = None
     if dets and model_key("classifier") is not None:
         crop_tags, box_vecs = _classify_crops(px, dets, tasks, clock)
@@ -126,7 +127,7 @@ def _label_sample(sid: str, path: str | None, tasks: frozenset, stored: dict) ->
                                          for t in tags]
     faces = None
     if "face" in tasks:
-        faces = _faces(px, clock)
+        faces = _faces(px, people, clock)
         fields["face_analysis"] = [{"name": "face", "confidence": _rounded(f.confidence, 4), "bbox": f.bbox,
                                     "keypoints": f.keypoints} for f in faces]
         fields["face_analysis_processed"] = True
@@ -140,7 +141,8 @@ def _label_sample(sid: str, path: str | None, tasks: frozenset, stored: dict) ->
         evidence = (tags if tags is not None else _as_tags(stored.get("classifications")),
                     faces if faces is not None else _as_faces(stored.get("face_analysis")),
                     poses if poses is not None else _as_poses(stored.get("pose_estimation")))
-        fields.update(_box_quality(dets, flip_dets, scale_dets, evidence, crop_tags, clock))
+        fields.update(_box_quality(dets, flip_dets, scale_dets, evidence, crop_tags, clock,
+                                   image_size=(px.width, px.height)))
     if "crops" in tasks:
         boxes_by_field = {"object_analysis": fields["object_analysis"] if dets is not None
                           else stored.get("object_analysis") or [],
@@ -155,14 +157,19 @@ def _label_sample(sid: str, path: str | None, tasks: frozenset, stored: dict) ->
 # ---- the steps ----------------------------------------------------------------------------------
 
 
-def _detect(px: Pixels, clock: _Clock) -> tuple[list, list | None, list | None]:
-    """(boxes of the plain image, of the flipped view, of the scaled view), in original pixels; the
-    augmented views run only when the quality model needs them (see ``quality.needs_tta``)."""
+def _detect(px: Pixels, clock: _Clock) -> tuple[list, list | None, list | None, list]:
+    """(boxes of the plain image, of the flipped view, of the scaled view, the person boxes that faces may
+    lie in), in original pixels; the augmented views run only when the quality model needs them (see
+    ``quality.needs_tta``). The person boxes go below the written threshold (``faces.PERSON_EVIDENCE``):
+    the pass runs that low, and its boxes above the threshold are the same (NMS only ever suppresses a box
+    for a better one)."""
     from ...models import quality  # the TTA protocol its constants were fitted with
     from ...models.base import Detection
+    from .faces import PERSON_EVIDENCE, person_boxes
     det = model("detector")
     t0 = time.perf_counter()
-    main = det.detect([px.img], min_confidence=DETECTOR_MIN_CONFIDENCE)[0]
+    found_all = det.detect([px.img], min_confidence=min(DETECTOR_MIN_CONFIDENCE, PERSON_EVIDENCE))[0]
+    main = [d for d in found_all if d.confidence >= DETECTOR_MIN_CONFIDENCE]
     found: dict[str, list] = {}
     transform: tuple = (px.img.shape[1], 0, 0, 1, 1)
     if quality.needs_tta(main):
@@ -174,7 +181,7 @@ def _detect(px: Pixels, clock: _Clock) -> tuple[list, list | None, list | None]:
         return None if ds is None else [Detection(d.name, d.confidence, px.to_original(d.bbox), d.class_id,
                                                   d.evidence) for d in ds]
     flip, scale = quality.tta_map_back(found.get("flip"), found.get("scale"), transform)
-    return original(main), original(flip), original(scale)
+    return original(main), original(flip), original(scale), original(person_boxes(found_all))
 
 
 def _detect_again(det: Any, views: list, main: list) -> list:
@@ -227,14 +234,16 @@ def _tag_and_embed(px: Pixels, tasks: frozenset, clock: _Clock) -> tuple[list | 
     return tags, vec
 
 
-def _faces(px: Pixels, clock: _Clock) -> list:
-    """The faces found, boxes and keypoints in original pixels."""
+def _faces(px: Pixels, people: list | None, clock: _Clock) -> list:
+    """The faces found where a person is (``people``: the detector's person boxes, ``None`` when this sample
+    has no detector output; see :mod:`.faces`), boxes and keypoints in original pixels."""
     from ...models.base import Face
+    from .faces import on_people
     t0 = time.perf_counter()
     found = model("face").faces([px.img], min_confidence=FACE_MIN_CONFIDENCE)[0]
     clock.add(model_key("face"), t0)
-    return [Face(f.confidence, px.to_original(f.bbox), [px.point_to_original(k) for k in f.keypoints])
-            for f in found]
+    return on_people([Face(f.confidence, px.to_original(f.bbox), [px.point_to_original(k) for k in f.keypoints])
+                      for f in found], people, (px.width, px.height))
 
 
 def _poses(px: Pixels, people: list, clock: _Clock) -> list:
@@ -250,23 +259,30 @@ def _poses(px: Pixels, people: list, clock: _Clock) -> list:
 
 
 def _box_quality(dets: list, flip_dets: list | None, scale_dets: list | None, evidence: tuple,
-                 crop_tags: list | None, clock: _Clock) -> dict[str, Any]:
+                 crop_tags: list | None, clock: _Clock, image_size: tuple[int, int] | None = None
+                 ) -> dict[str, Any]:
     """``object_analysis`` (each box with its LQE and the signals it came from) and the image's
     ``label_quality_estimation``. ``evidence``: the image's (tags, faces, poses)."""
     from ...models import quality
     t0 = time.perf_counter()
     tags, faces, poses = evidence
     lq = quality.label_quality(dets, flip_dets, scale_dets, tags, faces, poses,
-                               crop_tags=crop_tags if model_key("classifier") is not None else None)
+                               crop_tags=crop_tags if model_key("classifier") is not None else None,
+                               image_size=image_size)
     key = model_key("detector")
     objs = []
-    for d, (lqe, signals) in zip(dets, lq):
+    for i, (d, (lqe, signals)) in enumerate(zip(dets, lq)):
         signals = dict(signals or {})
         signals["lqe_own"] = None if lqe is None else _rounded(lqe, 4)  # the unrefined estimate
         signals["neighbour_agreement"] = None  # set by the dataset-wide pass (refine)
-        objs.append({"name": d.name, "confidence": _rounded(d.confidence, 4), "bbox": d.bbox,
-                     "label_quality_estimation": None if lqe is None else _rounded(lqe, 4),
-                     "signals": signals, "model": key})
+        obj = {"name": d.name, "confidence": _rounded(d.confidence, 4), "bbox": d.bbox,
+               "label_quality_estimation": None if lqe is None else _rounded(lqe, 4),
+               "doubts": quality.doubts(signals, d.name), "signals": signals, "model": key}
+        # the box keeps the detector's COCO name; what the classifier sees instead rides beside it
+        better = quality.open_set_name(d.name, crop_tags[i] if crop_tags else None)
+        if better is not None:
+            obj["open_set_name"], obj["open_set_confidence"] = better
+        objs.append(obj)
     image_lqe = quality.image_label_quality([o["label_quality_estimation"] for o in objs])
     clock.add("label_quality", t0)
     fields: dict[str, Any] = {"object_analysis": objs, "object_analysis_processed": True}

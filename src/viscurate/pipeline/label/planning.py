@@ -42,6 +42,8 @@ def plan(cat: "Catalog", sel: Selection, query: dict | None = None, force: bool 
         need[role] = set(cat.ids({"$and": [base, {"$or": stale}]}))
     if "pose" in need and "detector" in need:
         need["pose"] |= need["detector"]  # new boxes: new person boxes
+    if "face" in need and "detector" in need:
+        need["face"] |= need["detector"]  # new person boxes: faces are kept where a person is (faces.py)
     if "embedder" in sel.roles:
         key = sel.key("embedder")
         with_vec = cat.ids_with_image_vector(key)
@@ -82,6 +84,10 @@ def work_items(cat: "Catalog", todo: list[tuple[str, frozenset]], chunk: int = 2
                         stored[fld] = doc[fld]
             elif "pose" in tasks or "crops" in tasks:
                 stored["object_analysis"] = doc.get("object_analysis") or []
+            if "face" in tasks and "detector" not in tasks and doc.get("object_analysis_processed"):
+                # faces are kept where a person is (faces.py): the stored person boxes say where
+                stored["person_boxes"] = [o for o in doc.get("object_analysis") or ()
+                                          if isinstance(o, dict) and o.get("name") == "person"]
             if "crops" in tasks:
                 gt = doc.get("ground_truth")
                 if isinstance(gt, dict) and isinstance(gt.get("detections"), list):

@@ -1,0 +1,144 @@
+"""Near duplicates under the edits people make (issue 16): letterbox bars, a 90-degree turn, a caption, a
+screenshot of the photo, on real photos (scikit-image, scikit-learn), through the real ingest and the
+duplicate finder; and two different pictures of the same kind stay apart."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from tests.conftest import skimage_photo
+from viscurate import Dataset
+from viscurate.media.borders import content_box
+from viscurate.media.decode import to_small_8bit
+from viscurate.media.hashes import dct_block, hamming, phash, turned_from_block, turns
+
+
+def _china() -> Image.Image:
+    from sklearn.datasets import load_sample_image
+    return Image.fromarray(load_sample_image("china.jpg"))
+
+
+def _letterbox(im: Image.Image) -> Image.Image:
+    """The photo in the middle of a black 9:16 canvas (bars above and below)."""
+    canvas = Image.new("RGB", (im.width, round(im.width * 16 / 9)), (0, 0, 0))
+    canvas.paste(im, (0, (canvas.height - im.height) // 2))
+    return canvas
+
+
+def _caption(im: Image.Image) -> Image.Image:
+    out = im.copy()
+    size = im.height // 8
+    ImageDraw.Draw(out).text((im.width // 8, im.height - 1.6 * size), "Summer 2019",
+                             font=ImageFont.load_default(size=size), fill=(255, 255, 255), stroke_width=2,
+                             stroke_fill=(0, 0, 0))
+    return out
+
+
+def _screenshot(im: Image.Image) -> Image.Image:
+    """The photo shown smaller in a window: title bar with a title, toolbar icons, a side panel, margins."""
+    out = Image.new("RGB", (1280, 800), (236, 236, 236))
+    d = ImageDraw.Draw(out)
+    d.rectangle((0, 0, 1280, 32), fill=(60, 60, 66))
+    d.text((640, 16), "china.jpg - Photos", font=ImageFont.load_default(size=16), fill=(240, 240, 240), anchor="mm")
+    for k in range(8):
+        d.rounded_rectangle((14 + 40 * k, 42, 38 + 40 * k, 66), 5, outline=(40, 40, 40), width=2)
+    for k in range(10):
+        d.text((16, 100 + 28 * k), f"Album {k + 1}", font=ImageFont.load_default(size=14), fill=(40, 40, 40))
+    photo = im.resize((800, round(800 * im.height / im.width)), Image.Resampling.LANCZOS)
+    out.paste(photo, (330, 110))
+    return out
+
+
+@pytest.fixture(scope="module")
+def edited(tmp_path_factory) -> tuple[Dataset, dict[str, str]]:
+    """Originals, edited copies and look-alikes, ingested: (dataset, file name -> sample id)."""
+    root = tmp_path_factory.mktemp("edits")
+    images = root / "images"
+    images.mkdir()
+    astronaut = Image.open(skimage_photo("astronaut.png")).convert("RGB")
+    coffee = Image.open(skimage_photo("coffee.png")).convert("RGB")
+    rocket = Image.open(skimage_photo("rocket.jpg")).convert("RGB")
+    china = _china()
+    brick = Image.open(skimage_photo("brick.png")).convert("L")
+    files = {
+        "astronaut.png": astronaut, "astronaut_letterbox.jpg": _letterbox(astronaut),
+        "coffee.png": coffee, "coffee_rot90.jpg": coffee.transpose(Image.Transpose.ROTATE_90),
+        "rocket.jpg": rocket, "rocket_caption.jpg": _caption(rocket),
+        "china.jpg": china, "china_screenshot.png": _screenshot(china),
+        # different pictures of the same kind: two halves of one brick wall, the two halves of the temple
+        "brick_left.png": brick.crop((0, 0, 256, 512)), "brick_right.png": brick.crop((256, 0, 512, 512)),
+        "china_left.jpg": china.crop((0, 0, 320, 427)), "china_right.jpg": china.crop((320, 0, 640, 427)),
+    }
+    for name, im in files.items():
+        im.save(images / name, quality=92)
+    ds = Dataset.create("edits", root / "home")
+    ds.add_images(images, progress=False)
+    ids = {os.path.basename(d["filepath"]): d["_id"] for d in ds.find({}, projection={"filepath": 1})["results"]}
+    return ds, ids
+
+
+def _partners(ds: Dataset, ids: dict[str, str]) -> dict[frozenset, str]:
+    """Every pair of files the duplicate finder (hashes only) puts in one group -> why."""
+    names = {v: k for k, v in ids.items()}
+    report = ds.find_duplicates(model=False)
+    return {frozenset((names[g.representative], names[m["_id"]])): m["reason"]
+            for g in report.groups for m in g.members}
+
+
+@pytest.mark.parametrize("copy, original, reason", [
+    ("astronaut_letterbox.jpg", "astronaut.png", "trimmed"),
+    ("coffee_rot90.jpg", "coffee.png", "rotated"),
+    ("rocket_caption.jpg", "rocket.jpg", "phash"),
+    ("china_screenshot.png", "china.jpg", "trimmed"),
+])
+def test_edited_copies_are_near_duplicates(edited, copy, original, reason):
+    ds, ids = edited
+    assert _partners(ds, ids).get(frozenset((copy, original))) == reason
+    # the one with fewer pixels is the copy to review (a letterboxed copy has more than its original)
+    assert sum("near_duplicate" in ds.get(ids[f])["issues"] for f in (copy, original)) == 1
+
+
+def test_pictures_of_the_same_kind_are_not(edited):
+    ds, ids = edited
+    pairs = _partners(ds, ids)
+    assert len(pairs) == 4, pairs  # the four edited copies, nothing else
+    for look_alikes in (("brick_left.png", "brick_right.png"), ("china_left.jpg", "china_right.jpg")):
+        assert frozenset(look_alikes) not in pairs
+
+
+def test_catalog_without_the_trimmed_hash_still_finds_duplicates(edited):
+    """A catalog written before ``phash_trim`` existed has it empty: the other rules still run."""
+    ds, ids = edited
+    ds.update({}, {"$unset": {"phash_trim": ""}})
+    assert ds.count({"phash_trim": {"$exists": True}}) == 0
+    pairs = _partners(ds, ids)
+    assert pairs.get(frozenset(("coffee_rot90.jpg", "coffee.png"))) == "rotated"
+    assert frozenset(("astronaut_letterbox.jpg", "astronaut.png")) not in pairs  # that one needs the frame trimmed
+
+
+def _small_grey(im: Image.Image) -> np.ndarray:
+    """The grey small image the profile measures (longer side 256)."""
+    return np.asarray(to_small_8bit(im).convert("L"))
+
+
+def test_content_box_trims_bars_and_window_not_photos():
+    china = _small_grey(_china())
+    assert content_box(china) == (0, 0, china.shape[1], china.shape[0])
+    shot = _small_grey(_screenshot(_china()))  # 1280 x 800 -> 256 x 160: the photo at (66, 22)-(226, 129)
+    x0, y0, x1, y1 = content_box(shot)
+    assert abs(x0 - 66) <= 2 and abs(y0 - 22) <= 2 and abs(x1 - 226) <= 2 and abs(y1 - 129) <= 2, (x0, y0, x1, y1)
+
+
+def test_turned_hashes_follow_the_pixels():
+    """The hashes of the turned and mirrored picture, from the block of the unturned one, are those of the
+    turned and mirrored pixels (up to resampling)."""
+    photo = Image.open(skimage_photo("coffee.png")).convert("L")
+    derived = turns(turned_from_block(dct_block(photo)))
+    for t in (Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270,
+              Image.Transpose.FLIP_LEFT_RIGHT):
+        actual = phash(photo.transpose(t))
+        assert min(hamming(actual, d) for d in derived) <= 2
+        assert hamming(actual, phash(photo)) >= 16
