@@ -173,10 +173,10 @@ def test_the_detail_shows_name_size_labels_issues_and_tags_before_the_raw_arrays
     expect(page.locator("#d-meta")).to_contain_text("PNG")
     expect(page.locator("#d-meta")).to_contain_text("KB")
     horse = page.locator("#d-labels tbody tr", has_text="horse").first
-    expect(horse.locator("td")).to_have_text(["horse", "98%", "0.72", "model", ""])
+    expect(horse.locator("td")).to_have_text(["horse", "98%", "0.20", "model", ""])
     expect(page.locator("#d-issues .pill", has_text="duplicate").first).to_be_visible()
     label = page.locator("#overlay g.label text").first
-    expect(label).to_have_text("horse 98% · q 0.72")
+    expect(label).to_have_text("horse 98% · q 0.20")
     top = {name: page.locator(sel).bounding_box()["y"] for name, sel in (
         ("title", "#d-title"), ("labels", "#d-labels"), ("issues", "#d-issues"), ("raw", "#d-raw"))}
     assert top["title"] < top["labels"] < top["issues"] < top["raw"]
