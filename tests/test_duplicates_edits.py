@@ -1,8 +1,9 @@
 """Near duplicates under the edits people make (issue 16): letterbox bars, a 90-degree turn, a caption, a
-screenshot of the photo, on real photos (scikit-image, scikit-learn), through the real ingest and the
-duplicate finder; and two different pictures of the same kind stay apart."""
+screenshot of the photo, a crop saved as JPEG, on real photos (scikit-image, scikit-learn), through the real
+ingest, embeddings and the duplicate finder; and two different pictures of the same kind stay apart."""
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from tests.conftest import skimage_photo
 from viscurate import Dataset
+from viscurate.media.align import alignment
 from viscurate.media.borders import content_box
 from viscurate.media.decode import to_small_8bit
 from viscurate.media.hashes import dct_block, hamming, phash, turned_from_block, turns
@@ -142,3 +144,136 @@ def test_turned_hashes_follow_the_pixels():
         actual = phash(photo.transpose(t))
         assert min(hamming(actual, d) for d in derived) <= 2
         assert hamming(actual, phash(photo)) >= 16
+
+
+def _crop_jpeg(im: Image.Image, keep: float = 0.7) -> Image.Image:
+    """The top right corner holding ``keep`` of the photo's area, saved as JPEG quality 40."""
+    side = keep ** 0.5
+    w, h = round(im.width * side), round(im.height * side)
+    buf = io.BytesIO()
+    im.crop((im.width - w, 0, im.width, h)).save(buf, "JPEG", quality=40)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def _screenshot_zoomed(im: Image.Image) -> Image.Image:
+    """A viewer window showing the photo zoomed to fill a wide area: its top and bottom are cut off, so the
+    picture inside the window is a crop of the photo."""
+    out = Image.new("RGB", (1280, 800), (236, 236, 236))
+    d = ImageDraw.Draw(out)
+    d.rectangle((0, 0, 1280, 32), fill=(60, 60, 66))
+    d.text((640, 16), "coffee.png - Viewer", font=ImageFont.load_default(size=16), fill=(240, 240, 240), anchor="mm")
+    for k in range(8):
+        d.rounded_rectangle((14 + 40 * k, 42, 38 + 40 * k, 66), 5, outline=(40, 40, 40), width=2)
+    zoomed = im.resize((900, round(im.height * 900 / im.width)), Image.Resampling.LANCZOS)
+    top = (zoomed.height - 480) // 2
+    out.paste(zoomed.crop((0, top, 900, top + 480)), (190, 120))
+    return out
+
+
+@pytest.fixture(scope="module")
+def cropped(tmp_path_factory) -> tuple[Dataset, dict[str, str]]:
+    """Crops that move the hashes, and look-alikes, ingested and embedded: (dataset, file name -> sample id)."""
+    root = tmp_path_factory.mktemp("crops")
+    images = root / "images"
+    images.mkdir()
+    chelsea = Image.open(skimage_photo("chelsea.png")).convert("RGB")
+    coffee = Image.open(skimage_photo("coffee.png")).convert("RGB")
+    china = _china()
+    brick = Image.open(skimage_photo("brick.png")).convert("L")
+    files = {
+        "chelsea.png": chelsea, "chelsea_crop.jpg": _crop_jpeg(chelsea),
+        "coffee.png": coffee, "coffee_screenshot.png": _screenshot_zoomed(coffee),
+        # different pictures of one kind: the two halves of one brick wall, of one temple (each a scaled crop
+        # of the whole photo, but of half its area)
+        "china.jpg": china,
+        "china_left.jpg": china.crop((0, 0, 320, 427)), "china_right.jpg": china.crop((320, 0, 640, 427)),
+        "brick_left.png": brick.crop((0, 0, 256, 512)), "brick_right.png": brick.crop((256, 0, 512, 512)),
+    }
+    for name, im in files.items():
+        im.save(images / name, quality=92)
+    ds = Dataset.create("crops", root / "home")
+    ds.add_images(images, progress=False)
+    ds.embed(progress=False)
+    ids = {os.path.basename(d["filepath"]): d["_id"] for d in ds.find({}, projection={"filepath": 1})["results"]}
+    return ds, ids
+
+
+def _pairs(ds: Dataset, ids: dict[str, str], **options) -> dict[frozenset, str]:
+    """Every pair of files the duplicate finder (``options``: its rules, the model) puts in a group -> why."""
+    names = {v: k for k, v in ids.items()}
+    report = ds.find_duplicates(write=False, **options)
+    return {frozenset((names[g.representative], names[m["_id"]])): m["reason"]
+            for g in report.groups for m in g.members}
+
+
+def test_crops_and_zoomed_screenshots_are_aligned(cropped):
+    """A 70% crop saved as JPEG 40 and a screenshot of a viewer that zoomed the photo: the hashes and the
+    embedding rule miss both (their hashes are 20+ bits apart), laying one picture over the other finds them;
+    the halves of one photo, scaled crops of it too but of half its area, and halves of a brick wall stay
+    apart."""
+    ds, ids = cropped
+    crop, shot = frozenset(("chelsea.png", "chelsea_crop.jpg")), frozenset(("coffee.png", "coffee_screenshot.png"))
+    found = _pairs(ds, ids)
+    assert found.get(crop) == "aligned" and found.get(shot) == "aligned", found
+    assert set(found) == {crop, shot}, found  # nothing else: no half, no brick
+    without = _pairs(ds, ids, aligned_similarity=1.0)  # the aligned rule off (no pair is that similar)
+    assert crop not in without and shot not in without
+    assert not _pairs(ds, ids, model=False)  # hashes only: nothing
+
+
+def test_aligned_rule_skips_missing_files(cropped, tmp_path):
+    """A file gone since ingest gives no verification (and no error): its pair is not aligned."""
+    ds, ids = cropped
+    path = ds.get(ids["chelsea_crop.jpg"])["filepath"]
+    moved = tmp_path / "away.jpg"
+    os.replace(path, moved)
+    try:
+        assert frozenset(("chelsea.png", "chelsea_crop.jpg")) not in _pairs(ds, ids)
+    finally:
+        os.replace(moved, path)
+
+
+def test_alignment_measures_the_share_covered():
+    """The share of the larger picture a crop covers is measured, so tiles of a third of a photo (which are
+    scaled crops too) can be told from the crops people keep."""
+    photo = np.asarray(Image.open(skimage_photo("astronaut.png")).convert("L"), np.float32)
+    crop = photo[40:470, 30:460]  # 70% of the area
+    tile = photo[:300, :300]  # 34%
+    found = alignment(photo, crop)
+    assert found.score >= 0.95 and abs(found.share - 0.70) <= 0.05, found
+    found = alignment(photo, tile, min_share=0.2)
+    assert found.score >= 0.95 and abs(found.share - 0.34) <= 0.05, found
+    found = alignment(photo, tile)  # by default only placements covering 0.6 of the area or about are tried
+    assert not (found.score >= 0.92 and found.share >= 0.6), found
+
+
+def _in_viewer(im: Image.Image) -> Image.Image:
+    """A screenshot of an image viewer: title bar, toolbar, a side panel of album names, the photo at 80% of
+    the viewing area, a status bar; the same window for every photo."""
+    W, H, fg = 1280, 800, (40, 40, 40)
+    out = Image.new("RGB", (W, H), (236, 236, 236))
+    d = ImageDraw.Draw(out)
+    d.rectangle((0, 0, W, 32), fill=(60, 60, 66))
+    d.text((W // 2, 16), "Image Viewer", font=ImageFont.load_default(size=16), fill=(240, 240, 240), anchor="mm")
+    for k in range(8):
+        d.rounded_rectangle((14 + 40 * k, 42, 38 + 40 * k, 66), 5, outline=fg, width=2)
+    for k in range(10):
+        d.text((16, 96 + 28 * k), f"Album {k + 1}", font=ImageFont.load_default(size=14), fill=fg)
+    left, top, right, bottom = 224, 88, W - 24, H - 36
+    scale = min((right - left) * 0.8 / im.width, (bottom - top) * 0.8 / im.height)
+    photo = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS)
+    out.paste(photo, (left + (right - left - photo.width) // 2, top + (bottom - top - photo.height) // 2))
+    return out
+
+
+def test_screenshots_of_different_photos_in_one_window_are_not_duplicates(tmp_path):
+    """The window makes most of both pictures' hash (8 bits apart here: the hash rule alone joins them);
+    only the photos inside their frames count (26 bits apart)."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("hubble_deep_field.jpg", "moon.png"):
+        _in_viewer(Image.open(skimage_photo(name)).convert("RGB")).save(images / f"{name[:-4]}_screenshot.png")
+    ds = Dataset.create("shots", tmp_path / "home")
+    ds.add_images(images, progress=False)
+    ds.embed(progress=False)
+    assert ds.find_duplicates().groups == []
