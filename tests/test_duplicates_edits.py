@@ -39,18 +39,24 @@ def _caption(im: Image.Image) -> Image.Image:
     return out
 
 
-def _screenshot(im: Image.Image) -> Image.Image:
-    """The photo shown smaller in a window: title bar with a title, toolbar icons, a side panel, margins."""
+def _window(title: str, albums: bool = True) -> Image.Image:
+    """An image viewer's empty window, 1280 x 800: title bar with a title, toolbar icons, a side panel of
+    album names."""
     out = Image.new("RGB", (1280, 800), (236, 236, 236))
     d = ImageDraw.Draw(out)
     d.rectangle((0, 0, 1280, 32), fill=(60, 60, 66))
-    d.text((640, 16), "china.jpg - Photos", font=ImageFont.load_default(size=16), fill=(240, 240, 240), anchor="mm")
+    d.text((640, 16), title, font=ImageFont.load_default(size=16), fill=(240, 240, 240), anchor="mm")
     for k in range(8):
         d.rounded_rectangle((14 + 40 * k, 42, 38 + 40 * k, 66), 5, outline=(40, 40, 40), width=2)
-    for k in range(10):
+    for k in range(10 if albums else 0):
         d.text((16, 100 + 28 * k), f"Album {k + 1}", font=ImageFont.load_default(size=14), fill=(40, 40, 40))
-    photo = im.resize((800, round(800 * im.height / im.width)), Image.Resampling.LANCZOS)
-    out.paste(photo, (330, 110))
+    return out
+
+
+def _screenshot(im: Image.Image) -> Image.Image:
+    """The photo shown smaller in a window, with margins."""
+    out = _window("china.jpg - Photos")
+    out.paste(im.resize((800, round(800 * im.height / im.width)), Image.Resampling.LANCZOS), (330, 110))
     return out
 
 
@@ -158,12 +164,7 @@ def _crop_jpeg(im: Image.Image, keep: float = 0.7) -> Image.Image:
 def _screenshot_zoomed(im: Image.Image) -> Image.Image:
     """A viewer window showing the photo zoomed to fill a wide area: its top and bottom are cut off, so the
     picture inside the window is a crop of the photo."""
-    out = Image.new("RGB", (1280, 800), (236, 236, 236))
-    d = ImageDraw.Draw(out)
-    d.rectangle((0, 0, 1280, 32), fill=(60, 60, 66))
-    d.text((640, 16), "coffee.png - Viewer", font=ImageFont.load_default(size=16), fill=(240, 240, 240), anchor="mm")
-    for k in range(8):
-        d.rounded_rectangle((14 + 40 * k, 42, 38 + 40 * k, 66), 5, outline=(40, 40, 40), width=2)
+    out = _window("coffee.png - Viewer", albums=False)
     zoomed = im.resize((900, round(im.height * 900 / im.width)), Image.Resampling.LANCZOS)
     top = (zoomed.height - 480) // 2
     out.paste(zoomed.crop((0, top, 900, top + 480)), (190, 120))
@@ -248,18 +249,10 @@ def test_alignment_measures_the_share_covered():
 
 
 def _in_viewer(im: Image.Image) -> Image.Image:
-    """A screenshot of an image viewer: title bar, toolbar, a side panel of album names, the photo at 80% of
-    the viewing area, a status bar; the same window for every photo."""
-    W, H, fg = 1280, 800, (40, 40, 40)
-    out = Image.new("RGB", (W, H), (236, 236, 236))
-    d = ImageDraw.Draw(out)
-    d.rectangle((0, 0, W, 32), fill=(60, 60, 66))
-    d.text((W // 2, 16), "Image Viewer", font=ImageFont.load_default(size=16), fill=(240, 240, 240), anchor="mm")
-    for k in range(8):
-        d.rounded_rectangle((14 + 40 * k, 42, 38 + 40 * k, 66), 5, outline=fg, width=2)
-    for k in range(10):
-        d.text((16, 96 + 28 * k), f"Album {k + 1}", font=ImageFont.load_default(size=14), fill=fg)
-    left, top, right, bottom = 224, 88, W - 24, H - 36
+    """A screenshot of the viewer showing the photo at 80% of its viewing area: the same window for every
+    photo."""
+    out = _window("Image Viewer")
+    left, top, right, bottom = 224, 88, 1280 - 24, 800 - 36
     scale = min((right - left) * 0.8 / im.width, (bottom - top) * 0.8 / im.height)
     photo = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS)
     out.paste(photo, (left + (right - left - photo.width) // 2, top + (bottom - top - photo.height) // 2))

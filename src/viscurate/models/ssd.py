@@ -190,31 +190,48 @@ class SSDMobileNetV2COCO(ClosesOnExit):
     ``opencv`` runtime (OpenCV's setting is process-wide; the previous value is restored afterwards).
     ``batch_size`` images go through the network per forward pass.
 
+    Another SSD of the TensorFlow zoo is this class with other class attributes (its graph's layout, input
+    scaling, weight files: :class:`viscurate.models.ssd_v3.SSDMobileNetV3LargeCOCO`).
+
     >>> det = SSDMobileNetV2COCO(threads=1)                                             # doctest: +SKIP
     >>> [(d.name, d.confidence) for d in det.detect([skimage.data.chelsea()])[0]]      # doctest: +SKIP
     [('cat', 0.89...)]
     """
 
     spec: ModelSpec = SPEC
+    #: the graph's input size, input node and outputs (the ONNX rebuild's cache key)
+    layout: SSDGraph = V2_GRAPH
+    #: pixels -> network input: ``(pixel - mean) * scale`` (this graph normalizes inside itself)
+    input_scale: float = 1.0
+    input_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: anchors voting for a kept box from this score (:data:`EVIDENCE`); ``None``: no evidence computed
+    evidence_from: float | None = EVIDENCE_MIN_CONFIDENCE
+    #: whether a pass for a few classes may compute only their share of the class predictors
+    few_class_passes: bool = True
+
+    def weight_files(self) -> tuple[str, str]:
+        """(frozen graph, text graph) of this detector."""
+        return weight_path(MODULE, GRAPH, PACKAGE), weight_path(MODULE, CONFIG, PACKAGE)
 
     def __init__(self, threads: int | None = None, batch_size: int = 8,
                  runtime: Literal["onnxruntime", "opencv"] = "onnxruntime"):
+        name = self.spec.name
         if runtime not in RUNTIMES:
-            raise ViscurateError(f"unknown runtime {runtime!r} for {SPEC.name}; choose one of {', '.join(RUNTIMES)}")
+            raise ViscurateError(f"unknown runtime {runtime!r} for {name}; choose one of {', '.join(RUNTIMES)}")
         self.threads = resolve_threads(threads)
         self.batch_size = max(1, int(batch_size))
         self.runtime = runtime
         self._lock = threading.Lock()
-        graph, config = weight_path(MODULE, GRAPH, PACKAGE), weight_path(MODULE, CONFIG, PACKAGE)
+        graph, config = self.weight_files()
         if runtime == "opencv":
             import cv2
             if not hasattr(cv2.dnn, "readNetFromTensorflow"):  # OpenCV 5 dropped its TensorFlow importer
-                raise ViscurateError(f"the 'opencv' runtime of {SPEC.name} needs OpenCV 4 (cv2.dnn.readNetFromTensorflow); "
+                raise ViscurateError(f"the 'opencv' runtime of {name} needs OpenCV 4 (cv2.dnn.readNetFromTensorflow); "
                                      f"this is OpenCV {cv2.__version__}: use runtime='onnxruntime' or "
                                      f"pip install 'opencv-python-headless>=4.9,<5'")
             self._net: Any = cv2.dnn.readNetFromTensorflow(graph, config)
         else:
-            self._net, self._anchors, self._params = onnx_ssd(graph, config, self.threads)
+            self._net, self._anchors, self._params = onnx_ssd(graph, config, self.threads, self.layout)
         self._weights = (graph, config)
         self._few_classes: Any = None  # the body + class-head runner, built on the first few-class pass
 
@@ -251,22 +268,25 @@ class SSDMobileNetV2COCO(ClosesOnExit):
                  classes: list[int] | None = None) -> np.ndarray:
         import cv2
 
-        # inputs are RGB already, which is what the TensorFlow graph expects: no channel swap
-        blob = cv2.dnn.blobFromImages(images, scalefactor=1.0, size=(INPUT_SIZE, INPUT_SIZE),
-                                      mean=(0, 0, 0), swapRB=False, crop=False)
+        # inputs are RGB already, which is what the TensorFlow graphs expect: no channel swap
+        size = self.layout.input_size
+        blob = cv2.dnn.blobFromImages(images, scalefactor=self.input_scale, size=(size, size),
+                                      mean=self.input_mean, swapRB=False, crop=False)
+        feeds = lambda: {self.layout.input_name: blob}  # noqa: E731
+        outputs = [self.layout.boxes, self.layout.scores]
         with self._lock:
             if self._net is None:
                 raise ModelClosed(f"model {self.spec.key} is closed; get a new one with "
                                   f"viscurate.models.get_model({self.spec.name!r})")
-            if self.runtime == "onnxruntime" and classes is not None:
+            if self.runtime == "onnxruntime" and classes is not None and self.few_class_passes:
                 if self._few_classes is None:
                     self._few_classes = _few_class_detector(*self._weights, self.threads)
                 if self._few_classes:
                     codes, scores = self._few_classes.run(blob, classes, len(self._anchors))
                 else:  # a graph the split does not know: the full pass (detect() keeps the classes asked for)
-                    codes, scores = self._net.run([BOXES, SCORES], {"image_tensor": blob})
-            elif self.runtime == "onnxruntime":
-                codes, scores = self._net.run([BOXES, SCORES], {"image_tensor": blob})
+                    codes, scores = self._net.run(outputs, feeds())
+            elif self.runtime == "onnxruntime":  # (detect() keeps the classes asked for)
+                codes, scores = self._net.run(outputs, feeds())
             else:
                 previous = cv2.getNumThreads()
                 cv2.setNumThreads(self.threads)
@@ -282,7 +302,7 @@ class SSDMobileNetV2COCO(ClosesOnExit):
         params = dict(self._params)
         params["min_confidence"] = max(params["min_confidence"], float(np.nextafter(np.float32(min_confidence), 0)))
         return detection_output(codes.reshape(n, -1, 4), scores.reshape(n, len(self._anchors), -1), self._anchors,
-                                evidence_min_confidence=EVIDENCE_MIN_CONFIDENCE, **params)
+                                evidence_min_confidence=self.evidence_from, **params)
 
     @staticmethod
     def _decode(rows: np.ndarray, shape: tuple[int, ...], min_confidence: float) -> list[Detection]:
@@ -310,7 +330,7 @@ class SSDMobileNetV2COCO(ClosesOnExit):
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.runtime} threads={self.threads}"
-        return f"<SSDMobileNetV2COCO {self.spec.key} {state}>"
+        return f"<{type(self).__name__} {self.spec.key} {state}>"
 
 
 #: Bumped whenever :mod:`viscurate.models.tf_onnx` would rebuild the same graph differently (the cache key).
