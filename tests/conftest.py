@@ -112,6 +112,18 @@ def skimage_photo(name: str) -> Path:
     return Path(skimage.__file__).parent / "data" / name
 
 
+def assert_same_detections(got, want) -> None:
+    """Two runs of one detector (two runtimes of one graph) found the same boxes: per image the same classes
+    in order, confidences within 2e-4, boxes within a quarter pixel."""
+    import numpy as np
+
+    for g, w in zip(got, want):
+        assert [d.name for d in g] == [d.name for d in w]
+        np.testing.assert_allclose([d.confidence for d in g], [d.confidence for d in w], atol=2e-4)
+        np.testing.assert_allclose(np.array([d.bbox for d in g]).reshape(-1, 4),
+                                   np.array([d.bbox for d in w]).reshape(-1, 4), atol=0.25)
+
+
 def _gcompris_cache() -> Path:
     """bench/gcompris.py's unpack folder, read from the script itself (imported, never run: no download)."""
     import importlib.util

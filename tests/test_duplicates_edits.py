@@ -60,12 +60,23 @@ def _screenshot(im: Image.Image) -> Image.Image:
     return out
 
 
+def _ingest(root, name: str, files: dict[str, Image.Image], embed: bool = False) -> tuple[Dataset, dict[str, str]]:
+    """The pictures saved under ``root/images`` and ingested (and embedded): (dataset, file name -> sample id)."""
+    images = root / "images"
+    images.mkdir()
+    for file, im in files.items():
+        im.save(images / file, quality=92)
+    ds = Dataset.create(name, root / "home")
+    ds.add_images(images, progress=False)
+    if embed:
+        ds.embed(progress=False)
+    ids = {os.path.basename(d["filepath"]): d["_id"] for d in ds.find({}, projection={"filepath": 1})["results"]}
+    return ds, ids
+
+
 @pytest.fixture(scope="module")
 def edited(tmp_path_factory) -> tuple[Dataset, dict[str, str]]:
     """Originals, edited copies and look-alikes, ingested: (dataset, file name -> sample id)."""
-    root = tmp_path_factory.mktemp("edits")
-    images = root / "images"
-    images.mkdir()
     astronaut = Image.open(skimage_photo("astronaut.png")).convert("RGB")
     coffee = Image.open(skimage_photo("coffee.png")).convert("RGB")
     rocket = Image.open(skimage_photo("rocket.jpg")).convert("RGB")
@@ -80,18 +91,14 @@ def edited(tmp_path_factory) -> tuple[Dataset, dict[str, str]]:
         "brick_left.png": brick.crop((0, 0, 256, 512)), "brick_right.png": brick.crop((256, 0, 512, 512)),
         "china_left.jpg": china.crop((0, 0, 320, 427)), "china_right.jpg": china.crop((320, 0, 640, 427)),
     }
-    for name, im in files.items():
-        im.save(images / name, quality=92)
-    ds = Dataset.create("edits", root / "home")
-    ds.add_images(images, progress=False)
-    ids = {os.path.basename(d["filepath"]): d["_id"] for d in ds.find({}, projection={"filepath": 1})["results"]}
-    return ds, ids
+    return _ingest(tmp_path_factory.mktemp("edits"), "edits", files)
 
 
-def _partners(ds: Dataset, ids: dict[str, str]) -> dict[frozenset, str]:
-    """Every pair of files the duplicate finder (hashes only) puts in one group -> why."""
+def _pairs(ds: Dataset, ids: dict[str, str], write: bool = False, **options) -> dict[frozenset, str]:
+    """Every pair of files the duplicate finder (``options``: its rules, the model) puts in a group -> why;
+    ``write``: the finder also flags the copies (their ``issues``)."""
     names = {v: k for k, v in ids.items()}
-    report = ds.find_duplicates(model=False)
+    report = ds.find_duplicates(write=write, **options)
     return {frozenset((names[g.representative], names[m["_id"]])): m["reason"]
             for g in report.groups for m in g.members}
 
@@ -104,14 +111,14 @@ def _partners(ds: Dataset, ids: dict[str, str]) -> dict[frozenset, str]:
 ])
 def test_edited_copies_are_near_duplicates(edited, copy, original, reason):
     ds, ids = edited
-    assert _partners(ds, ids).get(frozenset((copy, original))) == reason
+    assert _pairs(ds, ids, write=True, model=False).get(frozenset((copy, original))) == reason
     # the one with fewer pixels is the copy to review (a letterboxed copy has more than its original)
     assert sum("near_duplicate" in ds.get(ids[f])["issues"] for f in (copy, original)) == 1
 
 
 def test_pictures_of_the_same_kind_are_not(edited):
     ds, ids = edited
-    pairs = _partners(ds, ids)
+    pairs = _pairs(ds, ids, write=True, model=False)
     assert len(pairs) == 4, pairs  # the four edited copies, nothing else
     for look_alikes in (("brick_left.png", "brick_right.png"), ("china_left.jpg", "china_right.jpg")):
         assert frozenset(look_alikes) not in pairs
@@ -122,7 +129,7 @@ def test_catalog_without_the_trimmed_hash_still_finds_duplicates(edited):
     ds, ids = edited
     ds.update({}, {"$unset": {"phash_trim": ""}})
     assert ds.count({"phash_trim": {"$exists": True}}) == 0
-    pairs = _partners(ds, ids)
+    pairs = _pairs(ds, ids, write=True, model=False)
     assert pairs.get(frozenset(("coffee_rot90.jpg", "coffee.png"))) == "rotated"
     assert frozenset(("astronaut_letterbox.jpg", "astronaut.png")) not in pairs  # that one needs the frame trimmed
 
@@ -174,9 +181,6 @@ def _screenshot_zoomed(im: Image.Image) -> Image.Image:
 @pytest.fixture(scope="module")
 def cropped(tmp_path_factory) -> tuple[Dataset, dict[str, str]]:
     """Crops that move the hashes, and look-alikes, ingested and embedded: (dataset, file name -> sample id)."""
-    root = tmp_path_factory.mktemp("crops")
-    images = root / "images"
-    images.mkdir()
     chelsea = Image.open(skimage_photo("chelsea.png")).convert("RGB")
     coffee = Image.open(skimage_photo("coffee.png")).convert("RGB")
     china = _china()
@@ -190,21 +194,7 @@ def cropped(tmp_path_factory) -> tuple[Dataset, dict[str, str]]:
         "china_left.jpg": china.crop((0, 0, 320, 427)), "china_right.jpg": china.crop((320, 0, 640, 427)),
         "brick_left.png": brick.crop((0, 0, 256, 512)), "brick_right.png": brick.crop((256, 0, 512, 512)),
     }
-    for name, im in files.items():
-        im.save(images / name, quality=92)
-    ds = Dataset.create("crops", root / "home")
-    ds.add_images(images, progress=False)
-    ds.embed(progress=False)
-    ids = {os.path.basename(d["filepath"]): d["_id"] for d in ds.find({}, projection={"filepath": 1})["results"]}
-    return ds, ids
-
-
-def _pairs(ds: Dataset, ids: dict[str, str], **options) -> dict[frozenset, str]:
-    """Every pair of files the duplicate finder (``options``: its rules, the model) puts in a group -> why."""
-    names = {v: k for k, v in ids.items()}
-    report = ds.find_duplicates(write=False, **options)
-    return {frozenset((names[g.representative], names[m["_id"]])): m["reason"]
-            for g in report.groups for m in g.members}
+    return _ingest(tmp_path_factory.mktemp("crops"), "crops", files, embed=True)
 
 
 def test_crops_and_zoomed_screenshots_are_aligned(cropped):

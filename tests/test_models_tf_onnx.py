@@ -14,6 +14,7 @@ import pytest
 import skimage
 from PIL import Image
 
+from tests.conftest import assert_same_detections
 from viscurate.errors import ViscurateError
 from viscurate.models import ssd
 from viscurate.models.tf_graph import GraphFormatError, parse_text_graph, read_constants
@@ -163,11 +164,7 @@ def test_onnxruntime_detector_matches_opencv(real_photos, min_confidence):
     reference = ssd.SSDMobileNetV2COCO(threads=2, runtime="opencv")
     got, want = fast.detect(real_photos, min_confidence), reference.detect(real_photos, min_confidence)
     assert sum(len(w) for w in want) >= 5
-    for g, w in zip(got, want):
-        assert [d.name for d in g] == [d.name for d in w]
-        np.testing.assert_allclose([d.confidence for d in g], [d.confidence for d in w], atol=2e-4)
-        np.testing.assert_allclose(np.array([d.bbox for d in g]).reshape(-1, 4),
-                                   np.array([d.bbox for d in w]).reshape(-1, 4), atol=0.25)
+    assert_same_detections(got, want)
     assert "onnxruntime" in repr(fast) and "opencv" in repr(reference)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import skimage_photo
+from tests.conftest import assert_same_detections, skimage_photo
 from viscurate.models import DetectorModel, WeightsNotFound, get_model, get_spec, ssd_v3
 from viscurate.models.tf_graph import parse_text_graph
 from viscurate.models.tf_onnx import UnsupportedGraph, convert
@@ -106,10 +106,6 @@ def test_onnxruntime_gives_what_opencv_gives_on_the_same_graph(detector):
     photos = [_rgb("coffee.png"), _rgb("chelsea.png")]
     got, want = detector.detect(photos, 0.1), reference.detect(photos, 0.1)
     assert sum(len(w) for w in want) >= 5
-    for g, w in zip(got, want):
-        assert [d.name for d in g] == [d.name for d in w]
-        np.testing.assert_allclose([d.confidence for d in g], [d.confidence for d in w], atol=2e-4)
-        np.testing.assert_allclose(np.array([d.bbox for d in g]).reshape(-1, 4),
-                                   np.array([d.bbox for d in w]).reshape(-1, 4), atol=0.25)
+    assert_same_detections(got, want)
     reference.close()
     assert reference.closed and "closed" in repr(reference)
