@@ -379,13 +379,19 @@ def rival_overlap(dets: Sequence[Detection]) -> list[float]:
     return [float(x) for x in _stronger_overlaps(list(dets))[0]]
 
 
+def _checkable_tags(name: str, tags: Sequence[Tag] | None) -> list[Tag] | None:
+    """The tags as a list, or ``None`` when they cannot speak about ``name``: no tags, or a class no ImageNet
+    class can speak for (a giraffe is always tagged as some other animal)."""
+    if tags is None or not has_imagenet_evidence(name):
+        return None
+    return list(tags) or None
+
+
 def _tag_agree(name: str, tags: Sequence[Tag] | None) -> float | None:
     """The summed confidence of the tags that speak for ``name`` (capped at 1); ``None`` when no ImageNet
     class can speak for it or there are no tags."""
-    if tags is None or not has_imagenet_evidence(name):
-        return None
-    tags = list(tags)
-    if not tags:
+    tags = _checkable_tags(name, tags)
+    if tags is None:
         return None
     s = sum(float(t.confidence) for t in tags if name in coco_classes_for_tag(t.name, t.class_id))
     return min(1.0, max(0.0, s))
@@ -421,10 +427,8 @@ def _tag_unmapped(name: str, tags: Sequence[Tag] | None) -> float | None:
     >>> _tag_unmapped("bear", [Tag("porcupine", 0.7, 334), Tag("brown bear", 0.2, 294)]), _tag_unmapped("giraffe", [])
     (0.7, None)
     """
-    if tags is None or not has_imagenet_evidence(name):
-        return None
-    tags = list(tags)
-    if not tags:
+    tags = _checkable_tags(name, tags)
+    if tags is None:
         return None
     return min(1.0, float(sum(float(t.confidence) for t in tags if not coco_classes_for_tag(t.name, t.class_id))))
 
@@ -439,10 +443,8 @@ def _animal_other(name: str, tags: Sequence[Tag] | None) -> float | None:
     >>> _animal_other("person", geese), _animal_other("bird", geese)
     (0.6, 0.0)
     """
-    if tags is None or not has_imagenet_evidence(name):
-        return None
-    tags = list(tags)
-    if not tags:
+    tags = _checkable_tags(name, tags)
+    if tags is None:
         return None
     return min(1.0, float(sum(float(t.confidence) for t in tags
                               if _is_animal(t) and name not in coco_classes_for_tag(t.name, t.class_id))))
@@ -497,9 +499,9 @@ def _face_agree(det: Detection, faces: Sequence[Face] | None) -> float | None:
     return best
 
 
-def _pose_agree(det: Detection, poses: Sequence[Pose] | None) -> float | None:
-    """For a person whose box a pose was estimated in: the fraction of the 17 keypoints found (score >=
-    KEYPOINT_MIN_SCORE) inside the box (10% margin). ``None`` when no pose belongs to the box."""
+def _pose_keypoints(det: Detection, poses: Sequence[Pose] | None) -> np.ndarray | None:
+    """For a person box: the ``(k, 3)`` keypoints ``[x, y, score]`` of the pose estimated in it (the pose
+    whose box it is, IoU >= POSE_BOX_MIN_IOU); ``None`` for another class or when no pose belongs to it."""
     if det.name != "person" or not poses:
         return None
     boxes = _boxes([Detection("", 0.0, list(p.bbox)) for p in poses])
@@ -507,8 +509,14 @@ def _pose_agree(det: Detection, poses: Sequence[Pose] | None) -> float | None:
     j = int(np.argmax(iou))
     if iou[j] < POSE_BOX_MIN_IOU:
         return None
-    kp = np.asarray(poses[j].keypoints, np.float64).reshape(-1, 3)
-    if not len(kp):
+    return np.asarray(poses[j].keypoints, np.float64).reshape(-1, 3)
+
+
+def _pose_agree(det: Detection, poses: Sequence[Pose] | None) -> float | None:
+    """For a person whose box a pose was estimated in: the fraction of the 17 keypoints found (score >=
+    KEYPOINT_MIN_SCORE) inside the box (10% margin). ``None`` when no pose belongs to the box."""
+    kp = _pose_keypoints(det, poses)
+    if kp is None or not len(kp):
         return None
     found = (kp[:, 2] >= KEYPOINT_MIN_SCORE) & _inside(kp[:, :2], det.bbox, pad=0.1)
     return float(found.sum() / 17.0)
@@ -523,14 +531,9 @@ def _pose_cover(det: Detection, poses: Sequence[Pose] | None) -> tuple[float | N
     >>> _pose_cover(Detection("person", 0.8, [0, 0, 100, 100]), [Pose([0, 0, 100, 100], body, 0.8)])
     (0.3, 0.9)
     """
-    if det.name != "person" or not poses:
+    kp = _pose_keypoints(det, poses)
+    if kp is None:
         return None, None
-    boxes = _boxes([Detection("", 0.0, list(p.bbox)) for p in poses])
-    iou = iou_matrix_xywh(_boxes([det]), boxes)[0]
-    j = int(np.argmax(iou))
-    if iou[j] < POSE_BOX_MIN_IOU:
-        return None, None
-    kp = np.asarray(poses[j].keypoints, np.float64).reshape(-1, 3)
     found = kp[kp[:, 2] >= KEYPOINT_MIN_SCORE]
     if len(found) < 2:
         return 0.0, 0.0
