@@ -224,6 +224,10 @@ def duplicate_graph(cat: "Catalog", scope: dict, model: str | None | bool, rules
 
     # evidence between nodes: (i, j) -> [reason]
     phash, phash_ok = hex_codes([cols["phash"][k] for k in nodes])
+    # the hash of the picture inside its frame (missing: no frame, or a catalog older than it), and each
+    # sample's hash in its frame where it has one, else its plain hash
+    framed, framed_ok = hex_codes([cols["phash_trim"][k] for k in nodes])
+    code_in_frame = np.where(framed_ok[:, None], framed, phash)
     edges: dict[tuple[int, int], list] = {}
 
     def add(i: np.ndarray, j: np.ndarray, reason: str) -> None:
@@ -235,7 +239,6 @@ def duplicate_graph(cat: "Catalog", scope: dict, model: str | None | bool, rules
     i, j, _ = hamming_pairs([cols["phash"][k] for k in nodes], rules.hash_distance, threads=threads)
     # two framed pictures (screenshots in one app's window, photos on one poster template) can share a hash
     # that the frame makes: when both have a picture inside a frame, those pictures must match too
-    framed, framed_ok = hex_codes([cols["phash_trim"][k] for k in nodes])
     both_framed = framed_ok[i] & framed_ok[j]
     apart = both_framed & (_popcount_distance(framed, i, j) > rules.hash_distance)
     add(i[~apart], j[~apart], "phash")
@@ -243,7 +246,6 @@ def duplicate_graph(cat: "Catalog", scope: dict, model: str | None | bool, rules
     add(i, j, "mirrored")
     # each sample's plain hash, then its hash inside its frame (None: no frame, or a catalog older than it)
     both = [cols["phash"][k] for k in nodes] + [cols["phash_trim"][k] for k in nodes]
-    code_in_frame, _ = hex_codes([cols["phash_trim"][k] or cols["phash"][k] for k in nodes])
     add(*_trimmed_pairs(both, rules.hash_distance, threads), "trimmed")
     add(*_rotated_pairs(both, [cols["phash_turns"][k] for k in nodes], rules.rotation_distance, threads), "rotated")
 
