@@ -31,6 +31,13 @@ ask is a first ask there, and it runs q itself, page 1, as before):
 Fewer than --runs (at least 5) are timed once one query's operation has used --budget seconds;
 p50 / p95 in ms.
 
+Load rows (docs/decisions.md: bulk loads): besides ``add_documents(<generator of dicts>)`` the same N
+documents are loaded, each into a fresh dataset in its own child process, as an Arrow table
+(``add_documents(table)``: the table is built from the generated chunks with the documents' schema
+first, "prep s", not counted) and as a Parquet file (``add_documents(path)``; writing the file is the
+prep). ``--load-only`` measures only the loads, MongoDB ``insert_many`` and the three viscurate ways
+in turn, ``--load-rounds`` times in a rotating order (A/B in one sitting), and reports the median.
+
 Prints a load table and a query table; writes bench/results/query-<date>-n<N>.json.
 """
 
@@ -188,6 +195,130 @@ class GenTimer:
     def docs(self):
         for chunk in self.chunks():
             yield from chunk
+
+
+LOAD_KINDS = ("dicts", "arrow", "parquet")
+
+
+def synthetic_schema():
+    """The Arrow schema of bench/synthetic.py's documents, as a Parquet file of them would carry it (one
+    schema for every chunk: inferring it chunk by chunk gives structs with other fields)."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    s, f, i, b = pa.string(), pa.float64(), pa.int64(), pa.bool_()
+    box = pa.struct([("name", s), ("confidence", f), ("bbox", pa.list_(f)), ("label_quality_estimation", f)])
+    return pa.schema([
+        ("_id", s), ("filepath", s), ("source", s), ("datetime", s), ("type", s), ("width", i), ("height", i),
+        ("format", s), ("size_bytes", i), ("hash", s), ("error", s), ("phash", s),
+        ("quality", pa.struct([("blur", f), ("brightness", f), ("contrast", f), ("entropy", f),
+                               ("grayscale", b), ("aspect_ratio", f)])),
+        ("issues", pa.list_(s)), ("split", s), ("tags", pa.list_(s)), ("object_analysis_processed", b),
+        ("object_analysis", pa.list_(box)), ("label_quality_estimation", f),
+        ("metadata", pa.struct([("camera", s), ("site", i), ("operator", s), ("note", s)])),
+    ])
+
+
+def synthetic_batches(n: int, seed: int):
+    """The synthetic documents as Arrow record batches (one per generated chunk), one schema."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    row = pa.struct(list(synthetic_schema()))
+    for chunk in generate_chunks(n, seed):
+        yield pa.RecordBatch.from_struct_array(pa.array(chunk, type=row))
+
+
+def viscurate_load(kind: str, a) -> dict:
+    """Load the N documents into a fresh dataset ``kind``-wise (dicts, arrow, parquet); seconds inside
+    ``add_documents`` only (generating the documents, building the table, writing the file excluded)."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    from viscurate.dataset import Dataset  # noqa: PLC0415
+
+    home = tempfile.mkdtemp(prefix="vc-bench-load-")
+    try:
+        ds = Dataset.create("bench-load", home=home)
+        t = time.perf_counter()
+        if kind == "dicts":
+            gen = GenTimer(a.n, a.seed)
+            ds.add_documents(gen.docs())
+            prep, load = gen.gen_seconds, time.perf_counter() - t - gen.gen_seconds
+        elif kind == "arrow":
+            table = pa.Table.from_batches(list(synthetic_batches(a.n, a.seed)), schema=synthetic_schema())
+            prep = time.perf_counter() - t
+            t = time.perf_counter()
+            ds.add_documents(table)
+            load = time.perf_counter() - t
+        else:
+            path = os.path.join(home, "docs.parquet")
+            with pq.ParquetWriter(path, synthetic_schema()) as out:
+                for batch in synthetic_batches(a.n, a.seed):
+                    out.write_batch(batch)
+            prep = time.perf_counter() - t
+            t = time.perf_counter()
+            ds.add_documents(path)
+            load = time.perf_counter() - t
+        docs = ds.count({})
+        ds.close()
+        return {"kind": kind, "docs": docs, "load_seconds": round(load, 3), "prep_seconds": round(prep, 3),
+                "load_docs_per_s": round(a.n / load, 1) if load > 0 else None}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def run_viscurate_load(kind: str, a) -> dict:
+    """:func:`viscurate_load` in a child process (a fresh interpreter each time; peak RSS from outside)."""
+    out = tempfile.mktemp(prefix="vc-bench-load-", suffix=".json")
+    argv = [viscurate_python(), str(Path(__file__).resolve()), "--n", str(a.n), "--seed", str(a.seed),
+            "--load-kind", kind, "--worker-out", out]
+    m = run_measured(argv, env=viscurate_env(), timeout=a.timeout)
+    try:
+        res = json.loads(Path(out).read_text())
+        res["status"] = "ok"
+    except (OSError, ValueError):
+        tail = (m.stderr.strip().splitlines() or ["?"])[-3:]
+        res = {"kind": kind, "status": "timeout" if m.timed_out else "crashed", "error": " | ".join(tail)[:500]}
+    finally:
+        if os.path.exists(out):
+            os.unlink(out)
+    res["peak_rss_mb"] = round(m.peak_rss_mb, 1)
+    print(f"[load] viscurate {kind:8s} {res.get('load_docs_per_s') or 0:>10,.0f} docs/s "
+          f"({res.get('load_seconds')} s, prep {res.get('prep_seconds')} s, peak RSS {res['peak_rss_mb']:.0f} MB)",
+          file=sys.stderr, flush=True)
+    return res
+
+
+def mongo_load(a, binary: str) -> dict:
+    """MongoDB's load alone: insert_many of the generated chunks into a fresh mongod."""
+    with Mongod(binary) as m:
+        coll = m.client["bench"]["samples"]
+        gen = GenTimer(a.n, a.seed)
+        load = 0.0
+        for chunk in gen.chunks():
+            t = time.perf_counter()
+            coll.insert_many(chunk, ordered=False)
+            load += time.perf_counter() - t
+        res = {"kind": "mongodb insert_many", "docs": coll.estimated_document_count(), "version": m.version(),
+               "load_seconds": round(load, 3), "load_docs_per_s": round(a.n / load, 1) if load else None,
+               "peak_rss_mb": round(m.sampler.peak_rss / MIB, 1)}
+    print(f"[load] mongodb  insert_many {res['load_docs_per_s'] or 0:>7,.0f} docs/s ({res['load_seconds']} s)",
+          file=sys.stderr, flush=True)
+    return res
+
+
+def run_loads(a, binary: str | None) -> dict:
+    """--load-only: every way of loading, ``--load-rounds`` times, the order rotated each round (so that
+    no way always runs on the quietest or the busiest minute); medians of docs/s."""
+    ways = ["mongodb"] * (binary is not None) + list(LOAD_KINDS)
+    rounds: list[dict] = []
+    for r in range(a.load_rounds):
+        order = ways[r % len(ways):] + ways[:r % len(ways)]
+        got = {}
+        for way in order:
+            got[way] = mongo_load(a, binary) if way == "mongodb" else run_viscurate_load(way, a)
+        rounds.append(got)
+    median = {way: statistics.median(x[way]["load_docs_per_s"] or 0 for x in rounds) for way in ways}
+    return {"rounds": rounds, "median_docs_per_s": median}
 
 
 def du_bytes(path: str) -> int:
@@ -614,6 +745,11 @@ def print_tables(res: dict) -> None:
         load_rows.append(["viscurate " + str(vc.get("version", "?")), _f(vc.get("docs")),
                           _f(vc.get("load_seconds")), _f(vc.get("load_docs_per_s"), 0), "-",
                           _f(vc.get("disk_mb"), 1), _f(vc.get("peak_rss_mb"), 0) + " (process)"])
+    for kind, got in res.get("viscurate_loads", {}).items():
+        if got.get("status") == "ok":
+            load_rows.append([f"viscurate, {kind} (prep {got['prep_seconds']:.1f} s)", _f(got.get("docs")),
+                              _f(got.get("load_seconds")), _f(got.get("load_docs_per_s"), 0), "-", "-",
+                              _f(got.get("peak_rss_mb"), 0) + " (process)"])
     load_hdr = ["engine", "docs", "load s", "docs/s", "index build s", "data+index MB",
                 "peak RSS MB"]
 
@@ -698,11 +834,30 @@ def main() -> int:
     ap.add_argument("--skip-viscurate", action="store_true")
     ap.add_argument("--timeout", type=float, default=7200.0)
     ap.add_argument("--out", help="results JSON (default bench/results/query-<date>-n<N>.json)")
+    ap.add_argument("--load-only", action="store_true",
+                    help="measure the loads only: MongoDB insert_many and viscurate's dicts, Arrow, Parquet")
+    ap.add_argument("--load-rounds", type=int, default=3, help="rounds of --load-only (rotating order)")
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
+    ap.add_argument("--load-kind", choices=LOAD_KINDS, help=argparse.SUPPRESS)
     a = ap.parse_args()
 
+    if a.worker_out and a.load_kind:
+        Path(a.worker_out).write_text(json.dumps(viscurate_load(a.load_kind, a)))
+        return 0
     if a.worker_out:
         return viscurate_worker(a)
+    if a.load_only:
+        binary = None if a.skip_mongo else find_mongod()
+        res = {"benchmark": "query-load", "date": dt.datetime.now().isoformat(timespec="seconds"),
+               "machine": machine_info(), "n": a.n, "seed": a.seed, **run_loads(a, binary)}
+        out = Path(a.out) if a.out else (
+            BENCH / "results" / f"query-load-{dt.date.today().isoformat()}-n{a.n}.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1, default=str) + "\n")
+        for way, dps in res["median_docs_per_s"].items():
+            print(f"{way:10s} {dps:>10,.0f} docs/s (median of {a.load_rounds})")
+        print(f"results: {out}")
+        return 0
 
     res: dict = {"benchmark": "query", "date": dt.datetime.now().isoformat(timespec="seconds"),
                  "machine": machine_info(), "n": a.n, "seed": a.seed, "runs": a.runs,
@@ -724,6 +879,7 @@ def main() -> int:
     else:
         print("[query] viscurate side ...", file=sys.stderr, flush=True)
         res["viscurate"] = run_viscurate(a)
+        res["viscurate_loads"] = {kind: run_viscurate_load(kind, a) for kind in LOAD_KINDS[1:]}
         if res["viscurate"].get("status") == "ok" and res["mongodb"].get("status") == "ok":
             cross_check(res["mongodb"], res["viscurate"], a.seed)
     out = Path(a.out) if a.out else (

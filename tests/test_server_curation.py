@@ -192,6 +192,20 @@ def test_export_jobs_report_progress_and_serve_their_file(client):
     assert listed[0]["id"] == coco["id"]
 
 
+def test_export_jobs_of_folder_formats_serve_a_zip_of_labels(client):
+    import io
+    import zipfile
+    r = client.post("/v1/datasets/photos/jobs", json={"kind": "export", "format": "voc", "field": "object_analysis"})
+    job, _ = _wait(client, r.json()["id"])
+    assert job["state"] == "done", job
+    body = client.get(job["result"]["download"])
+    names = zipfile.ZipFile(io.BytesIO(body.content)).namelist()
+    xmls = [n for n in names if n.startswith("Annotations/") and n.endswith(".xml")]
+    assert len(xmls) == job["result"]["images"] > 0 and not any(n.startswith("JPEGImages/") for n in names)
+    bad = client.post("/v1/datasets/photos/jobs", json={"kind": "export", "format": "exe"})
+    assert bad.status_code in (400, 422)
+
+
 def test_label_job_counts_its_images(client):
     r = client.post("/v1/datasets/photos/jobs", json={"kind": "label", "q": {"split": "train"}, "model": "detector"})
     job, seen = _wait(client, r.json()["id"], timeout=300)

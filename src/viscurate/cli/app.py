@@ -47,8 +47,8 @@ def main_options(
 COMMAND_ORDER = (
     "create", "list", "delete", "rename", "ingest", "find", "get", "count", "update", "tag", "untag", "info",
     "label", "embed", "duplicates", "calibrate", "leaks", "outliers", "object-duplicates", "box-label-errors",
-    "clusters", "label-errors", "import-coco", "import-folders", "evaluate", "analyze", "similar", "map", "export",
-    "draw", "models", "demo", "serve",
+    "clusters", "label-errors", "import", "import-coco", "import-folders", "evaluate", "analyze", "similar", "map", "export",
+    "formats", "draw", "models", "demo", "serve",
 )
 
 

@@ -23,7 +23,9 @@ commands = typer.Typer()
 
 @commands.command("ingest")
 def ingest_cmd(
-    paths: List[Path] = typer.Argument(..., help="Folders, image files, zip/tar archives or path lists (.txt)."),
+    # (str, not Path: a Path would turn https://host/a.jpg into https:/host/a.jpg)
+    paths: List[str] = typer.Argument(..., help="Folders, image files, zip/tar archives, path lists (.txt), image "
+                                      "URLs, URL lists (.txt) or URL tables (.csv/.parquet with a 'url' column)."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset to add to (created if missing)."),
     include: Optional[List[str]] = typer.Option(None, "--include", "-i", help="Glob of files to take (repeatable)."),
     exclude: Optional[List[str]] = typer.Option(None, "--exclude", "-x", help="Glob of files to skip (repeatable)."),
@@ -33,6 +35,22 @@ def ingest_cmd(
                                                   "e.g. dark=0.1 (repeatable; see docs/profile.md)."),
     prune: bool = typer.Option(False, "--prune", help="Remove the samples whose file is gone (default: flag "
                                "them 'missing')."),
+    every_frames: Optional[int] = typer.Option(None, "--every-frames", help="Videos: take every N-th frame."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Videos: take N frames per second (default 1 when "
+                                        "no video option is given)."),
+    scenes: bool = typer.Option(False, "--scenes", help="Videos: take the first frame of every scene (hard cuts); "
+                                "combines with --fps or --every-frames."),
+    scene_threshold: Optional[float] = typer.Option(None, "--scene-threshold", help="Videos: mean absolute luma "
+                                                    "difference (0-255) that makes a cut (default 30)."),
+    allow_private_urls: bool = typer.Option(False, "--allow-private-urls", help="URLs: let downloads reach "
+                                            "loopback, private and link-local addresses (refused by default)."),
+    resize: Optional[int] = typer.Option(None, "--resize", min=16, help="URLs: store downloaded images scaled "
+                                         "down to this longest side (pixels)."),
+    ignore_opt_out: bool = typer.Option(False, "--ignore-opt-out", help="URLs: also take images whose server "
+                                        "says X-Robots-Tag: noai, noimageai, noindex or noimageindex."),
+    concurrency: int = typer.Option(64, "--concurrency", min=1, help="URLs: downloads in flight."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="URLs: seconds one download attempt may take."),
+    retries: int = typer.Option(2, "--retries", min=0, help="URLs: retries after a timeout, a 5xx or a 429."),
     no_progress: bool = NO_PROGRESS_OPTION,
     as_json: bool = json_option("the report"),
 ) -> None:
@@ -40,17 +58,24 @@ def ingest_cmd(
     file is gone."""
     from ..dataset import Dataset
     from ..sources.resolve import check_inputs
+    from ..media.video import frame_sampling
     thresholds = _thresholds(threshold or [])
+    options = {"every_frames": every_frames, "fps": fps, "scenes": scenes or None, "scene_threshold": scene_threshold}
+    video = frame_sampling({k: v for k, v in options.items() if v is not None})  # (raises on a bad option)
     checked = check_inputs(paths)  # before the dataset is created: a wrong input writes nothing
     ds = Dataset.create(dataset, state.home, exist_ok=True, lock_timeout=state.wait)
+    download = {"resize": resize, "honour_opt_out": not ignore_opt_out, "concurrency": concurrency,
+                "timeout": timeout, "retries": retries}
     report = ds.add_images(checked, include=include, exclude=exclude, workers=workers, batch_size=batch_size,
-                           progress=not no_progress and not as_json, thresholds=thresholds, prune=prune)
+                           progress=not no_progress and not as_json, thresholds=thresholds, prune=prune, video=video,
+                           allow_private_urls=allow_private_urls, download=download)
     summary = {
         "dataset": dataset, "added": report.added, "changed": report.changed, "unchanged": report.unchanged,
         "failed": report.failed, "unsupported": report.unsupported, "missing": report.missing,
         "pruned": report.pruned, "restored": report.restored, "files": report.files, "bytes": report.bytes,
         "seconds": round(report.seconds, 3), "images_per_s": round(report.images_per_s, 1),
-        "mb_per_s": round(report.mb_per_s, 2),
+        "mb_per_s": round(report.mb_per_s, 2), "videos": report.videos, "frames": report.frames,
+        "downloaded": report.downloaded, "download_failed": report.download_failed,
     }
     if as_json:
         print_json(summary)
@@ -58,7 +83,7 @@ def ingest_cmd(
     table = Table(title=f"ingest into {dataset}", show_header=False)
     for k in ("added", "changed", "unchanged", "failed", "files"):
         table.add_row(k, f"{summary[k]:,}")
-    for k in ("unsupported", "missing", "pruned", "restored"):
+    for k in ("downloaded", "download_failed", "videos", "frames", "unsupported", "missing", "pruned", "restored"):
         if summary[k]:
             table.add_row(k, f"{summary[k]:,}")
     table.add_row("data", human_bytes(report.bytes))
@@ -71,6 +96,10 @@ def ingest_cmd(
         print_caution(f"{report.unsupported} file(s) are valid but in an encoding viscurate cannot decode; "
                       f"they are samples flagged 'unsupported', with the reason: "
                       f"viscurate find {dataset} '{{\"issues\": \"unsupported\"}}'")
+    if report.download_failed:
+        print_caution(f"{report.download_failed} URL(s) gave no image; their samples carry the issue "
+                      f"'download_failed' and download.status says why: viscurate find {dataset} "
+                      f"'{{\"issues\": \"download_failed\"}}' (a re-run retries them)")
     if report.missing and not report.pruned:
         print_caution(f"{report.missing} file(s) are gone; their samples are flagged 'missing' "
                       f"(viscurate find {dataset} '{{\"issues\": \"missing\"}}'); run again with --prune "

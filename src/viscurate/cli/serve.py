@@ -40,6 +40,9 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to l
                                                    help="Largest image /v1/analyze takes, uploaded or fetched, MiB."),
               fetch_deadline: float = typer.Option(server_defaults.FETCH_DEADLINE_S, "--fetch-deadline", min=1, max=3600,
                                                    help="Seconds a whole URL fetch of /v1/analyze may take."),
+              allow_private_urls: bool = typer.Option(False, "--allow-private-urls", help="Let URL fetches "
+                                                      "(/v1/analyze, ingest jobs) reach loopback, private and "
+                                                      "link-local addresses (refused by default)."),
               heavy_threads: int = typer.Option(server_defaults.HEAVY_THREADS, "--heavy-threads", min=1, max=64,
                                                 help="Queries that scan free-form JSON run at once, apart from "
                                                 "the request threads."),
@@ -75,7 +78,7 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to l
         server_app = create_app(state.home, require_key=not is_loopback(host),
                                 request_threads=threads or request_threads(), allowed_hosts=tuple(allowed_hosts or ()),
                                 max_body_bytes=int(max_body_mib * 2**20), max_upload_bytes=int(max_upload_mib * 2**20),
-                                fetch_deadline=fetch_deadline,
+                                fetch_deadline=fetch_deadline, allow_private_urls=allow_private_urls,
                                 heavy_queries=LaneSettings(threads=heavy_threads, share=heavy_share,
                                                            max_waiting=heavy_queue))
         # the objects of every module loaded so far live as long as the process: out of the collector's

@@ -19,16 +19,22 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+import numpy as np
+
 from ..errors import ViscurateError
-from ..files import write_atomic
+from ..files import atomic_file
+from .media import place_image
+from .records import Category, LabeledImage, LabelSet, field_value, categories_from_names
 
 __all__ = ["GROUND_TRUTH", "AUTO_LABELS", "CocoImport", "read_coco", "read_coco_results", "check_coco_inputs",
            "coco_image_files", "coco_ground_truth_boxes", "coco_predicted_boxes", "default_export_field",
-           "write_coco"]
+           "looks_like_coco", "read_coco_set", "write_coco"]
 
 #: Where imported ground truth goes, and what an export writes when the samples have some.
 GROUND_TRUTH = "ground_truth.detections"
@@ -49,9 +55,8 @@ class CocoImport:
         return {"images": self.images, "samples": self.samples, "boxes": self.boxes, "missing": self.missing}
 
 
-def read_coco(path: str | os.PathLike) -> dict[str, Any]:
-    """A COCO detection file, checked: ``{"images": {id: image}, "categories": {id: name},
-    "annotations": {image id: [annotation]}}``."""
+def _load_coco_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The parsed COCO file, or an error saying why it is not one."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -59,6 +64,13 @@ def read_coco(path: str | os.PathLike) -> dict[str, Any]:
         raise ViscurateError(f"cannot read COCO file {path}: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ViscurateError(f"{path} is not a COCO detection file (no 'images' list)")
+    return data
+
+
+def read_coco(path: str | os.PathLike) -> dict[str, Any]:
+    """A COCO detection file, checked: ``{"images": {id: image}, "categories": {id: name},
+    "annotations": {image id: [annotation]}}``."""
+    data = _load_coco_json(path)
     images = {im["id"]: im for im in data["images"] if isinstance(im, dict) and "id" in im and "file_name" in im}
     categories = {c["id"]: str(c.get("name", c["id"])) for c in data.get("categories") or [] if "id" in c}
     annotations: dict[Any, list] = {}
@@ -170,50 +182,199 @@ def default_export_field(count: Callable[[dict | None], int], query: dict | None
     return GROUND_TRUTH if count({"$and": [query, has_truth]} if query else has_truth) else AUTO_LABELS
 
 
-def _is_corrupt(doc: dict) -> bool:
-    """A sample COCO cannot describe: it could not be decoded, so it has no size (COCO needs one)."""
-    return "corrupt" in (doc.get("issues") or ()) or not doc.get("width") or not doc.get("height")
+# ---- the common record shape (formats/records.py): any COCO file in, any records out ------------------
+
+#: Annotation keys kept on the box as they are (the box dict has a place for them, the catalog keeps them).
+_KEPT_ANNOTATION_KEYS = ("segmentation", "keypoints", "num_keypoints", "attributes")
+#: The box flags of VOC and CVAT: COCO has no place for them but the attributes, where they are written.
+_FLAGS = ("difficult", "truncated", "occluded")
+#: Image keys kept as the sample's ``coco.*`` fields, and written back.
+_KEPT_IMAGE_KEYS = ("license", "coco_url", "flickr_url", "date_captured")
 
 
-def write_coco(docs: Iterable[dict], out_path: str | os.PathLike, *, field: str, description: str,
-               total: int, progress: Any = None) -> dict[str, Any]:
-    """Write the boxes of ``field`` of the sample documents ``docs`` as a COCO detection file.
+def looks_like_coco(path: Path) -> bool:
+    """A ``.json`` file that starts like a COCO detection file (an ``images`` list and ``annotations``
+    or ``categories``)."""
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() != ".json":
+        return False
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    return b'"images"' in head and (b'"annotations"' in head or b'"categories"' in head)
 
-    ``file_name`` is the sample's absolute path (so ``Dataset.import_coco`` reads the file back with any
-    ``images`` folder), categories are numbered from 1 by name, scores are kept for predictions, and
-    each image carries its sample's ``viscurate_id``. Corrupt samples (no size) are left out.
-    ``progress(done, total)`` is called as it goes (``total``: how many ``docs`` there are). Returns
-    ``{"images", "annotations", "categories", "field", "corrupt_left_out"}``.
 
-    >>> write_coco(ds.iter({"split": "val"}), "labels.json", field=GROUND_TRUTH,
-    ...            description="val", total=ds.count({"split": "val"}))              # doctest: +SKIP
+def read_coco_set(path: str | os.PathLike, *, images: str | os.PathLike | None = None) -> LabelSet:
+    """A COCO detection file as records: the categories in the file's order with their ids (and
+    ``supercategory`` in ``extra``), one :class:`LabeledImage` per image with its annotations as boxes
+    (annotation ``id``, ``iscrowd``, ``area``, ``attributes``, ``segmentation``, keypoints, ``score`` as
+    ``confidence``) and the image's id and other keys as ``coco.*`` fields.
+
+    >>> labels = read_coco_set("annotations/instances_val2017.json", images="val2017")   # doctest: +SKIP
+    >>> labels.classes[:2]                                                                 # doctest: +SKIP
+    [Category(id=1, name='person'), Category(id=2, name='bicycle')]
     """
-    images, annotations, categories = [], [], {}
-    corrupt = 0
-    for n, doc in enumerate(docs, 1):
-        if progress is not None and (n % 200 == 0 or n == total):
-            progress(n, total)
-        if _is_corrupt(doc):
-            corrupt += 1
+    data = _load_coco_json(path)
+    classes = [Category(c["id"], str(c.get("name", c["id"])),
+                        {k: v for k, v in c.items() if k not in ("id", "name")})
+               for c in data.get("categories") or [] if isinstance(c, dict) and "id" in c]
+    names = {c.id: c.name for c in classes}
+    by_image: dict[Any, list[dict]] = {}
+    skipped: dict[str, int] = {}
+    for a in data.get("annotations") or []:
+        if not isinstance(a, dict) or _bbox(a.get("bbox")) is None:
+            skipped["annotation without a box"] = skipped.get("annotation without a box", 0) + 1
             continue
-        image_id = len(images) + 1
-        images.append({"id": image_id, "file_name": doc.get("filepath") or doc["_id"], "width": doc.get("width"),
-                       "height": doc.get("height"), "viscurate_id": doc["_id"]})
-        node: Any = doc
-        for part in field.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        for box in node or []:
-            bbox = _bbox(box.get("bbox"))
-            if bbox is None or not box.get("name"):
+        by_image.setdefault(a.get("image_id"), []).append(a)
+
+    def box_of(a: dict) -> dict:
+        box: dict[str, Any] = {"name": names.get(a.get("category_id"), str(a.get("category_id"))),
+                               "bbox": _bbox(a["bbox"])}
+        if a.get("score") is not None:
+            box["confidence"] = float(a["score"])
+        if a.get("iscrowd"):
+            box["iscrowd"] = 1
+        if isinstance(a.get("area"), (int, float)):
+            box["area"] = float(a["area"])
+        for k in _KEPT_ANNOTATION_KEYS:
+            if a.get(k) not in (None, [], {}):
+                box[k] = a[k]
+        attributes = box.get("attributes")
+        if isinstance(attributes, dict) and any(k in attributes for k in _FLAGS):  # our writer put them there
+            box.update({k: attributes[k] for k in _FLAGS if k in attributes})
+            rest = {k: v for k, v in attributes.items() if k not in _FLAGS}
+            box.pop("attributes")
+            if rest:
+                box["attributes"] = rest
+        if "id" in a:
+            box["id"] = a["id"]
+        return box
+
+    def records():
+        for im in data["images"]:
+            if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
                 continue
-            cid = categories.setdefault(str(box["name"]), len(categories) + 1)
-            ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": cid, "bbox": bbox,
-                   "area": round(bbox[2] * bbox[3], 2), "iscrowd": int(bool(box.get("iscrowd")))}
-            if box.get("confidence") is not None:
-                ann["score"] = box["confidence"]
-            annotations.append(ann)
-    data = {"info": {"description": description}, "images": images, "annotations": annotations,
-            "categories": [{"id": cid, "name": name} for name, cid in categories.items()]}
-    write_atomic(Path(out_path), json.dumps(data).encode())
-    return {"images": len(images), "annotations": len(annotations), "categories": len(categories),
-            "field": field, "corrupt_left_out": corrupt}
+            fields = {"coco.image_id": im["id"], **{f"coco.{k}": im[k] for k in _KEPT_IMAGE_KEYS if k in im}}
+            yield LabeledImage(str(im["file_name"]), sample_id=im.get("viscurate_id"), width=im.get("width"),
+                               height=im.get("height"), detections=[box_of(a) for a in by_image.get(im["id"], [])],
+                               fields=fields, source_id=im["id"])
+
+    from collections import Counter
+    info = {k: v for k, v in data.items() if k in ("info", "licenses")}
+    root = _images_folder(path, images).resolve()
+    first = next((im["file_name"] for im in data["images"] if isinstance(im, dict) and "file_name" in im), None)
+    if images is None and first and not (root / str(first)).exists() and (root / "data" / str(first)).exists():
+        root = root / "data"  # our folder exports (and FiftyOne's): labels.json beside data/
+    return LabelSet("coco", root, classes, records(), info, Counter(skipped))
+
+
+def _final_ids(given: array) -> np.ndarray:
+    """Ids for items whose source ids are ``given`` (-1: none): the source ids when they are unique
+    non-negative integers, the missing ones numbered after the largest; all renumbered from 1 otherwise."""
+    ids = np.frombuffer(given, dtype=np.int64).copy() if len(given) else np.zeros(0, np.int64)
+    have = ids[ids >= 0]
+    if len(np.unique(have)) != len(have):
+        return np.arange(1, len(ids) + 1, dtype=np.int64)
+    missing = ids < 0
+    start = int(have.max()) + 1 if len(have) else 1
+    ids[missing] = np.arange(start, start + int(missing.sum()), dtype=np.int64)
+    return ids
+
+
+def _int_id(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else -1
+
+
+def write_coco(images: Iterable[LabeledImage], out: str | os.PathLike, *, classes: list[Category],
+               media: str = "none", progress: Callable[[int], None] | None = None,
+               description: str = "viscurate export") -> dict[str, Any]:
+    """Write records as one COCO detection file, streaming: memory stays bounded whatever the count
+    (images and annotations go to temporary files first, 8 bytes of id per item stay in memory).
+
+    ``out``: a ``.json`` file (``file_name`` is then each image's absolute path, so the file works from
+    anywhere), or a folder (``labels.json`` and, with ``media="copy"`` or ``"symlink"``, the images in
+    ``data/``, ``file_name`` relative to it). Category ids are the ``classes``' ids (renumbered from 1
+    when one is not a non-negative integer); image ids are the ``coco.image_id`` each record carries and
+    annotation ids the boxes' ``id``, when unique, else numbered from 1. Each image carries its
+    ``viscurate_id``. Returns ``{"images", "annotations", "categories", "dropped"}``.
+
+    >>> write_coco(records, "labels.json", classes=[Category(1, "cat")])          # doctest: +SKIP
+    {'images': 2, 'annotations': 3, 'categories': 1, 'dropped': {}}
+    """
+    out = Path(out)
+    as_folder = out.suffix.lower() != ".json"
+    if media not in ("none", "copy", "symlink"):
+        raise ViscurateError(f"media must be none, copy or symlink, not {media!r}")
+    if media != "none" and not as_folder:
+        raise ViscurateError("copying images needs a folder to write into: give a folder, not a .json file")
+    json_path = out / "labels.json" if as_folder else out
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    if any(not isinstance(c.id, int) or isinstance(c.id, bool) or c.id < 0 for c in classes) \
+            or len({c.id for c in classes}) != len(classes):
+        classes = categories_from_names([c.name for c in classes], start=1)
+    cat_ids = {c.name: c.id for c in classes}
+    extra_classes: list[Category] = []
+    image_src, ann_src = array("q"), array("q")
+    dropped: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(dir=json_path.parent, prefix=".coco-") as tmp:
+        img_tmp, ann_tmp = Path(tmp) / "images.jsonl", Path(tmp) / "annotations.jsonl"
+        with open(img_tmp, "w", encoding="utf-8") as fi, open(ann_tmp, "w", encoding="utf-8") as fa:
+            for seq, rec in enumerate(images):
+                if media != "none":
+                    file_name = place_image(rec.file, out / "data", rec.sample_id, media).relative_to(out / "data").as_posix()
+                else:
+                    file_name = rec.file
+                im: dict[str, Any] = {"file_name": file_name, "width": rec.width, "height": rec.height}
+                for k in _KEPT_IMAGE_KEYS:
+                    v = field_value(rec.fields, f"coco.{k}")
+                    if v is not None:
+                        im[k] = v
+                if rec.sample_id:
+                    im["viscurate_id"] = rec.sample_id
+                fi.write(json.dumps(im, ensure_ascii=False) + "\n")
+                image_src.append(_int_id(field_value(rec.fields, "coco.image_id")))
+                for box in rec.detections or []:
+                    bbox = _bbox(box.get("bbox"))
+                    if bbox is None or not box.get("name"):
+                        dropped["box without a name or bbox"] = dropped.get("box without a name or bbox", 0) + 1
+                        continue
+                    name = str(box["name"])
+                    if name not in cat_ids:
+                        cat_ids[name] = max(cat_ids.values(), default=0) + 1
+                        extra_classes.append(Category(cat_ids[name], name))
+                    ann: dict[str, Any] = {"image": seq, "category_id": cat_ids[name], "bbox": bbox,
+                                           "area": float(box["area"]) if isinstance(box.get("area"), (int, float))
+                                           else round(bbox[2] * bbox[3], 2),
+                                           "iscrowd": int(bool(box.get("iscrowd")))}
+                    if box.get("confidence") is not None:
+                        ann["score"] = float(box["confidence"])
+                    for k in _KEPT_ANNOTATION_KEYS:
+                        if box.get(k) not in (None, [], {}):
+                            ann[k] = box[k]
+                    flags = {k: box[k] for k in _FLAGS if k in box}
+                    if flags:  # COCO has no flags: they ride in the attributes, as CVAT's COCO export does
+                        ann["attributes"] = {**flags, **(ann.get("attributes") or {})}
+                    fa.write(json.dumps(ann, ensure_ascii=False) + "\n")
+                    ann_src.append(_int_id(box.get("id")))
+                if progress is not None:
+                    progress(seq + 1)
+        image_ids, ann_ids = _final_ids(image_src), _final_ids(ann_src)
+        categories = [{"id": cat_ids[c.name], "name": c.name,
+                       **{k: v for k, v in c.extra.items() if k not in ("id", "name")}}
+                      for c in classes + extra_classes]
+        with atomic_file(json_path) as f:
+            head = {"info": {"description": description}}
+            f.write(json.dumps(head)[:-1].encode() + b', "categories": ')
+            f.write(json.dumps(categories, ensure_ascii=False).encode() + b', "images": [')
+            with open(img_tmp, encoding="utf-8") as fi:
+                for n, line in enumerate(fi):
+                    im = json.loads(line)
+                    f.write((b", " if n else b"") + json.dumps({"id": int(image_ids[n]), **im}, ensure_ascii=False).encode())
+            f.write(b'], "annotations": [')
+            with open(ann_tmp, encoding="utf-8") as fa:
+                for n, line in enumerate(fa):
+                    ann = json.loads(line)
+                    ann = {"id": int(ann_ids[n]), "image_id": int(image_ids[ann.pop("image")]), **ann}
+                    f.write((b", " if n else b"") + json.dumps(ann, ensure_ascii=False).encode())
+            f.write(b"]}")
+    return {"images": len(image_src), "annotations": len(ann_src), "categories": len(categories),
+            "dropped": dropped, "path": str(json_path)}

@@ -80,20 +80,21 @@ class ProgressBar:
         ]
         if look.show_bytes:
             columns.append(TextColumn("[magenta]{task.fields[mbps]:,.1f} MB/s"))
-        columns += [TextColumn("{task.fields[failed]}"), TimeElapsedColumn()]
+        columns += [TextColumn("{task.fields[frames]}"), TextColumn("{task.fields[failed]}"), TimeElapsedColumn()]
         if look.remaining:
             columns.append(TimeRemainingColumn())
         self._progress = Progress(*columns, console=console, transient=not console.is_terminal,
                                   refresh_per_second=look.refresh_per_second)
         self._progress.__enter__()
         self._task = self._progress.add_task(self.description, total=self.total, found=0, more="+", ips=0.0,
-                                             mbps=0.0, failed="")
+                                             mbps=0.0, failed="", frames="")
         return self
 
     def update(self, *, done: int, failed: int = 0, found: int | None = None, planning_done: bool = False,
-               rated: int | None = None, bytes: int = 0, force: bool = False) -> None:
+               rated: int | None = None, bytes: int = 0, force: bool = False, frames: int = 0) -> None:
         """Report the counts so far (cheap: redraws are throttled). ``found``: items found so far when the
-        bar has no ``total``; ``rated``: the items the rate counts (default ``done``); ``bytes``: read so far."""
+        bar has no ``total``; ``rated``: the items the rate counts (default ``done``); ``bytes``: read so far;
+        ``frames``: video frames taken so far (shown with their rate once there are some)."""
         if self.callback is not None:
             self.callback(done, self.total)
         if self._progress is None:
@@ -109,6 +110,7 @@ class ProgressBar:
                           more="" if planning_done else "+")
         self._progress.update(self._task, completed=done, ips=(done if rated is None else rated) / elapsed,
                               mbps=bytes / MIB / elapsed, failed=f"[yellow]{failed:,} failed" if failed else "",
+                              frames=f"[green]{frames:,} frames, {frames / elapsed:,.1f} frames/s" if frames else "",
                               **fields)
 
     def __exit__(self, *exc: Any) -> None:

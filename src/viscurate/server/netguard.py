@@ -15,15 +15,16 @@
 ``allow_private=True`` lifts the address check, for a server that is meant to fetch from its own
 network (an operator's choice, never a request's).
 
+The address checks themselves live in :mod:`viscurate.sources.netguard` (ingest of image URLs uses
+them too); they are re-exported here.
+
 >>> check_address("127.0.0.1")
 Traceback (most recent call last):
 ...
-viscurate.server.netguard.BlockedAddress: 127.0.0.1 is a loopback address: refused
->>> check_address("93.184.215.14")
+viscurate.sources.netguard.BlockedAddress: 127.0.0.1 is a loopback address: refused
 """
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 import time
@@ -31,7 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from ..errors import ViscurateError
+from ..sources.netguard import (DENIED, BlockedAddress, FetchError, check_address, resolve_public,
+                                split_url as _split)
 from . import defaults
 
 __all__ = ["FetchError", "BlockedAddress", "Fetched", "check_address", "resolve_public", "fetch",
@@ -40,108 +42,12 @@ __all__ = ["FetchError", "BlockedAddress", "Fetched", "check_address", "resolve_
 MAX_REDIRECTS = 5
 DEFAULT_TIMEOUT = 15.0  # each connect or read
 
-#: Special ranges refused although ``is_global`` (as of Python 3.11) may call them global, or worth a
-#: clearer reason than "non-global" (IANA's special-purpose address registries).
-DENIED: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = tuple(
-    (ipaddress.ip_network(net), why) for net, why in (
-        ("0.0.0.0/8", "'this network'"), ("100.64.0.0/10", "shared (carrier-grade NAT)"),
-        ("192.0.0.0/24", "special-purpose (IETF protocol assignments)"), ("192.0.2.0/24", "documentation"),
-        ("198.51.100.0/24", "documentation"), ("203.0.113.0/24", "documentation"),
-        ("192.88.99.0/24", "6to4 relay"), ("198.18.0.0/15", "benchmarking"), ("240.0.0.0/4", "reserved"),
-        ("fec0::/10", "site-local"), ("2001::/32", "Teredo tunnel"), ("2001:db8::/32", "documentation"),
-        ("3fff::/20", "documentation"), ("100::/64", "discard-only"), ("5f00::/16", "SRv6 segment"),
-        ("64:ff9b:1::/48", "local-use NAT64")))
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-class FetchError(ViscurateError):
-    """The URL could not be fetched (bad URL, network error, too large, too many redirects)."""
-
-
-class BlockedAddress(FetchError):
-    """The URL leads to an address the server must not reach."""
-
 
 @dataclass(frozen=True)
 class Fetched:
     url: str  # the final URL, after redirects
     data: bytes
     content_type: str | None
-
-
-def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one stands for: IPv4-mapped (``::ffff:a.b.c.d``), 6to4
-    (``2002:aabb:ccdd::``) or NAT64 (``64:ff9b::a.b.c.d``); None for any other.
-
-    >>> _embedded_v4(ipaddress.IPv6Address("64:ff9b::7f00:1")), _embedded_v4(ipaddress.IPv6Address("2600::1"))
-    (IPv4Address('127.0.0.1'), None)
-    """
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip in _NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-def _kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Why ``ip`` must not be reached, or None."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        inner = _embedded_v4(ip)
-        if inner is not None:  # the connection ends at the IPv4 address: that one decides
-            return _kind(inner)
-    for network, why in DENIED:  # first: their reasons say more than "private"
-        if ip.version == network.version and ip in network:
-            return why
-    for name in ("loopback", "link_local", "multicast", "unspecified", "private", "reserved"):
-        if getattr(ip, f"is_{name}"):
-            return name.replace("_", "-")
-    if not ip.is_global:
-        return "non-global"
-    return None
-
-
-def check_address(address: str) -> None:
-    """Raise :class:`BlockedAddress` if ``address`` (an IP literal) is not a public unicast address."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        raise BlockedAddress(f"{address!r} is not an IP address") from None
-    why = _kind(ip)
-    if why is not None:
-        raise BlockedAddress(f"{address} is a {why} address: refused")
-
-
-def resolve_public(host: str, port: int, *, allow_private: bool = False) -> str:
-    """The address to connect to for ``host``: every address it resolves to must pass
-    :func:`check_address` (one bad answer refuses the host: it could be the one used)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as e:
-        raise FetchError(f"cannot resolve {host!r}: {e}") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
-    if not addresses:
-        raise FetchError(f"{host!r} resolves to no address")
-    if not allow_private:
-        for address in addresses:
-            check_address(address)
-    return addresses[0]
-
-
-def _split(url: str) -> tuple[str, str, int]:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as e:
-        raise FetchError(f"not a valid URL: {e}") from None
-    if parts.scheme not in ("http", "https"):
-        raise FetchError(f"only http and https URLs can be fetched, not {parts.scheme or 'a bare path'!r}")
-    if not parts.hostname:
-        raise FetchError("the URL has no host")
-    if parts.username or parts.password:
-        raise FetchError("URLs with credentials are refused")
-    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
 class _Deadline:

@@ -262,6 +262,30 @@ def media_path(media_dir: str | os.PathLike, sha256_hex: str, name: str) -> str:
     return os.path.join(os.fspath(media_dir), sha256_hex[:2], sha256_hex + ext)
 
 
+def store_media_bytes(media_dir: str | os.PathLike, data: bytes, name: str) -> tuple[str, str]:
+    """Keep ``data`` under ``media_dir``, content-addressed (:func:`media_path`, ``name`` giving the
+    extension); returns ``(path, sha256 hex)``. Written to a temporary file and renamed, so a killed run
+    never leaves a partial file under its final name; bytes already stored are not written again (the same
+    image from another URL, frame or archive)."""
+    digest = hashlib.sha256(data).hexdigest()
+    dst = media_path(media_dir, digest, name)
+    if os.path.exists(dst):
+        return dst, digest
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.fspath(media_dir), prefix=".part-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return dst, digest
+
+
 def extract_member(member: ArchiveMember, media_dir: str | os.PathLike, max_bytes: int) -> tuple[str, str, int]:
     """Copy a member into ``media_dir``, content-addressed; returns ``(path, sha256 hex, size)``.
 

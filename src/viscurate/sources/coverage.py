@@ -23,6 +23,7 @@ from .archive import archive_member_names
 from .pathlist import iter_pathlist_entries
 from .ref import ARCHIVE_SEP
 from .resolve import input_kind
+from .video import FRAME_SEP, VIDEO_SOURCE, is_video, video_of
 
 #: ``errno`` values that say "this path does not exist" (others, e.g. permission denied, say "unknown").
 _ABSENT = (errno.ENOENT, errno.ENOTDIR)
@@ -66,7 +67,8 @@ class InputCoverage:
         """Every origin a covered sample can have starts with one of these, or is one of ``files`` (a
         cheap pre-filter; :meth:`covers` decides)."""
         return sorted({f if f.endswith("/") else f + "/" for f in self.folders}
-                      | {a + ARCHIVE_SEP for a in self.archives})
+                      | {a + ARCHIVE_SEP for a in self.archives}
+                      | {f + FRAME_SEP for f in self.files if is_video(f)})
 
     def archive_of(self, origin: str) -> str | None:
         """The input archive ``origin`` is a member of, or ``None``."""
@@ -78,7 +80,10 @@ class InputCoverage:
         return None
 
     def covers(self, origin: str, source: str | None) -> bool:
-        """Whether the sample of ``origin`` (its ``source``: local, zip, tar) came from these inputs."""
+        """Whether the sample of ``origin`` (its ``source``: local, zip, tar, video) came from these inputs."""
+        if source == VIDEO_SOURCE:  # a frame: where its video came from
+            video = video_of(origin)
+            return video is not None and self.covers(video, "local")
         if source in ("zip", "tar"):
             return self.archive_of(origin) is not None
         if origin in self.files:
@@ -95,6 +100,9 @@ class InputCoverage:
     def gone(self, origin: str, source: str | None) -> bool:
         """Whether the file (or archive member) of a covered sample no longer exists. ``False`` when
         that cannot be known (permission denied, an archive that cannot be read through)."""
+        if source == VIDEO_SOURCE:  # a frame is gone with its video
+            video = video_of(origin)
+            return video is not None and self.gone(video, "local")
         if source in ("zip", "tar"):
             arc = self.archive_of(origin)
             if arc is None:

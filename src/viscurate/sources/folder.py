@@ -40,6 +40,16 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset({
     ".im", ".msp", ".xbm", ".qoi", ".dcx", ".fits", ".fit", ".blp", ".ftc", ".ftu", ".mpo", ".sun",
 })
 
+#: Extensions (lower case, with the dot) of video files: each becomes frames (:mod:`viscurate.sources.video`).
+#: GIFs and other animated images stay images.
+VIDEO_EXTENSIONS: frozenset[str] = frozenset({
+    ".mp4", ".m4v", ".mov", ".qt", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".m2v", ".wmv", ".asf", ".flv",
+    ".3gp", ".3g2", ".mts", ".m2ts", ".ogv", ".vob", ".mxf", ".y4m",
+})  # (not ".ts": more TypeScript files than MPEG transport streams lie in folders; name one to take it)
+
+#: What a folder walk takes by default: images and videos.
+MEDIA_EXTENSIONS: frozenset[str] = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+
 Warn = Callable[[str], None]
 
 
@@ -134,13 +144,14 @@ class PathFilter:
 
 def iter_folder(root: str | os.PathLike, include: Iterable[str] | str | None = None,
                 exclude: Iterable[str] | str | None = None, *, on_warning: Warn | None = None) -> Iterator[MediaRef]:
-    """Every media file under ``root`` (recursive, sorted, symlinks followed), as ``MediaRef``.
+    """Every media file under ``root`` (recursive, sorted, symlinks followed), as ``MediaRef``: by
+    default images and videos (:data:`MEDIA_EXTENSIONS`).
 
     Survives symlink loops (a folder already walked is not walked again), broken symlinks, files
     that vanish, and unreadable folders (each is reported through ``on_warning``, by default a
     ``logging`` warning). Only regular files are taken (no FIFOs, sockets or devices)."""
     warn = on_warning or log_warning
-    flt = PathFilter(include, exclude)
+    flt = PathFilter(include, exclude, MEDIA_EXTENSIONS)
     top = os.path.abspath(os.fspath(root))
     try:
         st = os.stat(top)

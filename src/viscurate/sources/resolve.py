@@ -8,6 +8,7 @@ viscurate.errors.ViscurateError: input not found: /no/such/path
 from __future__ import annotations
 
 import os
+import re
 import tarfile
 import zipfile
 from typing import Iterable, Iterator
@@ -15,8 +16,10 @@ from typing import Iterable, Iterator
 from ..errors import ViscurateError
 from .archive import ArchiveMember, archive_kind, iter_archive_members
 from .folder import IMAGE_EXTENSIONS, Warn, file_ref, iter_folder, log_warning
+from .netguard import FetchError, split_url
 from .pathlist import iter_pathlist_entries
 from .ref import MediaRef
+from .urls import check_url_input, is_url
 
 #: File-name endings of path lists.
 PATHLIST_SUFFIXES = (".txt", ".lst")
@@ -39,7 +42,8 @@ def input_kind(path: str | os.PathLike) -> str:
 
 def check_inputs(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> list[str]:
     """The absolute paths of the inputs, each checked: it exists, it can be read, it is a folder or a
-    regular file, and an archive named by its ending opens. Raises
+    regular file, an archive named by its ending opens, and a URL table has a ``url`` column; an
+    ``http(s)://`` URL is kept as it is (checked for its form only: ingest downloads it). Raises
     :class:`~viscurate.errors.ViscurateError` naming the first bad one; reads no media.
 
     Commands that create or change a dataset call it first, so a wrong input writes nothing.
@@ -53,8 +57,17 @@ def check_inputs(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> list
         paths = [paths]
     out = []
     for p in paths:
+        if isinstance(p, str) and is_url(p.strip()):  # downloaded by ingest (sources.urls)
+            try:
+                split_url(p.strip())
+            except FetchError as e:
+                raise ViscurateError(f"not a URL viscurate can download: {p} ({e})") from None
+            out.append(p.strip())
+            continue
         s = os.path.abspath(os.path.expanduser(os.fspath(p)))
         if not os.path.exists(s):
+            if isinstance(p, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", p):
+                raise ViscurateError(f"cannot ingest {p}: only http:// and https:// URLs are downloaded")
             why = "broken symlink" if os.path.lexists(s) else "input not found"
             raise ViscurateError(f"{why}: {os.fspath(p)}")
         if not os.access(s, os.R_OK) or (os.path.isdir(s) and not os.access(s, os.X_OK)):
@@ -62,9 +75,11 @@ def check_inputs(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> list
         if not (os.path.isdir(s) or os.path.isfile(s)):  # a FIFO or a device would block or never end
             raise ViscurateError(f"input is not a folder or a regular file: {os.fspath(p)}")
         _check_archive(s, os.fspath(p))
+        if os.path.isfile(s):
+            check_url_input(s)  # a URL table must have a url column
         out.append(s)
     if not out:
-        raise ViscurateError("no input given: name at least one folder, archive, path list or file")
+        raise ViscurateError("no input given: name at least one folder, archive, path list, file or URL")
     return out
 
 

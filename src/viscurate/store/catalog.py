@@ -97,6 +97,7 @@ class Catalog(CatalogConnection, CatalogVectors, CatalogSummaries):
         self._cache = None if write else ReadCache()  # counts, documents and match lists of a reader
         self._selects: dict[str, str] = {}  # a reader's select lists of document reads (_filled_select)
         self._known: KnownPaths | None = None  # known_paths(), until this catalog's next write
+        self._joined_transaction = False  # True while store.bulk holds a transaction that write() joins
         self._take_dataset(write, lock_timeout() if timeout is None else timeout, threads)
 
     def _count_where(self, where: str, params: list) -> int:
@@ -108,12 +109,14 @@ class Catalog(CatalogConnection, CatalogVectors, CatalogSummaries):
 
     # ---- writing ----------------------------------------------------------------------------
 
-    def write(self, docs: Iterable[dict], mode: WriteMode = "error", merge_keys: Iterable[str] | None = None) -> dict:
+    def write(self, docs: Iterable[dict], mode: WriteMode = "error", merge_keys: Iterable[str] | None = None,
+              audit: Sequence[dict] = ()) -> dict:
         """Write sample documents in one transaction. Returns counts {"inserted", "updated", "skipped"}.
 
         ``mode`` decides what happens to a document whose ``_id`` exists: ``error`` (raise, write
         nothing), ``skip``, ``replace`` (the new document replaces the old one), ``merge`` (its top-level
-        fields replace the old ones; with ``merge_keys``, exactly those keys are replaced or removed)."""
+        fields replace the old ones; with ``merge_keys``, exactly those keys are replaced or removed).
+        ``audit``: edit records (:data:`EDIT_COLUMNS`) written in the same transaction."""
         self._require_write()
         docs = list(docs)
         for d in docs:
@@ -125,8 +128,10 @@ class Catalog(CatalogConnection, CatalogVectors, CatalogSummaries):
         if len(set(ids)) != len(ids):
             raise DatasetExists("the batch holds the same _id twice")
         keys = list(merge_keys) if merge_keys is not None else None
+        joined = self._joined_transaction  # inside a bulk load's own transaction (store.bulk): part of it
         with self._mutex:
-            self.con.execute("BEGIN TRANSACTION")
+            if not joined:
+                self.con.execute("BEGIN TRANSACTION")
             try:
                 rows = self.con.execute("SELECT _id, _seq, hash FROM samples WHERE _id IN (SELECT unnest(?))",
                                         [ids]).fetchall() if ids else []
@@ -147,11 +152,12 @@ class Catalog(CatalogConnection, CatalogVectors, CatalogSummaries):
                     # new bytes make every label and vector of the old ones stale: forget which models
                     # made them, so that the label and embed stages redo the sample
                     docs = [{k: v for k, v in d.items() if k != "models"} if d["_id"] in new_bytes else d for d in docs]
+                # before the replaced rows go: a replaced last sample's _seq must not be handed out again
+                next_seq = self.con.execute("SELECT coalesce(max(_seq), -1) + 1 FROM samples").fetchall()[0][0]
                 if existing and mode in ("replace", "merge"):
                     self._delete_seqs(list(existing.values()), vectors=False)
                     self._drop_stale_vectors(existing, new_bytes, written, replace=mode == "replace",
                                              old=old, new={d["_id"]: d for d in docs})
-                next_seq = self.con.execute("SELECT coalesce(max(_seq), -1) + 1 FROM samples").fetchall()[0][0]
                 seqs = []
                 for d in docs:
                     if d["_id"] in existing:
@@ -160,12 +166,25 @@ class Catalog(CatalogConnection, CatalogVectors, CatalogSummaries):
                         seqs.append(next_seq)
                         next_seq += 1
                 self._insert(docs, seqs)
-                self.con.execute("COMMIT")
+                if audit:
+                    self.con.executemany(
+                        f"INSERT INTO edits ({EDIT_COLUMN_LIST}) VALUES ({', '.join('?' * len(EDIT_COLUMNS))})",
+                        [edit_row(r) for r in audit])
+                if not joined:
+                    self.con.execute("COMMIT")
             except BaseException:
-                self.con.execute("ROLLBACK")
+                if not joined:
+                    self.con.execute("ROLLBACK")
                 raise
         updated = sum(1 for d in docs if d["_id"] in existing)
         return {"inserted": len(docs) - updated, "updated": updated, "skipped": len(ids) - len(docs)}
+
+    def write_arrow(self, batch: pa.RecordBatch, mode: WriteMode = "error", first_row: int = 0) -> dict:
+        """Write one Arrow record batch of sample documents in one transaction (:mod:`.bulk`): the
+        counts of :meth:`write`, the same modes and checks, no Python dict per document."""
+        self._require_write()
+        from .bulk import write_arrow
+        return write_arrow(self, batch, mode, first_row)
 
     def _require_write(self) -> None:
         if not self.write_mode:
@@ -178,72 +197,64 @@ class Catalog(CatalogConnection, CatalogVectors, CatalogSummaries):
         self.con.execute("DELETE FROM samples WHERE _seq IN (SELECT unnest(?))", [seqs])
 
     def _insert(self, docs: list[dict], seqs: list[int]) -> None:
+        """Insert documents as the rows ``seqs``. Each document becomes a flat row of the columns it
+        fills and pyarrow builds the columns from the rows at once (a Python append per declared column
+        and row cost half of a load: measured in docs/decisions.md, bulk loads)."""
         if not docs:
             return
-        leaves = [s for s in self.fields.values() if s.kind in ("scalar", "list")]
-        lists = [s for s in self.fields.values() if s.kind == "objects"]
-        columns: dict[str, list] = {"_seq": seqs}
-        for spec in leaves:
-            columns[spec.path] = []
-        for spec in lists:
-            columns[spec.path + "#n"] = []
-        columns["extra"] = []
-        ocols: dict[str, list] = {"sample_seq": [], "field": [], "idx": []}
-        for spec in self.object_attrs.values():
-            ocols[spec.path] = []
-        ocols["attrs"] = []
+        rows: list[dict] = []
+        boxes: list[dict] = []
         free: set[str] = set()
         for doc, seq in zip(docs, seqs):
             row, objects, extra = documents.split(doc, self.fields, self.object_attrs)
-            free.update(json_paths(extra))
-            for spec in leaves:
-                columns[spec.path].append(row.get(spec.path))
-            for spec in lists:
-                items = objects.get(spec.path)
-                columns[spec.path + "#n"].append(None if items is None else len(items))
-                for i, obj in enumerate(items or ()):
-                    ocols["sample_seq"].append(seq)
-                    ocols["field"].append(spec.path)
-                    ocols["idx"].append(i)
-                    for a in self.object_attrs:
-                        ocols[a].append(obj.get(a))
-                    ocols["attrs"].append(orjson.dumps(obj["attrs"]).decode() if obj["attrs"] else None)
-                    free.update(json_paths(obj["attrs"], spec.path))
-            columns["extra"].append(orjson.dumps(extra).decode() if extra else None)
-        arrays, names = [pa.array(seqs, pa.int64())], ["_seq"]
-        for spec in leaves:
-            t = _ARROW[spec.sql_type]
-            arrays.append(pa.array(columns[spec.path], pa.list_(t) if spec.kind == "list" else t))
-            names.append(spec.path)
-        for spec in lists:
-            arrays.append(pa.array(columns[spec.path + "#n"], pa.int32()))
-            names.append(spec.path + "#n")
-        arrays.append(pa.array(columns["extra"], pa.string()))
-        names.append("extra")
-        self._note_filled("samples", {n for n, a in zip(names, arrays) if a.null_count < len(a)})
+            row["_seq"] = seq
+            if extra:
+                free.update(json_paths(extra))
+                row["extra"] = orjson.dumps(extra).decode()
+            for path, items in objects.items():
+                row[path + "#n"] = len(items)
+                for i, obj in enumerate(items):
+                    attrs = obj.pop("attrs")
+                    if attrs:
+                        obj["attrs"] = orjson.dumps(attrs).decode()
+                        free.update(json_paths(attrs, path))
+                    obj["sample_seq"], obj["field"], obj["idx"] = seq, path, i
+                    boxes.append(obj)
+            rows.append(row)
         self._note_free_paths(free)
-        batch = pa.Table.from_arrays(arrays, names=names)
+        self._insert_rows("samples", rows)
+        if boxes:
+            self._insert_rows("objects", boxes)
+
+    def _insert_rows(self, table: str, rows: list[dict]) -> None:
+        """Insert flat rows (column name -> value, a column left out is NULL) into ``table``, noting the
+        columns they fill."""
+        present: set[str] = set().union(*rows)
+        batch = pa.Table.from_pylist(rows, schema=pa.schema(
+            [c for c in self._row_columns(table) if c.name in present]))
+        self._note_filled(table, {n for n, a in zip(batch.column_names, batch.columns) if a.null_count < len(a)})
         self.con.register("_vc_batch", batch)
         try:
-            self.con.execute("INSERT INTO samples BY NAME SELECT * FROM _vc_batch")
+            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _vc_batch")
         finally:
             self.con.unregister("_vc_batch")
-        if ocols["sample_seq"]:
-            oarrays = [pa.array(ocols["sample_seq"], pa.int64()), pa.array(ocols["field"], pa.string()),
-                       pa.array(ocols["idx"], pa.int32())]
-            onames = ["sample_seq", "field", "idx"]
-            for a, spec in self.object_attrs.items():
-                t = _ARROW[spec.sql_type]
-                oarrays.append(pa.array(ocols[a], pa.list_(t) if spec.kind == "list" else t))
-                onames.append(a)
-            oarrays.append(pa.array(ocols["attrs"], pa.string()))
-            onames.append("attrs")
-            self._note_filled("objects", {n for n, a in zip(onames, oarrays) if a.null_count < len(a)})
-            self.con.register("_vc_objects", pa.Table.from_arrays(oarrays, names=onames))
-            try:
-                self.con.execute("INSERT INTO objects BY NAME SELECT * FROM _vc_objects")
-            finally:
-                self.con.unregister("_vc_objects")
+
+    def _row_columns(self, table: str) -> list[pa.Field]:
+        """The Arrow fields of the columns of ``samples`` or ``objects`` that writes fill."""
+        if table == "samples":
+            fields = [pa.field("_seq", pa.int64())]
+            for spec in self.fields.values():
+                if spec.kind in ("scalar", "list"):
+                    t = _ARROW[spec.sql_type]
+                    fields.append(pa.field(spec.path, pa.list_(t) if spec.kind == "list" else t))
+                elif spec.kind == "objects":
+                    fields.append(pa.field(spec.path + "#n", pa.int32()))
+            return fields + [pa.field("extra", pa.string())]
+        fields = [pa.field("sample_seq", pa.int64()), pa.field("field", pa.string()), pa.field("idx", pa.int32())]
+        for spec in self.object_attrs.values():
+            t = _ARROW[spec.sql_type]
+            fields.append(pa.field(spec.path, pa.list_(t) if spec.kind == "list" else t))
+        return fields + [pa.field("attrs", pa.string())]
 
     def delete(self, query: dict | None = None, ids: list[str] | None = None) -> int:
         """Delete the samples matching ``query`` (or with these ``ids``); returns how many."""
@@ -390,8 +401,12 @@ class Catalog(CatalogConnection, CatalogVectors, CatalogSummaries):
         select = self._filled_select("samples")
         for i in range(0, len(todo), 1000):
             chunk = todo[i:i + 1000]
-            marks = ", ".join(f"${k + 1}" for k in range(len(chunk)))
-            cur = self.con.execute(f"SELECT {select} FROM samples WHERE _id IN ({marks})", chunk)
+            if len(chunk) <= 100:  # a page, a lookup
+                marks = ", ".join(f"${k + 1}" for k in range(len(chunk)))
+                cur = self.con.execute(f"SELECT {select} FROM samples WHERE _id IN ({marks})", chunk)
+            else:  # a batch of a scan: a thousand constants cost ten times a list joined (measured)
+                cur = self.con.execute(f"SELECT {select} FROM samples WHERE _id IN (SELECT unnest($1::VARCHAR[]))",
+                                       [chunk])
             names = [c[0] for c in cur.description]
             rows = [dict(zip(names, r)) for r in cur.fetchall()]
             # only samples with a box in some list have rows in objects (the lists' lengths are columns)
@@ -414,6 +429,9 @@ class Catalog(CatalogConnection, CatalogVectors, CatalogSummaries):
         ctx = Ctx()
         where, _ = self._where(query, ctx=ctx)
         order, params = compile_sort(sort, self.fields, ctx)
+        if not order:
+            yield from self._iter_in_order(where, params, batch_size)
+            return
         offset = 0
         while True:
             with self._mutex:
@@ -423,6 +441,21 @@ class Catalog(CatalogConnection, CatalogVectors, CatalogSummaries):
             if len(ids) < batch_size:
                 return
             offset += batch_size
+
+    def _iter_in_order(self, where: str, params: list, batch_size: int) -> Iterator[dict]:
+        """Every matching document in insertion order, each batch the rows after the last one's ``_seq``:
+        DuckDB skips the row groups before it by their min/max (an OFFSET makes every batch sort all the
+        rows before it again: an export of 1M samples spent minutes there)."""
+        last, n = -1, len(params)
+        while True:
+            with self._mutex:
+                rows = self._execute(f"SELECT s._id, s._seq FROM samples s WHERE ({where}) AND s._seq > ${n + 1} "
+                                     f"ORDER BY s._seq LIMIT ${n + 2}", list(params) + [last, batch_size]).fetchall()
+                batch = self._docs_by_ids([r[0] for r in rows])
+            yield from batch
+            if len(rows) < batch_size:
+                return
+            last = rows[-1][1]
 
     def get(self, sample_id: str) -> dict | None:
         with self._mutex:
@@ -471,8 +504,10 @@ class Catalog(CatalogConnection, CatalogVectors, CatalogSummaries):
             return con.execute(sql, params)
 
     def _objects_for(self, seqs: list[int]) -> dict[int, dict[str, list[dict]]]:
-        cur = self.con.execute(f"SELECT {self._filled_select('objects')} FROM objects WHERE sample_seq IN "
-                               "(SELECT unnest(?)) ORDER BY sample_seq, field, idx", [seqs])
+        # the range first: boxes are stored in their samples' order, so DuckDB skips row groups outside it
+        cur = self.con.execute(f"SELECT {self._filled_select('objects')} FROM objects WHERE sample_seq BETWEEN ? AND ? "
+                               "AND sample_seq IN (SELECT unnest(?)) ORDER BY sample_seq, field, idx",
+                               [min(seqs), max(seqs), seqs])
         names = [c[0] for c in cur.description]
         out: dict[int, dict[str, list[dict]]] = {}
         for r in cur.fetchall():

@@ -98,9 +98,27 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     _f("tiff.dtype", "scalar", "VARCHAR"),
     _f("tiff.channels", "scalar", "BIGINT"),
     _f("tiff.compression", "scalar", "VARCHAR"),
+    _f("video", "group"),  # a frame of a video, or a video that could not be read (pipeline.video)
+    _f("video.path", "scalar", "VARCHAR"),  # the video's origin
+    _f("video.frame", "scalar", "BIGINT"),  # the frame's index among the decoded frames (0-based)
+    _f("video.timestamp", "scalar", "DOUBLE"),  # seconds from the start of the video
+    _f("video.fps", "scalar", "DOUBLE"),
+    _f("video.duration", "scalar", "DOUBLE"),
+    _f("video.frames", "scalar", "BIGINT"),  # frames decoded in the whole video
+    _f("video.rule", "scalar", "VARCHAR"),  # what picked the frame: every_frames, fps or scene
+    _f("video.sampling", "scalar", "VARCHAR"),  # the rules of the extraction (media.video.FrameSampling.key)
+    _f("video.size_bytes", "scalar", "BIGINT"),  # the video file's size
     _f("issues", "list", "VARCHAR"),
     _f("error", "scalar", "VARCHAR"),
     _f("decode_warnings", "list", "VARCHAR"),  # what the decoders wrote on stderr (pipeline.ingest)
+    _f("download", "group"),  # how a sample's URL was fetched (pipeline.download)
+    _f("download.status", "scalar", "VARCHAR"),  # ok, http_404, timeout, too_large, not_an_image...
+    _f("download.http_status", "scalar", "BIGINT"),
+    _f("download.attempts", "scalar", "BIGINT"),
+    _f("download.bytes", "scalar", "BIGINT"),
+    _f("download.seconds", "scalar", "DOUBLE"),
+    _f("download.content_type", "scalar", "VARCHAR"),
+    _f("download.final_url", "scalar", "VARCHAR"),  # after redirects
     _f("split", "scalar", "VARCHAR"),
     _f("tags", "list", "VARCHAR"),
     _f("slices", "list", "VARCHAR"),  # frozen named subsets (curate.views)
@@ -202,7 +220,7 @@ OBJECT_ATTRS: dict[str, FieldSpec] = {f.path: f for f in OBJECT_FIELDS}
 PROFILE_FIELDS: tuple[str, ...] = (
     "filepath", "origin", "source", "type", "width", "height", "format", "mode", "frames", "size_bytes",
     "mtime", "hash", "phash", "dhash", "phash_flip", "phash_trim", "phash_turns", "histogram", "quality", "exif",
-    "tiff", "issues", "error", "decode_warnings",
+    "tiff", "video", "issues", "error", "decode_warnings",
 )
 
 

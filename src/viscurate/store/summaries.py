@@ -20,6 +20,16 @@ class CatalogSummaries:
         with self._mutex:
             return self.con.execute(f"SELECT count(DISTINCT {spec.column}) FROM samples").fetchall()[0][0]
 
+    def value_counts(self, path: str) -> dict[Any, int]:
+        """value -> samples holding it, of the declared scalar field ``path`` (missing left out), most
+        common first."""
+        spec = self.fields.get(path)
+        if spec is None or spec.kind != "scalar":
+            raise QueryError(f"{path!r} is not a declared scalar field")
+        with self._mutex:
+            return dict(self.con.execute(f"SELECT {spec.column}, count(*) FROM samples WHERE {spec.column} IS NOT NULL "
+                                         "GROUP BY 1 ORDER BY 2 DESC, 1").fetchall())
+
     def list_value_counts(self, field: str, top: int | None = None) -> dict[str, int]:
         """value -> samples holding it, of a declared list field (``tags``, ``issues``, ``slices``), most
         common first."""
