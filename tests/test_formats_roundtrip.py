@@ -267,3 +267,82 @@ def test_a_slice_goes_to_annotators_with_pre_annotations_and_comes_back_as_audit
     assert all(e["action"] == f"import:{fmt}" and e["before"] is None for e in edits)
     # the classes keep their order and ids for the next export
     assert [c.name for c in ds.label_classes("ground_truth.detections")][:4] == [c.name for c in CLASSES]
+
+
+# ---- what a hostile or sloppy label file must not do --------------------------------------------------------
+
+def _coco_file(path: Path, images: list[dict], annotations: list[dict], categories=({"id": 1, "name": "cat"},)) -> Path:
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": list(categories)}))
+    return path
+
+
+def test_a_label_file_cannot_pull_other_files_into_the_catalog(tmp_path, home):
+    photos = _photos(tmp_path / "photos")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("key")
+    labels = _coco_file(tmp_path / "photos" / "labels.json", [
+        {"id": 1, "file_name": photos[0].name, "width": 512, "height": 512},
+        {"id": 2, "file_name": "../secret.txt", "width": 1, "height": 1},
+        {"id": 3, "file_name": "/etc/passwd", "width": 1, "height": 1},
+        {"id": 4, "file_name": "s3://bucket/b.jpg", "width": 1, "height": 1}],
+        [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}])
+    ds = Dataset.create("hostile", home)
+    report = ds.import_labels(labels, progress=False)  # one s3:// reference does not abort the import
+    assert ds.count() == 1 and report["samples"] == 1 and report["missing"] == 3
+    assert report["skipped"]["not an image file name"] == 2 and report["skipped"]["not a file or http(s) URL"] == 1
+
+
+def test_label_file_columns_never_overwrite_what_ingest_computes(tmp_path, home):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    photos = _photos(tmp_path / "photos")
+    ds = Dataset.create("cols", home)
+    ds.add_images(photos[:1], progress=False)
+    sid = ds.ids()[0]
+    pq.write_table(pa.table({"url": ["https://example.org/a.jpg"], "viscurate_id": [sid], "caption": ["a cat"],
+                             "width": [999], "_id": ["zzz"], "status": ["success"]}), tmp_path / "urls.parquet")
+    ds.import_labels(tmp_path / "urls.parquet", format="urllist", progress=False)
+    doc = ds.get(sid)
+    assert ds.count() == 1 and doc["width"] == 512  # no phantom sample, the profile untouched
+    assert doc["metadata"]["caption"] == "a cat" and doc["metadata"]["width"] == 999  # the table's columns, kept apart
+
+
+def test_a_table_export_of_predictions_comes_back_as_predictions(tmp_path, home):
+    ds = _auto_labeled(tmp_path, home)
+    photos = sorted(ds.iter(), key=lambda d: d["filepath"])
+    truth = {"name": "dog", "bbox": [1.0, 1.0, 5.0, 5.0]}
+    ds.set_field(photos[0]["_id"], "ground_truth.detections", [truth])
+    ds.export(tmp_path / "t", format="parquet", field="object_analysis")
+    back = ds.import_labels(tmp_path / "t", progress=False)
+    assert back["changed"] == 0  # the same boxes, back in object_analysis
+    assert ds.get(photos[0]["_id"])["ground_truth"]["detections"] == [truth]
+
+
+def test_images_under_a_symlinked_folder_are_not_ingested_twice(tmp_path, home):
+    photos = _photos(tmp_path / "real")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    ds = Dataset.create("sym", home)
+    ds.add_images(tmp_path / "link", progress=False)
+    labels = _coco_file(tmp_path / "link" / "labels.json", [{"id": 1, "file_name": photos[0].name}],
+                        [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}])
+    ds.import_labels(labels, progress=False)
+    assert ds.count() == 4 and ds.count({"ground_truth.detections.name": "cat"}) == 1
+
+
+def test_coco_ids_written_as_text_in_one_place_and_numbers_in_another_still_match(tmp_path):
+    from viscurate.formats.coco import read_coco_set
+    labels = read_coco_set(_coco_file(tmp_path / "l.json", [{"id": "1", "file_name": "a.png"}],
+                                      [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]},
+                                       {"id": 2, "image_id": 7, "category_id": 1, "bbox": [1, 2, 3, 4]}]))
+    (rec,) = list(labels)
+    assert [b["id"] for b in rec.detections] == [1] and labels.skipped == {"annotation of an unknown image": 1}
+
+
+def test_a_split_read_from_a_label_file_never_names_a_path_out_of_the_export(tmp_path, home):
+    photos = _photos(tmp_path / "photos")
+    ds = Dataset.create("split", home)
+    ds.add_images(photos, progress=False)
+    ds.set_field({}, "split", "/../../escaped")
+    ds.export(tmp_path / "voc", format="voc", field="ground_truth.detections")
+    written = {p.name for p in (tmp_path / "voc" / "ImageSets" / "Main").iterdir()}
+    assert written == {"_.._.._escaped.txt"} and not (tmp_path / "escaped.txt").exists()

@@ -35,7 +35,7 @@ def test_url_list_keeps_urls_captions_and_sample_ids_and_counts_local_files(tmp_
     report = write_urllist(_url_records(tmp_path / "c.jpg"), tmp_path / name)
     assert report["images"] == 2 and report["dropped"] == {"local file (no URL)": 1}
     back = list(read_urllist(tmp_path / name))
-    assert [(r.file, r.sample_id, r.fields.get("caption")) for r in back] == [
+    assert [(r.file, r.sample_id, r.fields.get("metadata.caption")) for r in back] == [
         ("https://example.org/a.jpg", "s1", "a cat"), ("http://example.org/b.png", "s3", "bird")]
     assert looks_like_urllist(tmp_path / name)
     if name.endswith(".parquet"):

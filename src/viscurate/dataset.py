@@ -416,17 +416,25 @@ class Dataset:
         has some, else the auto-labels); the classes keep the ids and order they were imported with.
         ``media``: ``copy``, ``symlink`` or ``none`` for the images, where the format's layout holds them.
         Exports stream: memory stays bounded whatever the count. Corrupt samples (no size) are left out
-        of label formats and counted. ``progress(done, total)`` is called as it goes.
+        of label formats and counted. ``progress``: ``True`` draws a bar, a function is told ``(done,
+        total)`` as it goes.
 
         >>> ds.export("out/", format="yolo", slice="to-label", media="symlink")           # doctest: +SKIP
         """
         from .formats.registry import get_format
+        from .pipeline.progress import BarLook, ProgressBar
         query = self._export_query(query, view, slice)
         total = self.count(query)
         fmt = get_format(format)
+        with ProgressBar(progress or False, f"export {fmt.name}", total=total, look=BarLook(unit="samples")) as bar:
+            return self._export(fmt, out_path, query, total, field, label_field, media,
+                                lambda n: bar.update(done=n), options)
+
+    def _export(self, fmt: Any, out_path: str | os.PathLike, query: dict | None, total: int, field: str | None,
+                label_field: str, media: str | None, done: Callable[[int], None], options: dict) -> dict:
         if fmt.name == "jsonl":
             from .formats.jsonl import write_jsonl
-            return write_jsonl(self.iter(query), out_path, total=total, progress=progress)
+            return write_jsonl(self.iter(query), out_path, total=total, progress=lambda n, _total: done(n))
         from .formats.coco import default_export_field
         from .formats.records import record_from_sample
         if field is None and "detections" in fmt.holds:
@@ -453,7 +461,6 @@ class Dataset:
         if out.is_dir() and any(out.iterdir()):
             raise ViscurateError(f"{out} is not empty: export into a new or empty folder (the files of an earlier "
                                  "export would mix with the new ones)")
-        done = (lambda n: progress(n, total)) if progress is not None else None
         report = fmt.write(records(), out_path, classes=self.label_classes(field or label_field), progress=done,
                            **options)
         report.update({"format": fmt.name, "field": field, "corrupt_left_out": left_out["corrupt"]})
@@ -497,12 +504,19 @@ class Dataset:
         return merge_categories([Category.from_dict(c) for c in stored], sorted(names))
 
     def import_labels(self, path: str | os.PathLike, *, format: str | None = None,
-                      field: str = "ground_truth.detections", label_field: str = "ground_truth.label",
+                      field: str | None = None, label_field: str = "ground_truth.label",
                       images: str | os.PathLike | None = None, by: str | None = None, progress: bool = True,
                       batch_size: int = 20_000, **options: Any) -> dict:
         """Ingest a labeled dataset in any format of ``viscurate formats`` (guessed from ``path`` when
-        ``format`` is not given) and store its labels: boxes as ``field``, image classes as ``label_field``,
-        splits as ``split``, the classes with their ids and order (:meth:`label_classes`).
+        ``format`` is not given) and store its labels: boxes as ``field`` (default: the field a table
+        export names, else ``ground_truth.detections``), image classes as ``label_field``, splits as
+        ``split``, other per-image values as fields (never those ingest computes from the bytes), the
+        classes with their ids and order (:meth:`label_classes`).
+
+        Image files are taken when their names have an image or video extension; a name outside the label
+        set's folder (absolute, or with ``..``) is taken only then too, so a label file cannot pull other
+        files into the catalog. References other than files and http(s) URLs (``s3://``) are counted as
+        ``missing``.
 
         A record that carries a sample id of this dataset (our own exports write it: a Label Studio or
         CVAT file coming back from annotators) updates that sample; the others are matched by their image
@@ -520,8 +534,10 @@ class Dataset:
         if images is not None:
             options["images"] = images
         labels = fmt.read(path, **options)
+        # boxes go back where a table says they came from (a parquet export of predictions stays predictions)
+        field = field or labels.info.get("field") or "ground_truth.detections"
         report = {"format": fmt.name, "images": 0, "samples": 0, "matched_by_id": 0, "boxes": 0,
-                  "labels": 0, "classes": len(labels.classes), "missing": 0, "changed": 0, "skipped": dict(labels.skipped)}
+                  "labels": 0, "classes": len(labels.classes), "missing": 0, "changed": 0, "skipped": {}}
         batch: list = []
         for rec in labels:
             batch.append(rec)
@@ -530,7 +546,7 @@ class Dataset:
                 batch = []
         if batch or not report["images"]:
             self._import_batch(labels, batch, field, label_field, by, progress, report)
-        report["skipped"] = dict(labels.skipped)
+        report["skipped"] = {**dict(labels.skipped), **report["skipped"]}
         if labels.classes:  # the classes name the boxes, or the image classes of a set without boxes
             self._store_classes(label_field if report["labels"] and not report["boxes"] else field, labels.classes)
         return report
@@ -553,20 +569,28 @@ class Dataset:
         by_id = [r for r in batch if r.sample_id in known]
         by_file = [r for r in batch if r.sample_id not in known]
         paths = {id(r): labels.path_of(r) for r in by_file}
-        present = sorted({p for p in paths.values() if "://" in p or os.path.isfile(p)})
+        present = sorted({p for p in paths.values() if _importable(p, report)})
         if present:
             self.add_images(present, progress=progress)
         with self._access.catalog() as cat:
             origins = _sample_ids_by_origin(cat)
+
+        def fields_of(r: Any) -> dict[str, Any]:
+            values = sample_fields_from_record(r, field=field, label_field=label_field)
+            kept = {p: v for p, v in values.items() if not _computed_path(p)}
+            for p in values.keys() - kept.keys():
+                report["skipped"][f"field ingest computes: {p}"] = report["skipped"].get(f"field ingest computes: {p}", 0) + 1
+            return kept
+
         values: dict[str, dict[str, Any]] = {}
         for r in by_id:
-            values[r.sample_id] = sample_fields_from_record(r, field=field, label_field=label_field)
+            values[r.sample_id] = fields_of(r)
         for r in by_file:
             sid = origins.get(paths[id(r)])
             if sid is None:
                 report["missing"] += 1
                 continue
-            values.setdefault(sid, {}).update(sample_fields_from_record(r, field=field, label_field=label_field))
+            values.setdefault(sid, {}).update(fields_of(r))
         report["matched_by_id"] += len(by_id)
         report["samples"] += len(values)
         report["boxes"] += sum(len(v.get(field) or ()) for v in values.values())
@@ -908,6 +932,30 @@ def _set_sample_fields(cat: Catalog, fields: dict[str, dict[str, Any]]) -> list[
 
     rewrite_samples(cat, list(fields), with_fields, groups)
     return written
+
+
+def _computed_path(path: str) -> bool:
+    """A path an import must not set: the id, or a field ingest computes from the bytes (a label file's
+    ``width`` or ``hash`` column would contradict the image's own)."""
+    from .store.schema import PROFILE_FIELDS
+    top = path.split(".", 1)[0]
+    return top == "_id" or top in PROFILE_FIELDS or path in PROFILE_FIELDS
+
+
+def _importable(path: str, report: dict) -> bool:
+    """Whether an import ingests the image a label file names: an http(s) URL, or an existing file whose
+    name has an image or video extension (so a label file naming ``/etc/passwd``, ``../../.ssh/id_rsa`` or
+    a ``.zip`` cannot pull other files into the catalog). Others are counted in ``report["skipped"]``."""
+    from .sources.folder import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+    if "://" in path:
+        if path.lower().startswith(("http://", "https://")):
+            return True
+        report["skipped"]["not a file or http(s) URL"] = report["skipped"].get("not a file or http(s) URL", 0) + 1
+        return False
+    if os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
+        report["skipped"]["not an image file name"] = report["skipped"].get("not an image file name", 0) + 1
+        return False
+    return os.path.isfile(path)
 
 
 def _set_path(doc: dict, path: str, value: Any) -> Any:

@@ -61,7 +61,8 @@ def import_cmd(
                                 "Label Studio JSON, CSV, Parquet) or its folder."),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="The format (default: guessed from PATH; "
                                       "`viscurate formats` lists them)."),
-    field: str = typer.Option("ground_truth.detections", "--field", help="Where the boxes go."),
+    field: Optional[str] = typer.Option(None, "--field", help="Where the boxes go (default: the field a "
+                                        "table export names, else ground_truth.detections)."),
     label_field: str = typer.Option("ground_truth.label", "--label-field", help="Where image classes go."),
     images: Optional[Path] = typer.Option(None, "--images", help="The folder relative image names are under "
                                           "(default: what the format says)."),
@@ -112,7 +113,8 @@ def export_cmd(
 ) -> None:
     """Write samples out: JSON Lines documents or a label format."""
     result = open_dataset(name).export(out, format=fmt, query=parse_json(query, "the query") or None, view=view,
-                                       slice=slice_, field=field, media=media, **_format_options(option))
+                                       slice=slice_, field=field, media=media, progress=True,
+                                       **_format_options(option))
     counts = {k: v for k, v in result.items() if isinstance(v, int) and not isinstance(v, bool)
               and k != "corrupt_left_out"}
     console.print(f"wrote {out}: " + ", ".join(f"{v:,} {k}" for k, v in counts.items())

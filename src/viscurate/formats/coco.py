@@ -93,7 +93,7 @@ def read_coco_results(path: str | os.PathLike) -> list:
 
 
 def _images_folder(path: str | os.PathLike, images: str | os.PathLike | None) -> Path:
-    return Path(images) if images is not None else Path(path).resolve().parent
+    return Path(images) if images is not None else Path(os.path.abspath(path)).parent
 
 
 def coco_image_files(coco: dict[str, Any], path: str | os.PathLike,
@@ -218,18 +218,22 @@ def read_coco_set(path: str | os.PathLike, *, images: str | os.PathLike | None =
                         {k: v for k, v in c.items() if k not in ("id", "name")})
                for c in data.get("categories") or [] if isinstance(c, dict) and "id" in c]
     names = {c.id: c.name for c in classes}
-    by_image: dict[Any, list[dict]] = {}
+    # ids compared as text: a file whose images say "1" and annotations 1 is common enough
+    image_ids = {str(im.get("id")) for im in data["images"] if isinstance(im, dict)}
+    by_image: dict[str, list[dict]] = {}
     skipped: dict[str, int] = {}
     for a in data.get("annotations") or []:
-        if not isinstance(a, dict) or _bbox(a.get("bbox")) is None:
-            skipped["annotation without a box"] = skipped.get("annotation without a box", 0) + 1
+        why = ("annotation without a box" if not isinstance(a, dict) or _bbox(a.get("bbox")) is None
+               else "annotation of an unknown image" if str(a.get("image_id")) not in image_ids else None)
+        if why:
+            skipped[why] = skipped.get(why, 0) + 1
             continue
-        by_image.setdefault(a.get("image_id"), []).append(a)
+        by_image.setdefault(str(a.get("image_id")), []).append(a)
 
     def box_of(a: dict) -> dict:
         box: dict[str, Any] = {"name": names.get(a.get("category_id"), str(a.get("category_id"))),
                                "bbox": _bbox(a["bbox"])}
-        if a.get("score") is not None:
+        if isinstance(a.get("score"), (int, float)) and not isinstance(a.get("score"), bool):
             box["confidence"] = float(a["score"])
         if a.get("iscrowd"):
             box["iscrowd"] = 1
@@ -255,12 +259,12 @@ def read_coco_set(path: str | os.PathLike, *, images: str | os.PathLike | None =
                 continue
             fields = {"coco.image_id": im["id"], **{f"coco.{k}": im[k] for k in _KEPT_IMAGE_KEYS if k in im}}
             yield LabeledImage(str(im["file_name"]), sample_id=im.get("viscurate_id"), width=im.get("width"),
-                               height=im.get("height"), detections=[box_of(a) for a in by_image.get(im["id"], [])],
+                               height=im.get("height"), detections=[box_of(a) for a in by_image.get(str(im["id"]), [])],
                                fields=fields, source_id=im["id"])
 
     from collections import Counter
     info = {k: v for k, v in data.items() if k in ("info", "licenses")}
-    root = _images_folder(path, images).resolve()
+    root = Path(os.path.abspath(_images_folder(path, images)))
     first = next((im["file_name"] for im in data["images"] if isinstance(im, dict) and "file_name" in im), None)
     if images is None and first and not (root / str(first)).exists() and (root / "data" / str(first)).exists():
         root = root / "data"  # our folder exports (and FiftyOne's): labels.json beside data/
@@ -318,9 +322,17 @@ def write_coco(images: Iterable[LabeledImage], out: str | os.PathLike, *, classe
     with tempfile.TemporaryDirectory(dir=json_path.parent, prefix=".coco-") as tmp:
         img_tmp, ann_tmp = Path(tmp) / "images.jsonl", Path(tmp) / "annotations.jsonl"
         with open(img_tmp, "w", encoding="utf-8") as fi, open(ann_tmp, "w", encoding="utf-8") as fa:
-            for seq, rec in enumerate(images):
+            for done, rec in enumerate(images, 1):
+                seq = len(image_src)  # the image's position in the file: a left-out image takes none
+                if progress is not None:
+                    progress(done)
                 if media != "none":
-                    file_name = place_image(rec.file, out / "data", rec.sample_id, media).relative_to(out / "data").as_posix()
+                    try:
+                        placed = place_image(rec.file, out / "data", rec.sample_id, media)
+                    except ViscurateError:  # one gone image file never stops the export
+                        dropped["image file missing"] = dropped.get("image file missing", 0) + 1
+                        continue
+                    file_name = placed.relative_to(out / "data").as_posix()
                 else:
                     file_name = rec.file
                 im: dict[str, Any] = {"file_name": file_name, "width": rec.width, "height": rec.height}
@@ -355,8 +367,6 @@ def write_coco(images: Iterable[LabeledImage], out: str | os.PathLike, *, classe
                         ann["attributes"] = {**flags, **(ann.get("attributes") or {})}
                     fa.write(json.dumps(ann, ensure_ascii=False) + "\n")
                     ann_src.append(_int_id(box.get("id")))
-                if progress is not None:
-                    progress(seq + 1)
         image_ids, ann_ids = _final_ids(image_src), _final_ids(ann_src)
         categories = [{"id": cat_ids[c.name], "name": c.name,
                        **{k: v for k, v in c.extra.items() if k not in ("id", "name")}}

@@ -131,8 +131,8 @@ def read_cvat(path: str | os.PathLike, *, images: str | os.PathLike | None = Non
         raise ViscurateError(f"no CVAT annotations.xml in {path}")
     meta = _meta(xml)
     classes = _classes(meta)
-    root = xml.parent.resolve()
-    image_dir = Path(images).resolve() if images is not None else (root / "images" if (root / "images").is_dir()
+    root = Path(os.path.abspath(xml.parent))
+    image_dir = Path(os.path.abspath(images)) if images is not None else (root / "images" if (root / "images").is_dir()
                                                                    else root)
     owner = next((c for c in meta if c.tag in ("task", "project", "job")), None)
     info = {"mode": owner.tag, "name": owner.findtext("name")} if owner is not None else {}

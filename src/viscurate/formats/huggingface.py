@@ -252,7 +252,7 @@ def read_huggingface(path: str | os.PathLike, *, images: str | os.PathLike | Non
                                    label=str(label) if label is not None else None, split=split,
                                    fields={k: v for k, v in fields.items() if v is not None})
 
-    return LabelSet("huggingface", Path(images if images is not None else root).resolve(), classes, records(), {"metadata": [str(f) for f in files]}, skipped)
+    return LabelSet("huggingface", Path(os.path.abspath(images if images is not None else root)), classes, records(), {"metadata": [str(f) for f in files]}, skipped)
 
 
 # ---- writing ------------------------------------------------------------------------------------------

@@ -111,4 +111,4 @@ def read_imagefolder(path: str | os.PathLike, *, by_class: bool = False,
         for p in files:
             yield LabeledImage(p.relative_to(root).as_posix(), label=label_of(p))
 
-    return LabelSet("imagefolder", root.resolve(), categories_from_names(names), records())
+    return LabelSet("imagefolder", Path(os.path.abspath(root)), categories_from_names(names), records())

@@ -252,7 +252,7 @@ def _id_of(region_id: Any) -> Any:
 
 def _attribute_value(item: dict, cfg: LabelConfig | None) -> tuple[bool, Any]:
     """``(known, value)`` of a per-region result: a choice, a number, a text."""
-    value = item.get("value") or {}
+    value = item.get("value") if isinstance(item.get("value"), dict) else {}
     kind = item.get("type")
     if kind == "choices" and isinstance(value.get("choices"), list) and value["choices"]:
         ch = value["choices"]
@@ -470,7 +470,7 @@ def read_labelstudio(path: str | os.PathLike, *, label_config: str | os.PathLike
             classes = merge_categories(classes, extra)
     else:
         classes = categories_from_names(seen_names)
-    return LabelSet("labelstudio", tasks_path.parent.resolve(), classes, records,
+    return LabelSet("labelstudio", Path(os.path.abspath(tasks_path.parent)), classes, records,
                     {"source": source, "tasks": len(tasks)}, skipped)
 
 

@@ -29,13 +29,14 @@ A format that cannot express one of these drops it on write and counts it in the
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 __all__ = ["Category", "LabeledImage", "LabelSet", "BOX_KEYS", "categories_from_names", "merge_categories", "counted",
-           "box_xyxy", "box_from_xyxy", "record_from_sample", "sample_fields_from_record", "field_value"]
+           "box_xyxy", "box_from_xyxy", "record_from_sample", "sample_fields_from_record", "field_value", "split_file_name"]
 
 #: The box keys every format knows how to map (see the module docstring); other keys are kept as they are
 #: by the catalog but written only by the formats that have a place for them.
@@ -235,3 +236,13 @@ def counted(items: Iterable[Any], progress: Any = None) -> Iterator[Any]:
         yield item
         if progress is not None:
             progress(n)
+
+
+def split_file_name(split: str | None, default: str) -> str:
+    """A split as a file or folder name (``train``, ``val``): anything but letters, digits, ``.``, ``_``
+    and ``-`` becomes ``_``, so a split read from a label file can never name a path out of the export.
+
+    >>> split_file_name("/../../etc", "train"), split_file_name(None, "train"), split_file_name("val 2", "x")
+    ('_.._.._etc', 'train', 'val_2')
+    """
+    return re.sub(r"[^\w.-]+", "_", split or default).strip(".") or default

@@ -438,7 +438,17 @@ def _cell(v: Any) -> Any:
 
 
 def _number(v: Any, cast: Callable[[Any], Any] = float) -> Any:
-    return None if v is None or v == "" else cast(v)
+    """``v`` as a number (``"640.0"``, what pandas writes for an integer column with gaps, is 640), or
+    ``None`` when it is empty or no number."""
+    if v is None or v == "":
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    if f != f or f in (float("inf"), float("-inf")):
+        return None
+    return int(f) if cast is int else cast(f)
 
 
 def _flag(v: Any) -> bool | None:
@@ -486,9 +496,11 @@ def _read_classes(path: Path | None, kind: str) -> list[Category] | None:
     return out
 
 
-def _read_objects(path: Path, kind: str, skipped: Counter) -> tuple[dict[str, dict], list[str]]:
+def _read_objects(path: Path, kind: str, skipped: Counter, fields: set | None = None
+                  ) -> tuple[dict[str, dict], list[str]]:
     """``{image key: {"file", "sample_id", "width", "height", "boxes"}}`` (in the order images first
-    appear) and the class names in the order of first use, from a table of boxes."""
+    appear) and the class names in the order of first use, from a table of boxes; the label fields its
+    ``field`` column names are added to ``fields``."""
     cols = _columns(path, kind)
     img_col, id_col = _first(cols, _IMAGE_COLUMNS), _first(cols, _ID_COLUMNS)
     cls_col, box_cols = _first(cols, _CLASS_COLUMNS), _box_columns(cols)
@@ -510,6 +522,8 @@ def _read_objects(path: Path, kind: str, skipped: Counter) -> tuple[dict[str, di
                                                     "height": _number(row.get("height"), int)}
             image = images.setdefault(str(key), {"file": row.get(img_col), "sample_id": row.get(id_col) if id_col else None,
                                                   "boxes": [], **sizes})
+            if fields is not None and row.get("field") is not None:
+                fields.add(str(row["field"]))
             if row.get(cls_col) is None and row.get(box_cols[0]) is None:
                 continue  # an image without boxes, in a table that lists it
             try:
@@ -549,7 +563,11 @@ def _read(kind: str, path: str | os.PathLike, images_root: str | os.PathLike | N
     tables = _tables_in(path, kind)
     skipped: Counter = Counter()
     root = Path(images_root) if images_root is not None else (path if path.is_dir() else path.parent)
-    objects, names = _read_objects(tables["objects"], kind, skipped) if "objects" in tables else ({}, [])
+    label_fields: set = set()
+    objects, names = _read_objects(tables["objects"], kind, skipped, label_fields) if "objects" in tables else ({}, [])
+    if len(label_fields) > 1:
+        raise ViscurateError(f"{tables['objects']} holds the boxes of several fields ({', '.join(sorted(label_fields))}): "
+                             "import one field's rows at a time")
     classes = _read_classes(tables.get("classes"), kind)
     classes = merge_categories(classes, names) if classes is not None else categories_from_names(names)
 
@@ -593,7 +611,10 @@ def _read(kind: str, path: str | os.PathLike, images_root: str | os.PathLike | N
                                    split=row.get("split") if isinstance(row.get("split"), str) else None, fields=fields)
 
     records = from_samples() if "samples" in tables else from_objects()
-    return LabelSet(kind, root.resolve(), classes, records, {"tables": {k: str(v) for k, v in tables.items()}}, skipped)
+    info: dict[str, Any] = {"tables": {k: str(v) for k, v in tables.items()}}
+    if label_fields:
+        info["field"] = label_fields.pop()  # where the boxes came from: an import puts them back there
+    return LabelSet(kind, Path(os.path.abspath(root)), classes, records, info, skipped)
 
 
 def read_csv(path: str | os.PathLike, *, images: str | os.PathLike | None = None) -> LabelSet:

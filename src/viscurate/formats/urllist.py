@@ -87,6 +87,8 @@ def write_urllist(images: Iterable[LabeledImage], out: str | os.PathLike, *, cla
                     url = None
             if url is not None:
                 caption = field_value(rec.fields, caption_field) if caption_field else None
+                if caption is None and caption_field == "caption":  # where a URL table's columns are kept
+                    caption = field_value(rec.fields, "metadata.caption")
                 if caption is None:
                     caption = rec.label
                 rows.append({"url": url, "caption": None if caption is None else str(caption),
@@ -179,8 +181,9 @@ def read_urllist(path: str | os.PathLike, *, url_column: str = "url", images: st
                 continue
             sid = row.get("viscurate_id")
             yield LabeledImage(url.strip(), sample_id=str(sid) if sid is not None else None,
-                               fields={k: v for k, v in row.items() if k not in (url_column, "viscurate_id") and v is not None})
+                               fields={f"metadata.{k}": v for k, v in row.items()
+                                       if k not in (url_column, "viscurate_id") and v is not None})
 
     if suffix not in (".txt", ".parquet", ".csv"):
         raise ViscurateError(f"{path}: a URL list is a .txt, .csv or .parquet file")
-    return LabelSet("urllist", path.parent.resolve(), [], records(), {}, skipped)
+    return LabelSet("urllist", Path(os.path.abspath(path.parent)), [], records(), {}, skipped)

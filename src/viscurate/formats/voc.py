@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable, Iterator
 from ..errors import ViscurateError
 from ..files import write_atomic
 from .media import image_size, place_image
-from .records import Category, LabeledImage, LabelSet, counted, merge_categories
+from .records import Category, LabeledImage, LabelSet, counted, merge_categories, split_file_name
 
 __all__ = ["looks_like_voc", "read_voc", "write_voc"]
 
@@ -149,8 +149,8 @@ def read_voc(path: str | os.PathLike, *, one_based: bool = True, images: str | o
     """
     path = Path(path)
     root, xmls, image_dir = _layout(path)
-    root = root.resolve()
-    image_dir = Path(images).resolve() if images is not None else image_dir.resolve()
+    root = Path(os.path.abspath(root))
+    image_dir = Path(os.path.abspath(images)) if images is not None else Path(os.path.abspath(image_dir))
     if not xmls:
         raise ViscurateError(f"no VOC annotation (*.xml) in {path}")
     if (root / LABELMAP).is_file():
@@ -330,7 +330,7 @@ def write_voc(images: Iterable[LabeledImage], out: str | os.PathLike, *, classes
                     known.add(b)
             ET.indent(el)
             write_atomic(out / "Annotations" / f"{stem}.xml", ET.tostring(el, encoding="utf-8", xml_declaration=True))
-            split = rec.split or DEFAULT_SPLIT
+            split = split_file_name(rec.split, DEFAULT_SPLIT)  # a file name: never a path out of the folder
             if split not in lists:
                 lists[split] = open(out / "ImageSets" / "Main" / f".{split}.txt.tmp", "w", encoding="utf-8")
             lists[split].write(stem + "\n")

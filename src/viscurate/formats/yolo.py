@@ -39,7 +39,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -47,7 +46,7 @@ from typing import Any, Callable, Iterable, Iterator
 from ..errors import ViscurateError
 from ..files import atomic_file, write_atomic
 from .media import image_size, place_image
-from .records import Category, LabeledImage, LabelSet, counted
+from .records import Category, LabeledImage, LabelSet, counted, split_file_name
 
 __all__ = ["looks_like_yolo", "read_yolo", "write_yolo", "IMAGE_SUFFIXES"]
 
@@ -245,7 +244,7 @@ def read_yolo(path: str | os.PathLike, *, splits: Iterable[str] | None = None, i
         root = yaml_path.parent / root
     if not root.is_dir():
         root = yaml_path.parent  # a path: for the machine it was made on
-    root = root.resolve()
+    root = Path(os.path.abspath(root))
     wanted = [s for s in (splits or SPLITS) if data.get(s)]
     if not wanted:
         raise ViscurateError(f"{yaml_path} names no split: add train: (and val:) with the images' folder")
@@ -289,11 +288,6 @@ def _class_ids(classes: list[Category], renumber: bool) -> dict[str, int]:
     return {c.name: i for i, c in enumerate(classes)}
 
 
-def _split_name(split: str | None, default: str) -> str:
-    name = re.sub(r"[^\w.-]+", "_", split or default).strip(".") or default
-    return name
-
-
 def write_yolo(images: Iterable[LabeledImage], out: str | os.PathLike, *, classes: list[Category],
                media: str = "copy", progress: Callable[[int], None] | None = None, confidence: bool = False,
                default_split: str = "train", renumber: bool = False, **_: Any) -> dict:
@@ -318,7 +312,7 @@ def write_yolo(images: Iterable[LabeledImage], out: str | os.PathLike, *, classe
         id_rows = csv.writer(ids_file)
         id_rows.writerow(["image", "sample_id"])
         for n, rec in enumerate(counted(images, progress), 1):
-            written = _write_one(rec, n, out, media, _split_name(rec.split, default_split), used, ids, confidence,
+            written = _write_one(rec, n, out, media, split_file_name(rec.split, default_split), used, ids, confidence,
                                  dropped, left_out)
             if written is not None:
                 rel, boxes = written

@@ -23,15 +23,15 @@ ExportFormat = Literal["jsonl", "coco", "yolo", "voc", "cvat", "labelstudio", "h
 
 
 def _zip_folder(folder: Path) -> Path:
-    """``folder`` as ``folder.zip`` beside it (stored, not compressed: images are compressed already),
-    the folder removed."""
+    """``folder`` as ``folder.zip`` beside it, the folder removed: the label files only, never the images
+    the export linked (a download must not copy a whole dataset onto the server's disk)."""
     import shutil
     import zipfile
     out = folder.with_suffix(".zip")
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                z.write(path.resolve() if path.is_symlink() else path, path.relative_to(folder).as_posix())
+            if path.is_file() and not path.is_symlink():
+                z.write(path, path.relative_to(folder).as_posix())
     shutil.rmtree(folder)
     return out
 
