@@ -110,7 +110,7 @@ def corpus_set(name: str) -> Path:
     absent (a failure under CI, which builds it first)."""
     path = CORPUS / name
     if not path.is_dir():
-        why = f"{path} is missing: build the corpus (shared/corpus/build.py) to run the real detection sets"
+        why = f"{path} is missing: build it with python bench/detection_sets.py to run the real detection sets"
         if os.environ.get("CI"):
             pytest.fail(why)
         pytest.skip(why)

@@ -572,8 +572,8 @@ class Dataset:
         present = sorted({p for p in paths.values() if _importable(p, report)})
         if present:
             self.add_images(present, progress=progress)
-        with self._access.catalog() as cat:
-            origins = _sample_ids_by_origin(cat)
+        with self._access.catalog() as cat:  # only this batch's files: a big import stays linear
+            origins = cat.ids_of_origins(sorted(set(paths.values())))
 
         def fields_of(r: Any) -> dict[str, Any]:
             values = sample_fields_from_record(r, field=field, label_field=label_field)

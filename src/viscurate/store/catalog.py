@@ -526,6 +526,15 @@ class Catalog(CatalogConnection, CatalogVectors, CatalogSummaries):
                 "SELECT origin, size_bytes, mtime, hash, _id FROM samples WHERE origin IS NOT NULL").fetchall()
         return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
+    def ids_of_origins(self, origins: Sequence[str]) -> dict[str, str]:
+        """origin -> _id of the samples that came from these files (the others are left out)."""
+        if not origins:
+            return {}
+        with self._mutex:
+            rows = self.con.execute("SELECT origin, _id FROM samples WHERE origin IN (SELECT unnest(?))",
+                                    [list(origins)]).fetchall()
+        return {r[0]: r[1] for r in rows}
+
     def origins_with_issue(self, issue: str) -> dict[str, str]:
         """origin -> _id of every sample from a file that carries ``issue``."""
         with self._mutex:
