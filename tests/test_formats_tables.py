@@ -65,8 +65,8 @@ def test_samples_are_flattened_with_native_types_in_parquet_and_json_text_in_csv
     header = (tmp_path / "csv" / "samples.csv").read_text().splitlines()[0].split(",")
     assert {"profile.tags", "caption", "n_objects"} <= set(header)
     got = list(read_csv(tmp_path / "csv"))
-    # CSV has no types: cells are typed by their text (documented), "007" reads as 7
-    assert got[0].fields == {"profile.brightness": 0.5, "profile.tags": ["a", "b"], "caption": 7, "score": 3}
+    # CSV has no types: a text our export writes that reading would type ("007") is written as a JSON string
+    assert got[0].fields == {"profile.brightness": 0.5, "profile.tags": ["a", "b"], "caption": "007", "score": 3}
 
 
 def test_other_tools_read_the_tables(tmp_path):
@@ -173,3 +173,17 @@ def test_real_detection_set_round_trips(tmp_path, kind):
     for g, w in zip(back, records):
         assert g.file == w.file
         assert_same_boxes(g.detections, w.detections, rel=0, abs_px=0, where=w.file)
+
+
+def test_csv_keeps_texts_that_look_like_numbers_or_booleans_as_texts(tmp_path):
+    from viscurate.formats.records import LabeledImage
+    from viscurate.formats.tables import read_csv, write_csv
+    values = ["007", "2024", "true", "[1]", '"quoted"', "plain", "1e5"]
+    records = [LabeledImage(f"/x/{n}.png", f"s{n}", width=4, height=3, detections=[],
+                            fields={"metadata": {"code": v, "count": n, "flag": n % 2 == 0}})
+               for n, v in enumerate(values)]
+    write_csv(iter(records), tmp_path / "t", classes=[])
+    back = {r.sample_id: r.fields for r in read_csv(tmp_path / "t")}
+    for n, v in enumerate(values):
+        assert back[f"s{n}"]["metadata.code"] == v
+        assert back[f"s{n}"]["metadata.count"] == n and back[f"s{n}"]["metadata.flag"] is (n % 2 == 0)

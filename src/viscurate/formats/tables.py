@@ -119,6 +119,14 @@ def _text(v: Any) -> str:
     return str(v)
 
 
+def _sample_text(v: Any) -> str:
+    """A samples-table CSV cell (as :func:`_text`), with a text that reading would take for something
+    else (``"007"``, ``"true"``, ``"[1]"``) written as a JSON string, so it comes back as the same text."""
+    if isinstance(v, str) and (v.startswith('"') or _cell(v) != v or not isinstance(_cell(v), str)):
+        return json.dumps(v, ensure_ascii=False)
+    return _text(v)
+
+
 def _id_from_text(v: Any) -> Any:
     if isinstance(v, str) and re.fullmatch(r"-?[1-9]\d*|0", v):
         return int(v)
@@ -290,7 +298,9 @@ def _write_samples(kind: str, spill: Path, path: Path) -> None:
             writer = csv.writer(text)
             writer.writerow(names)
             for batch in _spill_batches(spill):
-                writer.writerows([_text(row.get(c)) for c in names] for row in batch)
+                own = [c in _SAMPLE_OWN or c in _IMAGE_COLUMNS for c in names]  # read as they are, not typed
+                writer.writerows([_text(row.get(c)) if o else _sample_text(row.get(c)) for c, o in zip(names, own)]
+                                 for row in batch)
             text.flush()
             text.detach()
             return
@@ -421,10 +431,16 @@ _NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _cell(v: Any) -> Any:
-    """A CSV cell of a column nobody knows, typed by its text: JSON lists and dicts, ``true``/``false``,
-    numbers (integers as integers), else the text."""
+    """A CSV cell of a column nobody knows, typed by its text: a JSON string (how our export writes a
+    text that looks like something else), JSON lists and dicts, ``true``/``false``, numbers (integers as
+    integers), else the text."""
     if not isinstance(v, str):
         return v
+    if len(v) >= 2 and v[0] == v[-1] == '"':  # a text written as JSON so that it stays text
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
     if v[:1] in "[{":
         try:
             return json.loads(v)
