@@ -579,7 +579,7 @@ class Dataset:
             values = sample_fields_from_record(r, field=field, label_field=label_field)
             kept = {p: v for p, v in values.items() if not _computed_path(p)}
             for p in values.keys() - kept.keys():
-                report["skipped"][f"field ingest computes: {p}"] = report["skipped"].get(f"field ingest computes: {p}", 0) + 1
+                _count_skipped(report, f"field ingest computes: {p}")
             return kept
 
         values: dict[str, dict[str, Any]] = {}
@@ -938,8 +938,12 @@ def _computed_path(path: str) -> bool:
     """A path an import must not set: the id, or a field ingest computes from the bytes (a label file's
     ``width`` or ``hash`` column would contradict the image's own)."""
     from .store.schema import PROFILE_FIELDS
-    top = path.split(".", 1)[0]
-    return top == "_id" or top in PROFILE_FIELDS or path in PROFILE_FIELDS
+    top = path.split(".", 1)[0]  # every profile field is a top-level one
+    return top == "_id" or top in PROFILE_FIELDS
+
+
+def _count_skipped(report: dict, why: str) -> None:
+    report["skipped"][why] = report["skipped"].get(why, 0) + 1
 
 
 def _importable(path: str, report: dict) -> bool:
@@ -950,10 +954,10 @@ def _importable(path: str, report: dict) -> bool:
     if "://" in path:
         if path.lower().startswith(("http://", "https://")):
             return True
-        report["skipped"]["not a file or http(s) URL"] = report["skipped"].get("not a file or http(s) URL", 0) + 1
+        _count_skipped(report, "not a file or http(s) URL")
         return False
     if os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
-        report["skipped"]["not an image file name"] = report["skipped"].get("not an image file name", 0) + 1
+        _count_skipped(report, "not an image file name")
         return False
     return os.path.isfile(path)
 
