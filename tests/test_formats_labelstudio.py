@@ -246,3 +246,33 @@ def test_a_gone_image_file_is_counted_and_the_export_goes_on(tmp_path):
     report = write_labelstudio(records, tmp_path / "o", classes=[], media="copy")
     assert (report["images"], report["dropped"]) == (1, {"image file missing": 1})
     assert [t["data"]["viscurate_id"] for t in json.loads((tmp_path / "o" / "tasks.json").read_text())] == ["s1"]
+
+
+def test_a_model_class_goes_out_as_a_scored_pre_annotation_and_every_offered_class_is_a_choice(tmp_path):
+    """Active learning's export: the head's class (``head.label`` beside ``head.confidence``) is a
+    prediction with its score, the config offers every class (not only those predicted so far), and the
+    annotator's choice reads back over the prediction."""
+    from viscurate.formats.records import record_from_sample
+    doc = {"_id": "s1", "filepath": str(tmp_path / "a.png"), "width": 28, "height": 28,
+           "head": {"label": "coat", "confidence": 0.62}}
+    rec = record_from_sample(doc, field=None, label_field="head.label")
+    assert (rec.label, rec.label_confidence) == ("coat", 0.62)
+    assert record_from_sample({**doc, "ground_truth": {"label": "bag"}}, field=None).label_confidence is None
+    write_labelstudio([rec], tmp_path / "ls", classes=[], document_root=tmp_path,
+                      image_classes=["bag", "coat", "dress"])
+    task, = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    pred, = task["predictions"]
+    choice, = pred["result"]
+    assert choice["value"] == {"choices": ["coat"]} and choice["score"] == 0.62 and pred["score"] == 0.62
+    assert "annotations" not in task
+    config = read_label_config(tmp_path / "ls" / "label_config.xml")
+    assert config.class_control == "image_class"
+    assert (tmp_path / "ls" / "label_config.xml").read_text().count("<Choice ") == 3
+    task["annotations"] = [{"id": 1, "result": [{"id": "x", "type": "choices", "from_name": "image_class",
+                                                 "to_name": "image", "value": {"choices": ["dress"]}}],
+                            "was_cancelled": False}]
+    (tmp_path / "ls" / "tasks.json").write_text(json.dumps([task]))
+    back, = list(read_labelstudio(tmp_path / "ls"))
+    assert (back.sample_id, back.label) == ("s1", "dress")
+    annotated, = list(read_labelstudio(tmp_path / "ls", source="predictions"))
+    assert annotated.label == "coat"

@@ -566,3 +566,18 @@ def test_cvat_file_coming_back_names_the_samples_wherever_it_is(photos, tmp_path
     back = list(read_cvat(elsewhere))
     assert [im.sample_id for im in back] == [r.sample_id for r in records]
     assert [Path(im.file).name for im in back] == [Path(r.file).name for r in records]
+
+
+def test_cvat_writes_a_model_class_as_an_auto_tag_and_lists_every_offered_label(photos, tmp_path):
+    """Active learning's CVAT export: the head's class is a ``source="auto"`` tag (its confidence has no
+    place in CVAT: counted), every class the annotators may pick is a label, a human's class stays manual."""
+    recs = _records(photos)[:2]
+    recs[0].label, recs[0].label_confidence, recs[0].detections = "street", 0.7, []
+    recs[1].label, recs[1].label_confidence, recs[1].detections = "park", None, []
+    report = write_cvat(recs, tmp_path / "out", classes=[], media="symlink", image_classes=["park", "street", "beach"])
+    xml = (tmp_path / "out" / "annotations.xml").read_text()
+    assert '<tag label="street" source="auto">' in xml and '<tag label="park" source="manual">' in xml
+    assert report["dropped"] == {"confidence": 1}
+    labels = read_cvat(tmp_path / "out")
+    assert [c.name for c in labels.classes] == ["park", "street", "beach"]
+    assert [r.label for r in labels] == ["street", "park"]

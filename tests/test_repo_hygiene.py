@@ -34,6 +34,6 @@ def test_no_stray_folders_tracked() -> None:
     if out.returncode != 0:
         pytest.skip("not a git checkout")
     top = {line.split("/", 1)[0] for line in out.stdout.splitlines() if line}
-    allowed = {".ci", ".gitignore", "README.md", "bench", "docs", "pyproject.toml", "src", "tests",
+    allowed = {".ci", ".gitignore", "README.md", "bench", "docs", "examples", "pyproject.toml", "src", "tests",
                "constraints.txt"}
     assert top <= allowed, f"unexpected tracked top-level entries: {sorted(top - allowed)}"

@@ -155,14 +155,15 @@ def app(tmp_path_factory):
 
 def well_formed(ctx, response, case):
     """A 4xx is a JSON object with a string ``error`` (the app's handlers) or ``detail`` (Starlette's own:
-    405, unreadable bodies; see test_framework_errors_use_the_app_error_format); a 200 is JSON or a file."""
+    405, unreadable bodies; see test_framework_errors_use_the_app_error_format); a 200 is JSON or a file
+    (an image, a download, a curation report's HTML)."""
     kind = (response.headers.get("content-type") or [""])[0]
     if 400 <= response.status_code < 500:
         body = response.json()
         assert isinstance(body, dict) and isinstance(body.get("error", body.get("detail")), str), response.text[:300]
         assert "Traceback" not in response.text
     elif response.status_code == 200 and not kind.startswith(("image/", "video/", "application/octet-stream",
-                                                              "application/zip")):
+                                                              "application/zip", "text/html")):
         response.json()
 
 

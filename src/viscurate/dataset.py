@@ -861,6 +861,167 @@ class Dataset:
                 page_size=max(1, len(hits)))["results"]} if hits else {}
         return [dict(h, filepath=paths.get(h["_id"])) for h in hits]
 
+    # ---- curation (issue 18): selection -------------------------------------------------------------------
+
+    def select(self, n: int, strategy: str = "cluster_coverage", *, query: dict | None = None,
+               view: str | None = None, slice: str | None = None, seed: int = 0, model: str | None = None,
+               field: str | None = None, examples: IdsOrQuery = None, negatives: IdsOrQuery = None,
+               measure: str = "margin", weights: dict[str, float] | str | None = None,
+               clusters: int | None = None, keep_duplicates: bool = False, keep_leaks: bool = False,
+               write: bool = True, report: str | os.PathLike | None = None,
+               progress: "bool | Callable[[int, int], None]" = False, by: str | None = None):
+        """Pick ``n`` samples to label by ``strategy`` (``random``, ``cluster_coverage``, ``k_center``,
+        ``typicality``, ``edge_cases``, ``balance``, ``uncertainty``, ``similarity``, ``weighted``) among the
+        usable, embedded samples matching ``query`` (and the saved ``view``), near duplicates and leaks dropped
+        unless ``keep_duplicates`` / ``keep_leaks``. Deterministic for a ``seed``. Stored (unless
+        ``write=False``: a preview) as the slice ``slice`` (default ``f"{strategy}-{n}"``), each pick with a
+        ``selections`` entry saying why, replacing an earlier selection of that slice. ``report``: a path
+        for the curation report. Options: ``field`` (balance: the field; uncertainty: the prediction),
+        ``examples``/``negatives`` (similarity: ids or a query), ``measure`` (uncertainty: ``entropy``,
+        ``least_confidence``, ``margin``), ``weights`` (weighted), ``clusters`` (k-means count instead of
+        the stored clusters). Returns a ``Selection`` (see docs/curation.md).
+
+        >>> sel = ds.select(200, "cluster_coverage", slice="to-label")                    # doctest: +SKIP
+        >>> sel.picks[0]["reason"]                                                        # doctest: +SKIP
+        'only pick of cluster 57 (4 members): its most typical (similarity 0.93 to the centre)'
+        >>> ds.find({"selections.slice": "to-label"}, sort="selections.rank")             # doctest: +SKIP
+        """
+        from .brain.selection import select
+        from .curate.views import validate_label
+        from .pipeline.progress import ProgressBar
+        if slice is not None:
+            validate_label(slice, "slice")
+        elif isinstance(n, int) and isinstance(strategy, str):
+            validate_label(f"{strategy}-{n}", "slice")
+        if view is not None:
+            query = self._export_query(query, view, None)
+        examples = examples.split(",") if isinstance(examples, str) and "," in examples else examples
+        negatives = negatives.split(",") if isinstance(negatives, str) and "," in negatives else negatives
+        with ProgressBar(bool(progress) and not callable(progress), "select", total=None) as bar, \
+                self._access.catalog(write=write) as cat:
+            # a callable is told (done, total) of each step (reading the pool, k-center's picks)
+            told = progress if callable(progress) else (lambda done, total: bar.update(done=done, found=total))
+            return select(cat, n, strategy, query=query, slice=slice, seed=seed, model=model, field=field,
+                          examples=examples, negatives=negatives, measure=measure, weights=weights,
+                          clusters=clusters, keep_duplicates=keep_duplicates, keep_leaks=keep_leaks, write=write,
+                          report=None if report is None else str(report), progress=told, by=by)
+
+    # ---- curation (issue 18): curation report --------------------------------------------------------------
+
+    def curation_report(self, slice: str, out_path: str | os.PathLike, *, random_subsets: int = 20,
+                        label_field: str | None = None, fields: Sequence[str] = (), seed: int = 0) -> dict:
+        """Does the selection saved as ``slice`` beat random sampling? Its cluster coverage, class and
+        field balance (``label_field``, default ``ground_truth.label`` else the predicted class; and each of
+        ``fields``), edge-case share, duplicate rate and embedding-space coverage, each beside the mean and
+        spread of ``random_subsets`` random subsets of its size from the same pool, with a plain verdict;
+        written to ``out_path`` (one self-contained HTML page) and its JSON twin (same stem, ``.json``),
+        which is also returned. A slice no selection made is compared with random subsets of every usable
+        embedded sample. See docs/curation.md.
+
+        >>> ds.select(200, "cluster_coverage", slice="to-label")                       # doctest: +SKIP
+        >>> ds.curation_report("to-label", "to-label.html")["metrics"]["cluster_coverage"]["verdict"]  # doctest: +SKIP
+        'better than random by 9.8 std'
+        """
+        from .brain.selection.report import curation_report
+        with self._access.catalog() as cat:
+            return curation_report(cat, slice, out_path, random_subsets=random_subsets, label_field=label_field,
+                                   fields=fields, seed=seed)
+
+    # ---- curation (issue 18): autotag and splits ----------------------------------------------------------
+
+    def autotag(self, name: str, positive: IdsOrQuery, negative: IdsOrQuery = None, *, model: str | None = None,
+                query: dict | None = None, threshold: float = 0.5, tag: str | bool | None = None,
+                slice: str | None = None, write: bool = True, seed: int = 0, neighbours: int = 10):
+        """Teach the concept ``name`` from examples (ids, or a query) and score every sample matching
+        ``query`` that has an embedding into ``autotag.<name>`` in [0, 1] (a logistic regression on the
+        embeddings; without negatives, unlabeled samples stand in for them). ``tag`` (a tag name, or
+        ``True`` for ``name``): the samples scoring at least ``threshold`` get it (tags are only added:
+        untag with ``ds.untag({"autotag.NAME": {"$lt": 0.5}}, tag)``); ``slice``: they become the slice,
+        replacing it. Refine by calling again with more examples: the scores are replaced.
+        ``neighbours``: each score is averaged with its nearest samples' (0: the model's own scores).
+        Returns an ``AutotagResult`` (``top``, ``borderline``: what to label next).
+
+        >>> r = ds.autotag("sneaker", positive=ids[:10]); r.borderline[:3]            # doctest: +SKIP
+        >>> ds.find({"autotag.sneaker": {"$gte": 0.9}})                                 # doctest: +SKIP
+        """
+        from .brain.autotag import autotag, save_recipe
+        from .curate.views import SLICE_FIELD, validate_label
+        tag_name = name if tag is True else (tag or None)
+        for label, what in ((tag_name, "tag"), (slice, "slice")):
+            if label is not None:
+                validate_label(label, what)
+        if not write and (tag_name or slice):
+            raise ViscurateError("tag and slice save the result: drop them, or leave write=True")
+        with self._access.catalog(write=write) as cat:
+            result = autotag(cat, name, positive, negative, model=model, query=query, threshold=threshold,
+                             seed=seed, write=write, neighbours=neighbours, dataset=self.name)
+            if not write:
+                return result
+            if slice is not None:  # a slice is a frozen set: "above the threshold now", nothing older
+                cat.update({SLICE_FIELD: slice}, {"$pull": {SLICE_FIELD: slice}})
+            for label, path in ((tag_name, "tags"), (slice, SLICE_FIELD)):
+                if label is not None and result.above_ids:
+                    cat.update(None, {"$addToSet": {path: label}}, ids=result.above_ids)
+            result.tag, result.slice = tag_name, slice
+            save_recipe(cat, result, query, seed)
+        return result
+
+    def autotags(self) -> dict[str, dict]:
+        """Every concept taught with :meth:`autotag`, by name: ``{"positive", "negative", "threshold",
+        "model", "query", "tag", "slice", "scored", "above", "created_at", ...}`` (to show or refine it)."""
+        from .brain.autotag import recipes
+        with self._access.catalog() as cat:
+            return recipes(cat)
+
+    def split(self, ratios: dict[str, float] | None = None, *, stratify: str | None = "ground_truth.label",
+              group: str | None = None, field: str = "split", seed: int = 0, query: dict | None = None,
+              near_identical: float | None = 0.95, model: str | None = None, write: bool = True):
+        """Propose splits (``ratios``, default ``{"train": 0.8, "val": 0.1, "test": 0.1}``) stratified by
+        ``stratify`` that never divide a near-duplicate group (run :meth:`find_duplicates` first), images
+        whose embeddings are at least ``near_identical`` alike, or samples sharing a ``group`` value
+        (same video, scene, patient); written into ``field`` unless ``write=False``. Returns a
+        ``SplitReport`` (``print(report.table())``: the class balance per split).
+
+        >>> ds.find_duplicates(); r = ds.split(group="metadata.video"); print(r.table())  # doctest: +SKIP
+        >>> ds.find_leaks("split").leaks                                                 # doctest: +SKIP
+        []
+        """
+        from .brain.splits import split
+        with self._access.catalog(write=write) as cat:
+            return split(cat, ratios, stratify=stratify, group=group, field=field, seed=seed, query=query,
+                         near_identical=near_identical, model=model, write=write)
+    # ---- curation (issue 18): active learning -------------------------------------------------------------
+
+    def fit_head(self, label_field: str = "ground_truth.label", *, field: str = "head", model: str | None = None,
+                 query: dict | None = None):
+        """Fit a light classifier (logistic regression on the image embeddings) on the samples of ``query``
+        that have ``label_field``, and store its prediction as ``field`` (``label``, ``confidence``,
+        ``margin``, ``entropy``, ``probs``, ``model``, ``labels``) on every sample of ``query`` with an
+        embedding: what ``select(strategy="uncertainty")`` ranks and an export sends as pre-annotations
+        (``label_field="head.label"``). Returns a ``HeadReport`` (docs/active-learning.md).
+
+        >>> ds.fit_head().cv_accuracy                                                      # doctest: +SKIP
+        0.79
+        """
+        from .brain.head import fit_head
+        with self._access.catalog(write=True) as cat:
+            return fit_head(cat, label_field, field=field, model=model, query=query)
+
+    # ---- curation (issue 18): saved selections, for the faces ---------------------------------------------
+
+    def selections(self) -> dict[str, dict]:
+        """Every saved selection's recipe and outcome, by slice name: ``{slice: {"strategy", "n", "seed",
+        "query", "options", "model", "pool", "dropped", "ids", "created_at", "by"}}`` (docs/curation.md).
+
+        >>> ds.selections()["to-label"]["strategy"]                                    # doctest: +SKIP
+        'cluster_coverage'
+        """
+        import json as _json
+        with self._access.catalog() as cat:
+            return _json.loads(cat.meta_get("selections") or "{}")
+
+    # ---- end of curation (issue 18) -----------------------------------------------------------------------
+
     def draw(self, sample_id: str, out_path: str | os.PathLike | None = None, *,
              show: Sequence[str] | None = None, max_side: int | None = None, min_confidence: float = 0.0):
         """The sample's picture with its labels drawn on it (a ``PIL.Image``), saved to ``out_path`` when

@@ -29,7 +29,7 @@ from .findings import image_vectors, store_findings
 if TYPE_CHECKING:
     from ..store.catalog import Catalog
 
-__all__ = ["ClustersReport", "find_clusters", "default_cluster_count"]
+__all__ = ["ClustersReport", "find_clusters", "default_cluster_count", "spherical_kmeans"]
 
 SEED = 1234
 RESTARTS = 3
@@ -64,6 +64,33 @@ def default_cluster_count(n: int) -> int:
     return int(min(n, max(2, min(1000, round(math.sqrt(n / 2))))))
 
 
+def spherical_kmeans(x: np.ndarray, k: int, *, seed: int = SEED, restarts: int = RESTARTS,
+                     max_points_per_centroid: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """k-means on unit rows ``x`` (cosine), the settings of :func:`find_clusters`: ``(cluster of each row,
+    its similarity to its centroid, unit centroids)``, clusters numbered by size (0 the largest).
+    ``max_points_per_centroid``: the rows k-means trains on per cluster (default: all of them, at least 256).
+
+    >>> x = l2_normalize(np.random.default_rng(0).normal(size=(60, 8)))
+    >>> cluster_of, sims, centroids = spherical_kmeans(x, 3)
+    >>> cluster_of.shape, centroids.shape, bool(np.bincount(cluster_of)[0] >= np.bincount(cluster_of)[2])
+    ((60,), (3, 8), True)
+    """
+    import faiss
+
+    n = len(x)
+    per = max_points_per_centroid or max(256, n // k + 1)
+    km = faiss.Kmeans(x.shape[1], k, niter=ITERATIONS, nredo=restarts, seed=seed, spherical=True,
+                      min_points_per_centroid=1, max_points_per_centroid=per, verbose=False)
+    km.train(x)
+    sims, assign = km.index.search(x, 1)
+    assign, sims = assign.ravel(), sims.ravel()
+    counts = np.bincount(assign, minlength=k)
+    rank = np.argsort(-counts, kind="stable")  # new id -> old id, largest first
+    new_id = np.empty(k, np.int64)
+    new_id[rank] = np.arange(k)
+    return new_id[assign], sims, np.ascontiguousarray(km.centroids[rank], dtype=np.float32)
+
+
 def find_clusters(cat: "Catalog", *, model: str | None = None, clusters: int | None = None,
                   edge_fraction: float = 0.2, edge_max_size: int = 10, query: dict | None = None,
                   write: bool = True, threads: int | None = None) -> ClustersReport:
@@ -80,22 +107,13 @@ def find_clusters(cat: "Catalog", *, model: str | None = None, clusters: int | N
     x = l2_normalize(matrix)
     if threads:
         faiss.omp_set_num_threads(int(threads))
-    km = faiss.Kmeans(x.shape[1], k, niter=ITERATIONS, nredo=RESTARTS, seed=SEED, spherical=True,
-                      min_points_per_centroid=1, max_points_per_centroid=max(256, n // k + 1), verbose=False)
-    km.train(x)
-    sims, assign = km.index.search(x, 1)
-    assign, sims = assign.ravel(), sims.ravel()
-    counts = np.bincount(assign, minlength=k)
-    rank = np.argsort(-counts, kind="stable")  # new id -> old id, largest first
-    new_id = np.empty(k, np.int64)
-    new_id[rank] = np.arange(k)
-    sizes = counts[rank]
+    cluster_of, sims, _ = spherical_kmeans(x, k)
+    sizes = np.bincount(cluster_of, minlength=k)
     live = sizes[sizes > 0]
     median = float(np.median(live)) if len(live) else 0.0
     edge = [int(c) for c in range(k) if 0 < sizes[c] <= edge_max_size and sizes[c] < edge_fraction * median]
     report = ClustersReport(samples=n, clusters=int(len(live)), sizes=[int(s) for s in live], edge_clusters=edge,
                             model=model)
-    cluster_of = new_id[assign]
     edge_set = set(edge)
     report.edge_cases = int(sum(1 for c in cluster_of if c in edge_set))
     if write:

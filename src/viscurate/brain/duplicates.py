@@ -44,6 +44,7 @@ but the representative, so ``{"issues": "near_duplicate"}`` lists what could be 
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,8 @@ __all__ = ["DuplicateRules", "DuplicateGroup", "DuplicatesReport", "DuplicateGra
 
 #: The issues this analysis owns (it adds and removes exactly these).
 ISSUES = ("duplicate", "near_duplicate")
+#: The catalog meta key that says the analysis ran (and on what scope).
+DUPLICATES_RUN_KEY = "duplicates"
 #: Why a member belongs to its group, strongest evidence first.
 REASONS = ("exact", "phash", "mirrored", "trimmed", "rotated", "embedding", "aligned")
 FIELDS = ("hash", "phash", "phash_flip", "phash_trim", "phash_turns", "width", "height", "size_bytes", "filepath")
@@ -420,3 +423,5 @@ def _store(cat: "Catalog", report: DuplicatesReport, scope: dict) -> None:
                                    "similarity": m["similarity"]},
                                   "duplicate" if m["reason"] == "exact" else "near_duplicate")
     store_findings(cat, scope, "duplicates", ISSUES, findings)
+    # that the analysis ran, even when it grouped nothing: a selection says when near duplicates were never looked for
+    cat.meta_set(DUPLICATES_RUN_KEY, json.dumps({"groups": len(report.groups), "scope": scope}, default=str))

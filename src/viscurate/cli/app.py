@@ -1,7 +1,7 @@
 """The ``viscurate`` command line. Each command maps to one library call, so the CLI, the Python API
 and the server never diverge. This module holds the app, its global options and the list of commands;
 the commands live in one module per group (datasets, ingest, query, curation, labels, analyses, export,
-serve), and the output they share (tables, JSON, notes) in ``render``.
+serve, selection), and the output they share (tables, JSON, notes) in ``render``.
 
     viscurate ingest ~/photos --dataset pets
     viscurate find pets '{"width": {"$gt": 1000}}' --page 2
@@ -17,7 +17,7 @@ import typer
 from typer.models import CommandInfo
 
 from ..errors import ViscurateError
-from . import analyses, curation, datasets, export, ingest, labels, query, serve
+from . import analyses, curation, datasets, export, ingest, labels, query, selection, serve
 from .context import state
 from .render import err_console
 
@@ -47,7 +47,8 @@ def main_options(
 COMMAND_ORDER = (
     "create", "list", "delete", "rename", "ingest", "find", "get", "count", "update", "tag", "untag", "info",
     "label", "embed", "duplicates", "calibrate", "leaks", "outliers", "object-duplicates", "box-label-errors",
-    "clusters", "label-errors", "import", "import-coco", "import-folders", "evaluate", "analyze", "similar", "map", "export",
+    "clusters", "label-errors", "import", "import-coco", "import-folders", "evaluate", "analyze", "similar", "map",
+    "select", "curation-report", "autotag", "split", "fit-head", "export",
     "formats", "draw", "models", "demo", "serve",
 )
 
@@ -58,7 +59,7 @@ def _help_position(command: CommandInfo) -> int:
 
 
 def _register_commands() -> None:
-    for group in (datasets, ingest, query, curation, labels, analyses, export, serve):
+    for group in (datasets, ingest, query, curation, labels, analyses, selection, export, serve):
         app.registered_commands += group.commands.registered_commands
     app.registered_commands.sort(key=_help_position)
     app.add_typer(curation.views, name="view")

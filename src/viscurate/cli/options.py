@@ -7,9 +7,11 @@ the same name, default and help everywhere.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import typer
+
+from ..errors import ViscurateError
 
 DATASET_ARGUMENT = typer.Argument(..., help="Dataset name.")
 EMBEDDER_OPTION = typer.Option(None, "--model", "-m", help="Embedding model (default: the default embedder).")
@@ -34,3 +36,73 @@ def json_option(what: str = "") -> Any:
 def batch_size_option(default: int) -> Any:
     """The ``--batch-size`` option of a command that writes to the catalog in transactions."""
     return typer.Option(default, "--batch-size", help="Samples per catalog transaction.")
+
+
+def parse_ids_or_query(text: Optional[str], what: str) -> "list[str] | dict | None":
+    """The samples an ``IDS_OR_QUERY`` option names: a MongoDB query when the text starts with ``{``,
+    else comma-separated sample ids; ``what`` names the option in the error a user sees.
+
+    >>> parse_ids_or_query("a1, b2,,c3", "--positive"), parse_ids_or_query('{"tags": "x"}', "--positive")
+    (['a1', 'b2', 'c3'], {'tags': 'x'})
+    >>> parse_ids_or_query(None, "--negative") is None
+    True
+    """
+    if text is None:
+        return None
+    text = text.strip()
+    if text.startswith("{"):
+        from .context import parse_json
+        return parse_json(text, what)
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise ViscurateError(f"{what} names no sample: give comma-separated ids (a1b2,c3d4) or a query "
+                             f"starting with {{ ('{{\"tags\": \"cat\"}}')")
+    return ids
+
+
+def parse_assignments(text: Optional[str], what: str) -> "dict[str, float] | None":
+    """``name=number`` pairs, comma-separated (``--weights``, ``--ratios``), as a dict.
+
+    >>> parse_assignments("train=0.8, val=0.1,test=0.1", "--ratios")
+    {'train': 0.8, 'val': 0.1, 'test': 0.1}
+    """
+    if text is None:
+        return None
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        try:
+            if not sep or not key.strip():
+                raise ValueError(part)
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise ViscurateError(f"{what} takes name=number pairs separated by commas (e.g. train=0.8,val=0.2), "
+                                 f"not {part!r}") from None
+    if not out:
+        raise ViscurateError(f"{what} is empty: give name=number pairs separated by commas")
+    return out
+
+
+def parse_budget(text: str, pool: "Any") -> int:
+    """A budget: a count (``200``) or a share of the candidates (``2%``); ``pool()`` counts the
+    candidates and is called only for a share.
+
+    >>> parse_budget("200", lambda: 1), parse_budget("2%", lambda: 3000), parse_budget("0.1%", lambda: 50)
+    (200, 60, 1)
+    """
+    raw = text.strip()
+    try:
+        if raw.endswith("%"):
+            share = float(raw[:-1])
+            if not 0 < share <= 100:
+                raise ValueError(raw)
+            return max(1, round(share / 100 * pool()))
+        n = int(raw)
+        if n < 1:
+            raise ValueError(raw)
+        return n
+    except ValueError:
+        raise ViscurateError(f"the budget is a number of samples (200) or a share of the candidates (2%), "
+                             f"not {text!r}") from None

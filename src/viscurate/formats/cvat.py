@@ -299,11 +299,14 @@ class _Specs:
 
 def write_cvat(images: Iterable[LabeledImage], out: str | os.PathLike, *, classes: list[Category],
                media: str = "copy", progress: Callable[[int], None] | None = None,
-               name: str = "viscurate export", **_: Any) -> dict:
+               name: str = "viscurate export", image_classes: Iterable[str] = (), **_: Any) -> dict:
     """Write ``images`` (records with absolute ``file`` paths or URLs) as a CVAT for images 1.1 task (or
     project, when the records have splits): ``out/annotations.xml`` (or ``out`` itself when it ends in
     ``.xml``), the images in ``images/`` beside it (``media="none"``: named by their absolute path or
-    URL, for a task on shared storage). See the module docstring. Returns
+    URL, for a task on shared storage). ``image_classes``: labels the annotators may tag images with,
+    listed in ``<meta>`` even when no record carries them yet. A record's class is a ``<tag>``:
+    ``source="auto"`` when it has a ``label_confidence`` (a model's pre-annotation; CVAT holds no
+    score, so the confidence is counted in ``dropped``), else ``manual``. See the module docstring. Returns
     ``{"images", "boxes", "classes", "splits", "dropped", "left_out", "path"}``.
 
     >>> write_cvat(records, "to_label/", classes=[Category(0, "car")])           # doctest: +SKIP
@@ -314,7 +317,7 @@ def write_cvat(images: Iterable[LabeledImage], out: str | os.PathLike, *, classe
     xml_path = out if out.suffix.lower() == ".xml" else out / "annotations.xml"
     folder = xml_path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    classes = list(classes)
+    classes = merge_categories(list(classes), [str(c) for c in image_classes])
     known = {c.name for c in classes}
     specs = _Specs()
     dropped: Counter = Counter()
@@ -347,12 +350,15 @@ def write_cvat(images: Iterable[LabeledImage], out: str | os.PathLike, *, classe
                 if rec.label is not None and rec.label not in known:
                     classes = merge_categories(classes, [rec.label])
                     known.add(rec.label)
+                auto = rec.label is not None and rec.label_confidence is not None
+                if auto:
+                    dropped["confidence"] += 1
                 if rec.split:
                     splits.add(rec.split)
                 else:
                     has_none = True
                 rows.write(json.dumps({"name": name_in_task, "width": size[0], "height": size[1],
-                                       "split": rec.split, "label": rec.label, "boxes": boxes}) + "\n")
+                                       "split": rec.split, "label": rec.label, "auto": auto, "boxes": boxes}) + "\n")
                 n_images += 1
                 n_boxes += len(boxes)
         subsets = sorted(splits) + ([DEFAULT_SUBSET] if has_none and splits else [])
@@ -466,6 +472,7 @@ def _image_xml(i: int, row: dict, with_subset: bool) -> str:
             parts.append(f"\n      <attribute name={quoteattr(k)}>{escape(_value(v))}</attribute>")
         parts.append("\n    </box>\n" if b["attributes"] else "</box>\n")
     if row["label"] is not None:
-        parts.append(f'    <tag label={quoteattr(row["label"])} source="manual"></tag>\n')
+        source = "auto" if row.get("auto") else "manual"
+        parts.append(f'    <tag label={quoteattr(row["label"])} source="{source}"></tag>\n')
     parts.append("  </image>\n")
     return "".join(parts)

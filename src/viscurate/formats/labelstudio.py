@@ -579,7 +579,7 @@ def write_labelstudio(images: Iterable[LabeledImage], out: str | os.PathLike, *,
                       media: str = "none", progress: Callable[[int], None] | None = None,
                       boxes_as: str = "predictions", annotations_field: str | None = None,
                       model_version: str = "viscurate", document_root: str | os.PathLike | None = None,
-                      image_key: str = "image") -> dict[str, Any]:
+                      image_key: str = "image", image_classes: Iterable[str] = ()) -> dict[str, Any]:
     """Write records as Label Studio tasks (streaming, one task at a time) and the label config.
 
     ``boxes_as``: the records' boxes become each task's ``predictions`` (pre-annotations with
@@ -589,6 +589,10 @@ def write_labelstudio(images: Iterable[LabeledImage], out: str | os.PathLike, *,
     they are, referenced under ``document_root``, default ``/``) or ``copy``/``symlink`` into
     ``out/images/`` (the document root is then ``out``). ``out``: a folder (``tasks.json``,
     ``label_config.xml``) or a ``.json`` file (its config beside it as ``<stem>.label_config.xml``).
+    ``image_classes``: the classes an annotator may choose for the whole image (the config's
+    ``<Choices>``), offered even when no record carries them yet (the first round of active learning);
+    the records' own image classes are added after them. A record's image class goes with its boxes
+    (a prediction, with the record's ``label_confidence`` as its ``score``, or an annotation).
     Returns ``{"images", "boxes", "classes", "dropped", "path", "label_config"}``.
 
     >>> write_labelstudio(records, "to_label", classes=[Category(0, "cat")], media="copy")   # doctest: +SKIP
@@ -610,7 +614,7 @@ def write_labelstudio(images: Iterable[LabeledImage], out: str | os.PathLike, *,
     else:
         root = Path(document_root).resolve() if document_root is not None else Path("/")
     known = {c.name for c in classes}
-    got = _Collected()
+    got = _Collected(image_classes=dict.fromkeys(str(c) for c in image_classes))
     dropped: Counter = Counter()
     n_images = n_boxes = 0
     with atomic_file(tasks_path) as f:
@@ -636,6 +640,10 @@ def write_labelstudio(images: Iterable[LabeledImage], out: str | os.PathLike, *,
                 got.image_classes[str(rec.label)] = None
                 image_level.append({"id": "vc_class", "type": "choices", "from_name": CLASS_CONTROL,
                                     "to_name": IMAGE_CONTROL, "value": {"choices": [str(rec.label)]}})
+                if rec.label_confidence is not None and boxes_as == "predictions":
+                    image_level[-1]["score"] = float(rec.label_confidence)
+                elif rec.label_confidence is not None:
+                    dropped["confidence"] += 1  # an annotation is a person's: it has no score
             if rec.detections is not None or image_level:
                 results = _results(rec.detections or [], rec.width, rec.height, known, got, dropped,
                                    with_scores=True)

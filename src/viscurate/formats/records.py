@@ -74,7 +74,8 @@ class LabeledImage:
     writers get absolute paths. ``sample_id``: the viscurate ``_id`` when the format carries it (our
     exports write it, so returns from a labeling tool match by id, not by file name). ``detections``:
     ``None`` when the format says nothing about boxes, ``[]`` when it says the image has none.
-    ``label``: an image-level class. ``split``: train / val / test. ``fields``: other per-image values
+    ``label``: an image-level class; ``label_confidence``: how sure the model that gave it was (a
+    pre-annotation's score; ``None`` for a human's label). ``split``: train / val / test. ``fields``: other per-image values
     (``{"dotted.path": value}``) kept as sample fields. ``source_id``: the image's id in the source
     (COCO image id, CVAT image id, Label Studio task id).
     """
@@ -88,6 +89,7 @@ class LabeledImage:
     split: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
     source_id: Any = None
+    label_confidence: float | None = None
 
 
 @dataclass
@@ -197,11 +199,15 @@ def record_from_sample(doc: dict, *, field: str | None, label_field: str | None 
     """
     boxes = _at(doc, field) if field else None
     label = _at(doc, label_field) if label_field else None
+    # a model's class sits beside its confidence (``head.label``, ``head.confidence``): a pre-annotation's score
+    score = _at(doc, label_field.rsplit(".", 1)[0] + ".confidence") if label_field and "." in label_field else None
     return LabeledImage(doc.get("filepath") or doc.get("url") or doc["_id"], sample_id=doc["_id"],
                         width=doc.get("width"), height=doc.get("height"),
                         detections=[dict(b) for b in boxes] if isinstance(boxes, list) else ([] if field else None),
                         label=label if isinstance(label, str) else None,
-                        split=doc.get("split") if isinstance(doc.get("split"), str) else None, fields=doc)
+                        split=doc.get("split") if isinstance(doc.get("split"), str) else None, fields=doc,
+                        label_confidence=float(score) if isinstance(label, str) and isinstance(score, (int, float))
+                        and not isinstance(score, bool) else None)
 
 
 def sample_fields_from_record(rec: LabeledImage, *, field: str, label_field: str = "ground_truth.label") -> dict[str, Any]:

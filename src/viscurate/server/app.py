@@ -117,7 +117,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     from fastapi import FastAPI
 
     from ..store.workspace import Workspace, make_dirs
-    from . import analyze_routes, curation_routes, dataset_routes, job_routes, media_routes, web
+    from . import analyze_routes, curation_routes, dataset_routes, job_routes, media_routes, selection_routes, web
     from .analyze import remove_scratch
     from .context import AnalyzeLimits, ServerContext
     from .errors import install_handlers
@@ -159,7 +159,7 @@ def create_app(home: str | os.PathLike | None = None, *, require_key: bool = Fal
     install_handlers(app)
 
     # in this order: it is the order of /openapi.json
-    for routes in (analyze_routes, dataset_routes, media_routes, curation_routes, job_routes):
+    for routes in (analyze_routes, dataset_routes, media_routes, curation_routes, selection_routes, job_routes):
         routes.register(app, context)
     web.register(app)
     return app

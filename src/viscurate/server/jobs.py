@@ -1,9 +1,10 @@
 """Long work as jobs: started by a request, run in the background, watched through their progress.
 
-A job is one library call (label, embed, analyze, map, export) on one dataset. Jobs run one at a time
-in a worker thread, in order, because each holds its dataset's write lock and the models share the
-machine's cores; a request only queues one and gets its id back at once. Requests that read the
-dataset meanwhile are let in between the job's batches (see ``Catalog``; docs/decisions.md #22).
+A job is one library call (label, embed, analyze, map, export; select, report, autotag, split, fit_head) on one
+dataset. Jobs run one at a time in a worker thread, in order, because each holds its dataset's write lock
+and the models share the machine's cores; a request only queues one and gets its id back at once.
+Requests that read the dataset meanwhile are let in between the job's batches (see ``Catalog``;
+docs/decisions.md #22).
 
 >>> jobs = JobQueue()
 >>> job = jobs.submit("demo", "photos", lambda progress: {"answer": 42})
@@ -27,7 +28,8 @@ __all__ = ["Job", "JobQueue", "JOB_KINDS"]
 
 log = logging.getLogger("viscurate.server")
 
-JOB_KINDS = ("label", "embed", "analyze", "map", "export")
+JOB_KINDS = ("ingest", "label", "embed", "analyze", "map", "export", "select", "report", "autotag", "split",
+             "fit_head")
 KEEP_FINISHED = 200
 
 Progress = Callable[[int, int], None]

@@ -21,8 +21,8 @@ __all__ = ["BodyLimits", "BodyLimit", "BodyTooLarge", "MULTIPART_OVERHEAD", "UPL
 
 MULTIPART_OVERHEAD = 64 * 2**10  # an upload's form fields and part headers, beside the image itself
 UPLOAD_PATHS = frozenset({"/v1/analyze/upload"})
-# routes whose body may list sample ids rather than a query: slices, tags, review verdicts
-_IDS_PATH = re.compile(r"/v1/datasets/[^/]+/(slices/[^/]+|tags|review/[^/]+)")
+# routes whose body may list sample ids rather than a query: slices, tags, review verdicts, examples
+_IDS_PATH = re.compile(r"/v1/datasets/[^/]+/(slices/[^/]+|tags|review/[^/]+|selections|autotag)")
 
 
 @dataclass(frozen=True)

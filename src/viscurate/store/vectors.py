@@ -77,6 +77,48 @@ class CatalogVectors:
             rows = self._execute(sql, ctx.params).fetchall()
         return [r[0] for r in rows], [r[1] for r in rows], _matrix(rows)
 
+    def image_vector_count(self, model: str, query: dict | None = None) -> int:
+        """How many samples matching ``query`` have an image vector of ``model``."""
+        ctx = Ctx()
+        where, _ = self._where(query, ctx=ctx)
+        sql = (f"SELECT count(*) FROM vectors v JOIN samples s ON s._seq = v.sample_seq "
+               f"WHERE v.model = {ctx.p(model)} AND v.field IS NULL AND ({where})")
+        with self._mutex:
+            return int(self._execute(sql, ctx.params).fetchall()[0][0])
+
+    def iter_image_vectors(self, model: str, query: dict | None = None, batch: int = 32_768):
+        """``(sample ids, float32 matrix)`` of the image vectors of ``model`` of the samples matching
+        ``query``, in catalog order, a window of ``batch`` sample sequence numbers at a time: what
+        :meth:`read_vectors` returns, in bounded memory. A window is a range of ``sample_seq`` on both tables,
+        so DuckDB reads only the row groups that hold it (paging with ``ORDER BY ... LIMIT`` joined and sorted
+        everything again for every page: 2x the time and 8 GB for 1M x 1280-d, against 3.4 GB).
+
+        >>> for ids, matrix in cat.iter_image_vectors("efficientnet_lite3@uint8-280-obj224"):  # doctest: +SKIP
+        ...     print(len(ids), matrix.shape)
+        """
+        start = -1
+        while True:
+            ctx = Ctx()
+            sql = (f"SELECT min(sample_seq) FROM vectors WHERE model = {ctx.p(model)} AND field IS NULL "
+                   f"AND sample_seq > {ctx.p(int(start))}")
+            with self._mutex:  # the next sequence number that holds a vector: gaps are skipped at once
+                first = self._execute(sql, ctx.params).fetchall()[0][0]
+            if first is None:
+                return
+            stop = int(first) + int(batch)
+            ctx = Ctx()
+            where, _ = self._where(query, ctx=ctx)
+            lo, hi = ctx.p(int(first)), ctx.p(stop)
+            sql = (f"SELECT s._id, v.sample_seq, v.vector FROM vectors v JOIN samples s ON s._seq = v.sample_seq "
+                   f"WHERE v.model = {ctx.p(model)} AND v.field IS NULL AND v.sample_seq >= {lo} "
+                   f"AND v.sample_seq < {hi} AND s._seq >= {lo} AND s._seq < {hi} AND ({where}) "
+                   f"ORDER BY v.sample_seq")
+            with self._mutex:
+                rows = self._execute(sql, ctx.params).fetchall()
+            if rows:
+                yield [r[0] for r in rows], _matrix([(r[0], None, r[2]) for r in rows])
+            start = stop - 1
+
     def vector_changes(self, model: str, field: str | None = None, since: int = 0):
         """What ``model`` stored (image vectors, or the boxes of ``field``) in ``write_vectors`` transactions
         after version ``since``: ``(ids, idxs, float32 matrix, current version, every stored key)``, the last

@@ -51,6 +51,7 @@ const state = {
   selectedBox: null,
   labels: [],             // the open sample's box labels, placed once the picture has its size
   generation: 0,          // bumped on each new query, so late answers to old ones are dropped
+  marks: new Map(),       // autotag examples: id -> "pos" | "neg"
 };
 
 // ---- the API -----------------------------------------------------------------------------------
@@ -243,12 +244,13 @@ function cellFor(i, doc) {
     picture = el("img", {src: thumb(doc._id), loading: "lazy", alt: "", draggable: "false"});
     picture.addEventListener("error", () => picture.replaceWith(placeholder("no preview: file missing or unreadable")));
   }
-  const node = el("div", {class: "cell", "data-index": i, "data-id": doc._id, role: "button",
+  const node = el("div", {class: "cell" + markClass(doc._id), "data-index": i, "data-id": doc._id, role: "button",
                           "aria-label": `sample ${fileName(doc)}`, title: doc.filepath || doc._id},
     picture,
     nameLine(fileName(doc)),
     el("div", {class: "caption", text: names.length ? names.join(", ") : `${doc.width ?? "?"}×${doc.height ?? "?"}`}),
-    issues.length ? el("span", {class: "badge", text: issues.join(" ")}) : null);
+    issues.length ? el("span", {class: "badge", text: issues.join(" ")}) : null,
+    markButtons(doc._id));
   node.addEventListener("click", () => { state.cursor = i; openDetail(i); });
   return node;
 }
@@ -814,6 +816,251 @@ function finishLasso() {
   if (ids.length) { refresh(); switchTab("grid"); }
 }
 
+// ---- curate: select what to label, autotag a concept from marked examples ---------------------------
+
+const STRATEGIES = {
+  cluster_coverage: "every cluster represented, sparse ones first, then in proportion to their size",
+  k_center: "spread over the embedding space: each pick the farthest from those already picked",
+  typicality: "the most representative samples of each cluster (dense regions first)",
+  edge_cases: "the unusual ones first: outliers, unique samples, tiny clusters",
+  balance: "an equal share of each class (or of any field), spread across clusters",
+  uncertainty: "where the model is least sure (run fit-head or label first), kept diverse",
+  similarity: "the samples most like the examples marked +, least like those marked −",
+  weighted: "a weighted mix of other strategies' scores",
+  random: "a uniform random sample: the baseline the others are measured against",
+};
+
+function markClass(id) {
+  const mark = state.marks.get(id);
+  return mark ? ` ${mark}` : "";
+}
+
+function markButtons(id) {
+  // + / −: an example of the autotag concept (or of similarity), or a counter-example
+  const button = (kind, text, label) => el("button", {class: `${kind === "pos" ? "plus" : "minus"}${state.marks.get(id) === kind ? " on" : ""}`,
+    title: label, "aria-label": label, "data-mark": kind,
+    onclick: (event) => { event.stopPropagation(); toggleMark(id, kind); }}, text);
+  return el("div", {class: "marks"}, button("pos", "+", "mark as an example (+)"), button("neg", "−", "mark as a counter-example (−)"));
+}
+
+function toggleMark(id, kind) {
+  if (state.marks.get(id) === kind) state.marks.delete(id); else state.marks.set(id, kind);
+  showMarks(`.cell[data-id="${CSS.escape(id)}"], .thumb[data-id="${CSS.escape(id)}"]`);
+  drawMarks();
+}
+
+function showMarks(selector = ".cell[data-id], .thumb[data-id]") {
+  // every thumbnail of a marked sample (grid, picks, scores) shows its mark
+  for (const node of document.querySelectorAll(selector)) {
+    const mark = state.marks.get(node.dataset.id);
+    node.classList.toggle("pos", mark === "pos");
+    node.classList.toggle("neg", mark === "neg");
+    for (const b of node.querySelectorAll(":scope > .marks button")) b.classList.toggle("on", mark === b.dataset.mark);
+  }
+}
+
+function marked(kind) { return [...state.marks].filter(([, k]) => k === kind).map(([id]) => id); }
+
+function drawMarks() {
+  const pos = marked("pos"), neg = marked("neg");
+  $("at-counts").textContent = `${pos.length} marked +, ${neg.length} marked −`;
+  $("at-marked").replaceChildren(...[...state.marks.keys()].map((id) => thumbCard(id, state.marks.get(id) === "pos" ? "+" : "−")));
+}
+
+function thumbCard(id, caption, title = "", why = "") {
+  // a picked or scored sample: its thumbnail, a caption (and the reason it was picked, cut to a line:
+  // the whole of it on hover); a click opens it
+  return el("figure", {class: "thumb" + markClass(id), "data-id": id, title: title || id},
+    el("img", {src: thumb(id, 128), alt: title || "sample", loading: "lazy",
+               onclick: () => { state.detailIndex = null; showSample(id); }}),
+    el("figcaption", {text: caption}),
+    why ? el("figcaption", {class: "why", text: why}) : null,
+    markButtons(id));
+}
+
+async function waitForJob(job, status) {
+  // a job the server queued (a saved selection, a large preview or autotag): its result once done
+  while (job.state === "queued" || job.state === "running") {
+    const p = job.progress || {};
+    status.textContent = `${job.kind} ${job.state}${p.total ? ` ${p.done}/${p.total}` : ""}…`;
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    job = await api(`/v1/jobs/${encodeURIComponent(job.id)}`);
+  }
+  if (job.state === "failed") throw new Error(job.error || "the job failed");
+  status.textContent = "";
+  return job.result;
+}
+
+const isJob = (out) => out && typeof out.state === "string" && typeof out.kind === "string" && "progress" in out;
+
+function selectionBody(preview) {
+  const budget = $("sel-budget").value.trim();
+  const strategy = $("sel-strategy").value;
+  const body = {n: /%$/.test(budget) ? budget : Number(budget), strategy, seed: Number($("sel-seed").value) || 0, preview};
+  if (!/%$/.test(budget) && !(Number.isInteger(body.n) && body.n > 0)) throw new Error("the budget is a number of samples (200) or a share (2%)");
+  const q = composedQuery();
+  if ($("sel-filtered").checked && Object.keys(q).length) body.q = q;
+  const options = {};
+  const field = $("sel-field").value.trim();
+  if (field && (strategy === "balance" || strategy === "uncertainty")) options.field = field;
+  if (strategy === "uncertainty") options.measure = $("sel-measure").value;
+  if (strategy === "similarity") {
+    options.examples = marked("pos");
+    if (marked("neg").length) options.negatives = marked("neg");
+  }
+  if (strategy === "weighted") {
+    options.weights = {};
+    for (const part of $("sel-weights").value.split(",")) {
+      const [k, v] = part.split("=").map((x) => x.trim());
+      if (k) options.weights[k] = Number(v);
+    }
+  }
+  if (Object.keys(options).length) body.options = options;
+  return body;
+}
+
+function drawPicks(selection, stored) {
+  const dropped = Object.entries(selection.dropped || {}).filter(([, v]) => v).map(([k, v]) => `${v} ${k.replace(/_/g, " ")}`);
+  $("sel-summary").textContent = `${selection.ids.length} of ${Number(selection.pool).toLocaleString()} candidates · ` +
+    `dropped: ${dropped.length ? dropped.join(", ") : "none"} · ${selection.strategy}, seed ${selection.seed}` +
+    (stored ? ` · saved as slice ${selection.slice}` : " · preview, nothing stored") +
+    (selection.notes && selection.notes.length ? ` · ${selection.notes.join(" · ")}` : "");
+  $("sel-picks").replaceChildren(...selection.picks.map((p) => thumbCard(p._id,
+    `#${p.rank}${p.cluster != null ? ` · cluster ${p.cluster}` : ""}`, `#${p.rank}: ${p.reason || ""}`, p.reason || "")));
+}
+
+async function previewSelection() {
+  const status = $("sel-status");
+  try {
+    const body = JSON.stringify(selectionBody(true));
+    status.textContent = "picking…";
+    let out = await api(ds("/selections"), {method: "POST", body});
+    if (isJob(out)) out = await waitForJob(out, status);
+    drawPicks(out, false);
+    if (!$("sel-slice").value) $("sel-slice").value = out.slice;
+    status.textContent = "";
+    showError(null);
+  } catch (e) { showError(e); status.textContent = ""; }
+}
+
+async function saveSelection() {
+  const status = $("sel-status");
+  const name = $("sel-slice").value.trim();
+  try {
+    const body = selectionBody(false);
+    if (name) body.slice = name;
+    status.textContent = "saving…";
+    let out = await api(ds("/selections"), {method: "POST", body: JSON.stringify(body)});
+    if (isJob(out)) out = await waitForJob(out, status);
+    drawPicks(out, true);
+    $("sel-slice").value = out.slice;
+    const report = $("sel-report");
+    report.href = ds(`/selections/${encodeURIComponent(out.slice)}/report`);
+    if (out.pool > 20000) {  // the server makes a large pool's report as a job: wait for it before linking
+      status.textContent = "making the curation report…";
+      const made = await api(`${report.href}?format=json`);
+      if (isJob(made)) await waitForJob(made, status);
+    }
+    report.hidden = false;
+    $("sel-show").hidden = false;
+    $("sel-show").dataset.slice = out.slice;
+    status.textContent = `saved ${samplesText(out.ids.length)} as slice ${out.slice}`;
+    await loadFacets();
+    showError(null);
+  } catch (e) { showError(e); status.textContent = ""; }
+}
+
+async function fitHead() {
+  // the light classifier whose probabilities the uncertainty strategy ranks, fitted on the labeled samples
+  const status = $("sel-status");
+  try {
+    status.textContent = "fitting the head…";
+    const report = await waitForJob(await api(ds("/fit-head"), {method: "POST", body: JSON.stringify({})}), status);
+    const cv = report.cv_accuracy != null ? `, cross-validated accuracy ${report.cv_accuracy}` : "";
+    status.textContent = `head fitted on ${report.labeled} labeled samples (${report.classes.length} classes${cv})`;
+    showError(null);
+  } catch (e) { showError(e); status.textContent = ""; }
+}
+
+function showSlice(name) {
+  state.userQuery = {};
+  state.filters = {width: 0, lqe: 1, slice: name};
+  state.lasso = null;
+  syncControls();
+  switchTab("grid");
+  refresh();
+}
+
+function scoredList(entries) {
+  // an autotag list: [{_id, score}], [[id, score]] or bare ids
+  return (entries || []).map((e) => (Array.isArray(e) ? {id: e[0], score: e[1]}
+    : typeof e === "object" && e ? {id: e._id ?? e.id, score: e.score} : {id: String(e), score: null}));
+}
+
+async function scoreConcept(save) {
+  const status = $("at-status");
+  const name = $("at-name").value.trim();
+  try {
+    if (!name) throw new Error("name the concept first");
+    const positive = marked("pos");
+    if (positive.length < 2) throw new Error("mark at least 2 samples with + (examples of the concept)");
+    const body = {name, positive, threshold: Number($("at-threshold").value) || 0.5};
+    if (marked("neg").length) body.negative = marked("neg");
+    if (save) body.tag = true;
+    status.textContent = save ? "saving…" : "scoring…";
+    let out = await api(ds("/autotag"), {method: "POST", body: JSON.stringify(body)});
+    if (isJob(out)) out = await waitForJob(out, status);
+    const top = scoredList(out.top), border = scoredList(out.borderline);
+    const above = out.above ?? out.above_threshold ?? out.count_above;
+    $("at-summary").textContent = `autotag.${name}: scored from ${positive.length} + and ${marked("neg").length} −` +
+      (above != null ? ` · ${Number(above).toLocaleString()} at or above ${body.threshold}` : "");
+    const card = (hit) => thumbCard(hit.id, hit.score != null ? Number(hit.score).toFixed(3) : "", `score ${hit.score}`);
+    $("at-top").replaceChildren(...top.slice(0, 48).map(card));
+    $("at-border").replaceChildren(...border.slice(0, 24).map(card));
+    $("at-top-title").hidden = !top.length;
+    $("at-border-title").hidden = !border.length;
+    status.textContent = "";
+    if (save) {
+      status.textContent = `tagged the samples at or above ${body.threshold} with “${name}”`;
+      await loadFacets();
+    }
+    showError(null);
+  } catch (e) { showError(e); status.textContent = ""; }
+}
+
+function addLassoAsExamples() {
+  for (const id of state.lasso || []) state.marks.set(id, "pos");
+  showMarks();
+  drawMarks();
+}
+
+function explainStrategy() {
+  const strategy = $("sel-strategy").value;
+  $("sel-explain").textContent = STRATEGIES[strategy] || "";
+  for (const label of $("sel-extra").querySelectorAll("[data-for]")) label.hidden = !label.dataset.for.split(" ").includes(strategy);
+}
+
+function openCurate() {
+  $("sel-pool").textContent = `(${samplesText(state.length)})`;
+  $("at-add-lasso").disabled = !state.lasso;
+  $("at-add-lasso").title = state.lasso ? `add the ${state.lasso.length} samples of the map selection` : "draw a lasso on the map first";
+  drawMarks();
+}
+
+function wireCurate() {
+  $("sel-strategy").replaceChildren(...Object.entries(STRATEGIES).map(([k, why]) => el("option", {value: k, text: k.replace(/_/g, " "), title: why})));
+  $("sel-strategy").addEventListener("change", explainStrategy);
+  explainStrategy();
+  $("sel-preview").addEventListener("click", previewSelection);
+  $("sel-save").addEventListener("click", saveSelection);
+  $("sel-fit-head").addEventListener("click", fitHead);
+  $("sel-show").addEventListener("click", () => showSlice($("sel-show").dataset.slice));
+  $("at-score").addEventListener("click", () => scoreConcept(false));
+  $("at-save").addEventListener("click", () => scoreConcept(true));
+  $("at-clear").addEventListener("click", () => { state.marks.clear(); showMarks(); drawMarks(); });
+  $("at-add-lasso").addEventListener("click", addLassoAsExamples);
+}
+
 // ---- review queues -----------------------------------------------------------------------------
 
 const review = {page: 1, summary: null};
@@ -995,6 +1242,7 @@ function readHash() {
 async function chooseDataset(name) {
   state.dataset = name;
   state.lasso = null;
+  state.marks = new Map();
   map.points = null;
   map.images = new Map();
   closeDetailIfOpen();
@@ -1012,6 +1260,7 @@ function switchTab(name) {
   for (const tab of document.querySelectorAll(".tab")) tab.hidden = tab.id !== `tab-${name}`;
   if (name === "map") loadMap();
   if (name === "review") { review.page = 1; loadReview(); }
+  if (name === "curate") openCurate();
   if (name === "jobs") loadJobs();
   if (name === "grid") { renderGrid(); $("grid").focus(); }
 }
@@ -1110,6 +1359,7 @@ function wire() {
   $("review-prev").addEventListener("click", () => { review.page = Math.max(1, review.page - 1); loadReview(); });
   $("review-next").addEventListener("click", () => { review.page += 1; loadReview(); });
   for (const button of document.querySelectorAll("[data-job]")) button.addEventListener("click", () => startJob(button));
+  wireCurate();
 }
 
 function step(delta) {

@@ -1,0 +1,106 @@
+"""MNIST test and Fashion-MNIST test as real catalogs for the curation tests: the images ingested from
+class folders (``ground_truth.label``), embedded by the default embedder, built once per test session and
+copied for each test module that asks (so one module's slices and fields never reach another).
+
+The arrays come from ``bench/labeled_sets.py`` (``.ci/run`` runs it; tests never download). Without them a
+test skips, except under CI, where it fails.
+
+``VISCURATE_TEST_LABELED_CACHE=DIR`` (a development shortcut, never set by CI) keeps the built catalogs in
+DIR between sessions, so iterating on one test does not embed 13,000 images again.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FASHION_CLASSES = ("tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                   "ankle_boot")
+#: Samples per set: Fashion-MNIST whole (autotag needs 1,000 of a class), MNIST a stratified 3,000 (CI time).
+SIZES = {"fashion_mnist": 10_000, "mnist": 3_000}
+
+
+def arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` of ``name``'s test split (``mnist`` or ``fashion_mnist``), or skip (fail under CI)."""
+    corpus = Path(os.environ.get("CORPUS_DIR", Path.home() / ".cache" / "corpus"))
+    path = corpus / "labeled" / f"{name}_test.npz"
+    if not path.is_file():
+        why = f"{path} is missing: run `python bench/labeled_sets.py` once"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    data = np.load(path)
+    return data["X"], data["y"].astype(np.int64)
+
+
+def class_names(name: str) -> tuple[str, ...]:
+    return FASHION_CLASSES if name == "fashion_mnist" else tuple(str(i) for i in range(10))
+
+
+def stratified(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Indexes of ``n`` samples with every class in its share (sorted)."""
+    if n >= len(y):
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        picked.append(rng.choice(members, size=round(n * len(members) / len(y)), replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def build(name: str, home: Path) -> Path:
+    """Write ``name``'s images as ``<class>/<index>.png`` and import them into dataset ``name`` in ``home``,
+    then embed. The original index is the file name: ``int(Path(sample["filepath"]).stem)``."""
+    from PIL import Image
+
+    from viscurate import Dataset
+
+    x, y = arrays(name)
+    keep = stratified(y, SIZES[name])
+    names = class_names(name)
+    images = home.parent / f"{name}-images"
+    shutil.rmtree(images, ignore_errors=True)
+    for i in keep:
+        folder = images / names[y[i]]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x[i]).save(folder / f"{i:05d}.png")
+    ds = Dataset.create(name, home=home)
+    ds.import_classification(images, progress=False)
+    report = ds.embed(progress=False)
+    if report.image_vectors + report.up_to_date != len(keep) or ds.count() != len(keep):
+        raise AssertionError(f"building {name}: {ds.count()} samples, {report} for {len(keep)} images")
+    ds.close()
+    return home
+
+
+def built_home(name: str, tmp_path_factory) -> Path:
+    """The workspace holding dataset ``name``, built in this session (or kept in the development cache)."""
+    cache = os.environ.get("VISCURATE_TEST_LABELED_CACHE")
+    if cache and not os.environ.get("CI"):
+        home = Path(cache) / name / "home"
+        if not (home / ".built").is_file():
+            shutil.rmtree(home.parent, ignore_errors=True)
+            home.mkdir(parents=True)
+            build(name, home)
+            (home / ".built").write_text("ok")
+        return home
+    home = tmp_path_factory.mktemp(f"{name}-built") / "home"
+    home.mkdir()
+    return build(name, home)
+
+
+def copy_of(name: str, source_home: Path, dest: Path):
+    """An open ``Dataset`` on a copy of the built workspace (the images are shared, read-only)."""
+    from viscurate import Dataset
+
+    home = dest / "home"
+    shutil.copytree(source_home, home, ignore=shutil.ignore_patterns(".built", "*.lock"))
+    return Dataset.open(name, home=home)
+
+
+def original_index(sample: dict) -> int:
+    return int(Path(sample["filepath"]).stem)

@@ -1,0 +1,182 @@
+"""The curation report (issue 18, section 2) on real data: all 10,000 Fashion-MNIST test images, embedded.
+
+A cluster-coverage selection of 2% is shown to beat random on coverage (and the JSON says so); a random
+selection is shown to be no better than random; a slice saved by hand that holds one class is shown to
+be worse; the page is self-contained (Chromium loads it with no request leaving the file) and its counts
+agree with the catalog.
+"""
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from viscurate.brain.selection.report import DUPLICATE_SIMILARITY, verdict
+from viscurate.errors import ViscurateError
+
+BUDGET = 200  # 2% of 10,000
+SITES = {"north": ["tshirt_top", "trouser", "pullover"], "south": ["dress", "coat", "sandal", "shirt"],
+         "east": ["sneaker", "bag", "ankle_boot"]}
+
+
+@pytest.fixture(scope="module")
+def fashion(labeled_dataset, tmp_path_factory):
+    """The dataset, a metadata field to balance on, a cluster-coverage and a random selection of 2% with
+    their reports (made through ``select(report=...)`` and ``curation_report``)."""
+    ds = labeled_dataset("fashion_mnist")
+    for site, classes in SITES.items():
+        ds.set_field({"ground_truth.label": {"$in": classes}}, "metadata.site", site)
+    out = tmp_path_factory.mktemp("reports")
+    cc = ds.select(BUDGET, "cluster_coverage", slice="cc", report=out / "cc.html")
+    rnd = ds.select(BUDGET, "random", slice="rnd", seed=7)
+    rnd_report = ds.curation_report("rnd", out / "rnd.html", fields=["metadata.site"])
+    return {"ds": ds, "out": out, "cc": cc, "cc_report": json.loads((out / "cc.json").read_text()),
+            "rnd": rnd, "rnd_report": rnd_report}
+
+
+def _print(report: dict) -> None:
+    print(f"\n{report['slice']}: {report['selected']} of {report['pool']} ({report['seconds']} s)")
+    print("\n".join("  " + line for line in report["summary"]))
+
+
+def test_cluster_coverage_of_2_percent_beats_random_and_the_json_says_so(fashion):
+    report = fashion["cc_report"]
+    _print(report)
+    cov = report["metrics"]["cluster_coverage"]
+    assert cov["better"] is True and cov["verdict"].startswith("better than random by")
+    assert cov["selection"] > cov["random_mean"] + 2 * cov["random_std"]
+    assert cov["clusters"] == BUDGET and cov["selection_clusters"] < cov["clusters"]  # clusters it did not see
+    own = report["metrics"]["selection_cluster_coverage"]
+    assert own["selection_clusters"] == own["clusters"]  # every cluster of its own represented
+    assert report["metrics"]["embedding_distance_mean"]["better"] is True
+    assert "cluster coverage: " in "\n".join(report["summary"])
+    # the HTML the select call wrote says it too
+    page = (fashion["out"] / "cc.html").read_text()
+    assert "better than random by" in page and fashion["cc"].report == str(fashion["out"] / "cc.html")
+
+
+def test_a_random_selection_is_no_better_than_random(fashion):
+    report = fashion["rnd_report"]
+    _print(report)
+    for name in ("cluster_coverage", "embedding_distance_mean", "embedding_distance_p90"):
+        v = report["metrics"][name]
+        assert v["better"] is False and v["verdict"].startswith("no better than random"), (name, v)
+        assert abs(v["z"]) < 2.5
+    assert "no better than random" in Path(report["html"]).read_text()
+
+
+def test_a_slice_of_one_class_is_worse_than_random_on_balance(fashion, tmp_path):
+    ds = fashion["ds"]
+    trousers = ds.find({"ground_truth.label": "trouser"}, page_size=BUDGET)["results"]
+    ds.save_slice("hand", [d["_id"] for d in trousers])
+    report = ds.curation_report("hand", tmp_path / "hand.html", random_subsets=10)
+    _print(report)
+    assert report["selection"] is None and any("not made by a selection" in w for w in report["warnings"])
+    assert report["pool"] == 10_000 and report["random_subsets"] == 10
+    balance = report["balance"]["ground_truth.label"]["metrics"]
+    assert balance["classes_covered"]["selection"] == 1
+    assert balance["classes_covered"]["verdict"].startswith("no better than random: worse")
+    assert balance["normalized_entropy"]["selection"] == 0
+    assert report["metrics"]["embedding_distance_mean"]["verdict"].startswith("no better than random: worse by")
+    assert [g["group"] for g in report["groups"]] == ["in the slice (no selection entry)"]
+
+
+def test_near_duplicate_picks_raise_the_duplicate_rate(fashion, tmp_path):
+    """A slice of mutual near-identical pairs (cosine >= 0.95, found here with numpy) has a duplicate rate
+    of 1; random subsets of the same size almost none."""
+    ds = fashion["ds"]
+    with ds._access.catalog() as cat:
+        ids, _, x = cat.read_vectors(fashion["cc"].model)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -1)
+    best = sims.argmax(axis=1)
+    pairs = sorted({(min(i, j), max(i, j)) for i, j in enumerate(best)
+                    if best[j] == i and sims[i, j] >= DUPLICATE_SIMILARITY})[:50]
+    assert len(pairs) >= 10, "Fashion-MNIST has near-identical pairs"
+    ds.save_slice("pairs", [ids[k] for p in pairs for k in p])
+    report = ds.curation_report("pairs", tmp_path / "pairs.html")
+    dup = report["metrics"]["duplicate_rate"]
+    print(f"\n{len(pairs)} pairs: duplicate rate {dup}")
+    assert dup["selection"] == 1.0
+    assert dup["random_mean"] < 0.2 and not dup["better"]
+
+
+def test_counts_agree_with_the_catalog(fashion):
+    ds, report, sel = fashion["ds"], fashion["rnd_report"], fashion["rnd"]
+    assert report["selected"] == report["measured"] == ds.count({"slices": "rnd"}) == BUDGET
+    assert report["pool"] == sel.pool == 10_000 and report["strategy"] == "random"
+    assert report["selection"]["strategy"] == "random" and report["selection"]["seed"] == 7
+    labels = report["balance"]["ground_truth.label"]
+    for cls, pool_n, picked in zip(labels["classes"], labels["pool"], labels["selection"]):
+        assert pool_n == ds.count({"ground_truth.label": cls})
+        assert picked == ds.count({"slices": "rnd", "ground_truth.label": cls})
+    assert abs(sum(labels["random_mean"]) - BUDGET) < 1e-6
+    site = report["balance"]["metadata.site"]
+    assert sorted(site["classes"]) == sorted(SITES)
+    for value, pool_n, picked in zip(site["classes"], site["pool"], site["selection"]):
+        assert pool_n == ds.count({"metadata.site": value})
+        assert picked == ds.count({"slices": "rnd", "metadata.site": value})
+    # the picks are grouped by their selection entries' clusters; every pick is in one group
+    assert sum(g["picks"] for g in report["groups"]) == BUDGET
+    clusters = {p["cluster"] for p in sel.picks}
+    assert {g["group"] for g in report["groups"]} == {f"cluster {c}" for c in clusters}
+    # the JSON twin on disk is the returned dict
+    assert json.loads(Path(report["json"]).read_text()) == report
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: dict[str, int] = {}
+        self.images: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags[tag] = self.tags.get(tag, 0) + 1
+        if tag == "img":
+            self.images.append(dict(attrs).get("src") or "")
+
+
+def test_the_page_is_self_contained_and_shows_the_thumbnails(fashion, browser):
+    report = fashion["cc_report"]
+    page_text = Path(report["html"]).read_text()
+    assert "http://" not in page_text and "https://" not in page_text and "@import" not in page_text
+    parsed = _Page()
+    parsed.feed(page_text)
+    shown = sum(len(g["shown"]) for g in report["groups"])
+    assert shown == BUDGET  # 200 picks in ~70 clusters: each group under the cap
+    assert len(parsed.images) == shown and all(src.startswith("data:image/") for src in parsed.images)
+    assert parsed.tags["svg"] >= len(report["metrics"]) + 1  # a chart per metric and the class distribution
+
+    page = browser.new_page()
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(Path(report["html"]).as_uri())
+    loaded = page.evaluate("() => [...document.images].filter(i => i.complete && i.naturalWidth > 0).length")
+    page.close()
+    assert loaded == shown
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+
+
+def test_bad_requests_get_clear_errors(fashion, tmp_path):
+    ds = fashion["ds"]
+    with pytest.raises(ViscurateError, match=r"no samples in slice 'nope'.*'cc'.*viscurate select"):
+        ds.curation_report("nope", tmp_path / "x.html")
+    with pytest.raises(ViscurateError, match="random_subsets must be an integer between 2"):
+        ds.curation_report("cc", tmp_path / "x.html", random_subsets=1)
+    with pytest.raises(ViscurateError, match="fields must be field paths"):
+        ds.curation_report("cc", tmp_path / "x.html", fields=[3])
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_verdicts_in_words():
+    rnd = np.array([0.50, 0.52, 0.48, 0.51, 0.49])
+    assert verdict(0.60, rnd, True)["verdict"].startswith("better than random by")
+    assert verdict(0.40, rnd, False)["better"] is True  # lower is better: a smaller distance
+    assert verdict(0.505, rnd, True)["verdict"].startswith("no better than random (")
+    assert verdict(0.40, rnd, True)["verdict"].startswith("no better than random: worse by")
+    assert verdict(0.53, rnd, True)["better"] is False  # better than every subset, but by 1.9 std only
+    assert verdict(1.0, np.ones(5), True)["verdict"].startswith("no better than random (+0.0")
