@@ -193,9 +193,10 @@ def _labeled_homes(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def labeled_dataset(_labeled_homes, tmp_path_factory):
-    """``labeled_dataset("fashion_mnist")`` (all 10,000 test images) or ``labeled_dataset("mnist")`` (a
-    stratified 3,000): a real catalog with ``ground_truth.label`` and default embeddings, on a copy this test
-    module owns (tests/labeled_sets.py). Built once per session: about 2.5 minutes for Fashion-MNIST."""
+    """``labeled_dataset("fashion_mnist")`` (a stratified 2,000 of the test images) or
+    ``labeled_dataset("mnist")`` (a stratified 1,000): a real catalog with ``ground_truth.label`` and default
+    embeddings, on a copy this test module owns (tests/labeled_sets.py). Built once per session: about a
+    minute for Fashion-MNIST."""
     from tests.labeled_sets import copy_of
     opened: dict = {}
 

@@ -1,5 +1,5 @@
 """The curation commands run as a user runs them (the installed ``viscurate`` script in a subprocess) on a
-real catalog: 3,000 MNIST test images with their labels and default embeddings (tests/labeled_sets.py).
+real catalog: a stratified 1,000 of MNIST test with their labels and default embeddings (tests/labeled_sets.py).
 ``select`` prints its picks and reasons and saves a slice (or stores nothing with ``--preview``),
 ``autotag`` learns a digit from ten ids, ``fit-head`` feeds ``--strategy uncertainty``, ``split`` prints
 its class table, and bad requests are one line with exit status 2."""
@@ -28,7 +28,12 @@ def _home(ds) -> Path:
 
 
 def _count(ds, query: dict) -> int:
-    return int(run(_home(ds), "count", ds.name, json.dumps(query)).stdout.strip().replace(",", ""))
+    """What the commands stored, read through the library (``viscurate count`` has its own tests: a
+    subprocess per check would double this module's time)."""
+    try:
+        return ds.count(query)
+    finally:
+        ds.close()  # the next command may write
 
 
 def _ids_of(ds, query: dict, n: int) -> list[str]:
@@ -48,11 +53,11 @@ def _labels_of(ds, ids: list[str]) -> list[str]:
 
 def test_select_prints_the_picks_and_saves_a_slice_with_its_report(mnist, tmp_path):
     out = tmp_path / "picks.html"
-    proc = run(_home(mnist), "select", "mnist", "1%", "--strategy", "cluster_coverage", "--slice", "cli-picks",
+    proc = run(_home(mnist), "select", "mnist", "3%", "--strategy", "cluster_coverage", "--slice", "cli-picks",
                "--report", out, "--no-progress")
     text = proc.stdout
     assert "rank" in text and "reason" in text and "cluster" in text
-    assert "... and 5 more" in text  # 1% of 3,000 is 30 picks: the first 25 are printed
+    assert "... and 5 more" in text  # 3% of 1,000 is 30 picks: the first 25 are printed
     assert "saved as slice 'cli-picks'" in text and str(out) in text.replace("\n", "")
     assert "viscurate duplicates" in " ".join(text.split())  # no near-duplicate analysis was stored: the user is told
     assert _count(mnist, {"slices": "cli-picks"}) == 30
@@ -104,8 +109,8 @@ def test_autotag_learns_a_digit_from_ten_ids_and_tags_it(mnist):
     tagged = _count(mnist, {"tags": "zero"})
     right = _count(mnist, {"tags": "zero", "ground_truth.label": "0"})
     print(f"autotag from 10 ids: {tagged} tagged, {right} of them zeros")
-    assert tagged >= 150 and right / tagged >= 0.8
-    assert _count(mnist, {"autotag.zero": {"$gte": 0}}) == 3000
+    assert tagged >= 50 and right / tagged >= 0.8
+    assert _count(mnist, {"autotag.zero": {"$gte": 0}}) == 1000
 
 
 def test_fit_head_then_select_the_uncertain_ones(mnist):
@@ -123,11 +128,11 @@ def test_split_prints_the_class_table_and_writes_the_field(mnist):
     for digit in ("0", "9"):
         assert digit in proc.stdout
     train, val = _count(mnist, {"cv": "train"}), _count(mnist, {"cv": "val"})
-    assert train + val == 3000 and 0.75 <= train / 3000 <= 0.85
+    assert train + val == 1000 and 0.75 <= train / 1000 <= 0.85
 
 
 @pytest.mark.parametrize("args, words", [
-    (("select", "mnist", "5000", "--strategy", "random"), ("larger than the pool", "3000 candidates")),
+    (("select", "mnist", "5000", "--strategy", "random"), ("larger than the pool", "1000 candidates")),
     (("select", "mnist", "10", "--strategy", "nope"), ("cluster_coverage",)),
     (("select", "mnist", "ten"), ("budget",)),
     (("select", "mnist", "5", "--weights", "k_center:1", "--strategy", "weighted"), ("name=number",)),

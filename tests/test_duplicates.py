@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from tests.test_splits import sides
 from viscurate import Dataset
 from viscurate.brain.duplicates import DuplicateRules, find_duplicates
 from viscurate.errors import ViscurateError
@@ -212,7 +214,6 @@ def test_label_conflicts_in_duplicate_groups_and_clusters(planted):
 
 
 def test_above_the_threshold_hash_search_uses_an_inverted_file(planted, monkeypatch):
-    import numpy as np
 
     from viscurate.brain import neighbours
 
@@ -243,3 +244,34 @@ def test_above_the_threshold_hash_search_uses_an_inverted_file(planted, monkeypa
     expected = {frozenset(p) for p in truth_set["dup_pairs"]}
     tp = len(predicted & expected)
     assert tp / max(1, len(predicted)) >= 0.9 and tp / len(expected) >= 0.9
+
+
+def test_a_split_keeps_near_duplicates_on_one_side(planted):
+    """``split`` (issue 18) on real near duplicates (after the tests above, whose analyses it may find
+    stored: it runs its own). Last in the module: it writes split fields."""
+    ds, truth = planted
+    names = {d["_id"]: os.path.basename(d["filepath"])
+             for d in ds.find({}, projection={"filepath": 1}, page_size=10_000)["results"]}
+    # halves drawn at random leak (so the checks below can fail)
+    shuffled = np.random.default_rng(0).permutation(sorted(names)).tolist()
+    ds.set_field({"_id": {"$in": shuffled[::2]}}, "naive", "train")
+    ds.set_field({"_id": {"$in": shuffled[1::2]}}, "naive", "test")
+    assert ds.find_leaks("naive", write=False).leaks
+    # near-identical embeddings (cosine >= 0.95) join samples whether or not duplicates were looked for
+    alike = ds.split({"train": 0.5, "test": 0.5}, stratify=None, field="by_embedding", write=False)
+    assert alike.links["near_identical"] > 0 and alike.joined >= 2
+
+    ds.find_duplicates()
+    report = ds.split({"train": 0.5, "test": 0.5}, stratify=None)
+    print(report.table(), report.links, report.largest_unit)
+    assert report.note is None and report.links["duplicates"] > 0
+    assert abs(report.counts["train"] - report.counts["test"]) <= 0.1 * report.samples
+    leaks = ds.find_leaks("split", write=False)
+    assert leaks.leaks == [], leaks.leaks[:3]
+    # every planted group (an original and its edited copies) landed on one side
+    split_of = {names[d["_id"]]: d["split"] for d in ds.find({}, projection={"filepath": 1, "split": 1},
+                                                             page_size=10_000)["results"]}
+    found = [g for g in truth["groups"] if all(m["file"] in split_of for m in g)]
+    divided = [g for g in found if len({split_of[m["file"]] for m in g}) > 1]
+    assert found and len(divided) <= 0.1 * len(found), divided[:3]
+    assert all(len(v) == 1 for v in sides(ds, "duplicates.group").values())
