@@ -193,10 +193,9 @@ def _labeled_homes(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def labeled_dataset(_labeled_homes, tmp_path_factory):
-    """``labeled_dataset("fashion_mnist")`` (a stratified 2,000 of the test images) or
-    ``labeled_dataset("mnist")`` (a stratified 1,000): a real catalog with ``ground_truth.label`` and default
-    embeddings, on a copy this test module owns (tests/labeled_sets.py). Built once per session: about a
-    minute for Fashion-MNIST."""
+    """``labeled_dataset("fashion_mnist")`` or ``labeled_dataset("mnist")``: a stratified 1,000 of the test
+    images (100 per class), a real catalog with ``ground_truth.label`` and default embeddings, on a copy
+    this test module owns (tests/labeled_sets.py). Built once per session: about 35 s each."""
     from tests.labeled_sets import copy_of
     opened: dict = {}
 
@@ -207,3 +206,4 @@ def labeled_dataset(_labeled_homes, tmp_path_factory):
     yield dataset
     for ds in opened.values():
         ds.close()
+

@@ -19,10 +19,10 @@ import pytest
 
 FASHION_CLASSES = ("tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                    "ankle_boot")
-#: Samples per set, stratified (100 and 200 of each class): building them is embedding them (~35 s per
-#: 1,000 images on 2 cores), the biggest cost of the curation tests. The full 10,000 are measured in
-#: bench/ (curate.py, autotag.py), where bench/autotag.py --pool 2000 shows this draw behaves as the whole.
-SIZES = {"fashion_mnist": 2_000, "mnist": 1_000}
+#: Samples per set, stratified (100 of each class): building them is embedding them (~35 s per 1,000
+#: images on 2 cores), the biggest cost of the curation tests. The full 10,000 are measured in bench/
+#: (curate.py, autotag.py), where bench/autotag.py --pool 1000 shows this draw behaves as the whole.
+SIZES = {"fashion_mnist": 1_000, "mnist": 1_000}
 
 
 def arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -80,19 +80,29 @@ def build(name: str, home: Path) -> Path:
 
 
 def built_home(name: str, tmp_path_factory) -> Path:
-    """The workspace holding dataset ``name``, built in this session (or kept in the development cache)."""
+    """The workspace holding dataset ``name``, built in this run (once for all its pytest-xdist workers),
+    or kept in the development cache."""
     cache = os.environ.get("VISCURATE_TEST_LABELED_CACHE")
     if cache and not os.environ.get("CI"):
-        home = Path(cache) / name / "home"
+        return _built_once(name, Path(cache) / name / "home")
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers of a run share its base directory
+        return _built_once(name, tmp_path_factory.getbasetemp().parent / f"labeled-{name}" / "home")
+    home = tmp_path_factory.mktemp(f"{name}-built") / "home"
+    home.mkdir()
+    return build(name, home)
+
+
+def _built_once(name: str, home: Path) -> Path:
+    """``home`` built once: the first process to ask builds it, others wait for it (xdist's recipe)."""
+    from filelock import FileLock
+
+    with FileLock(str(home.parent) + ".lock"):
         if not (home / ".built").is_file():
             shutil.rmtree(home.parent, ignore_errors=True)
             home.mkdir(parents=True)
             build(name, home)
             (home / ".built").write_text("ok")
-        return home
-    home = tmp_path_factory.mktemp(f"{name}-built") / "home"
-    home.mkdir()
-    return build(name, home)
+    return home
 
 
 def copy_of(name: str, source_home: Path, dest: Path):

@@ -1,4 +1,4 @@
-"""The curation report (issue 18, section 2) on real data: a stratified 2,000 of Fashion-MNIST test, embedded.
+"""The curation report (issue 18, section 2) on real data: a stratified 1,000 of Fashion-MNIST test, embedded.
 
 A cluster-coverage selection of 2% is shown to cover the embedding space better than random (and the JSON
 says so, and says plainly how it does on clusters it did not see); a random
@@ -19,8 +19,8 @@ from PIL import Image
 from viscurate.brain.selection.report import DUPLICATE_SIMILARITY, verdict
 from viscurate.errors import ViscurateError
 
-POOL = 2000
-BUDGET = 40  # 2%
+POOL = 1000
+BUDGET = 20  # 2%
 SITES = {"north": ["tshirt_top", "trouser", "pullover"], "south": ["dress", "coat", "sandal", "shirt"],
          "east": ["sneaker", "bag", "ankle_boot"]}
 
@@ -53,7 +53,8 @@ def test_cluster_coverage_of_2_percent_covers_the_space_better_and_the_json_says
     own = report["metrics"]["selection_cluster_coverage"]
     assert own["selection_clusters"] == own["clusters"]  # every cluster of its own represented
     # on clusters it did not see (one per pick, another seed) it covers more than random on average, but at
-    # 40 picks of 2,000 not always beyond the spread (+1.6 std here; +2.6 to +7.5 at 200 of 10,000): the
+    # 20 to 40 picks of 1,000 to 2,000 not always beyond the spread (+1.6 std at 40 of 2,000; +2.6 to +7.5 at
+    # 200 of 10,000): the
     # verdict must say which, in words that follow the numbers
     cov = report["metrics"]["cluster_coverage"]
     assert cov["clusters"] == BUDGET and cov["selection_clusters"] < cov["clusters"]
@@ -72,7 +73,7 @@ def test_a_random_selection_is_no_better_than_random(fashion):
     for name in ("cluster_coverage", "embedding_distance_mean", "embedding_distance_p90"):
         v = report["metrics"][name]
         assert v["better"] is False and v["verdict"].startswith("no better than random"), (name, v)
-        assert abs(v["z"]) < 2.5
+        assert abs(v["z"]) < 4  # one random draw against 20: beyond 2.5 std one time in ~30 per metric
     assert "no better than random" in Path(report["html"]).read_text()
 
 
@@ -134,7 +135,7 @@ def test_the_page_is_self_contained_and_shows_the_thumbnails(fashion, browser):
     parsed = _Page()
     parsed.feed(page_text)
     shown = sum(len(g["shown"]) for g in report["groups"])
-    assert shown == BUDGET  # 40 picks in at most 40 clusters: each group under the cap
+    assert shown == BUDGET  # 20 picks in at most 20 clusters: each group under the cap
     assert len(parsed.images) == shown and all(src.startswith("data:image/") for src in parsed.images)
     assert parsed.tags["svg"] >= len(report["metrics"]) + 1  # a chart per metric and the class distribution
 

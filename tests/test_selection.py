@@ -1,5 +1,5 @@
-"""Selection within a budget (issue 18, part 1), on real catalogs: stratified 2,000 of Fashion-MNIST test
-and 1,000 of MNIST test, embedded by the default embedder (tests/labeled_sets.py).
+"""Selection within a budget (issue 18, part 1), on real catalogs: a stratified 1,000 of Fashion-MNIST test
+and of MNIST test, embedded by the default embedder (tests/labeled_sets.py).
 
 The done-when item: cluster coverage picking 2% covers more clusters (those it used, and clusters made
 independently) and more classes than the mean of 20 random subsets of the same size (on 1,000 of each: 20
@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.labeled_sets import stratified
 from viscurate import Dataset
 from viscurate.brain.clusters import spherical_kmeans
 from viscurate.brain.selection import STRATEGIES, build_pool
@@ -91,16 +90,11 @@ def _assert_beats_random(result: dict[str, tuple[float, float]]) -> None:
 
 @pytest.mark.parametrize("name", ["fashion_mnist", "mnist"])
 def test_cluster_coverage_of_2_percent_beats_random(labeled_dataset, name):
-    """On 1,000 of each set (MNIST's whole test catalog, a stratified half of Fashion-MNIST's): 2% is 20
-    picks, where a random subset misses one of the 10 classes about every tenth time. (At 40 picks every
-    random subset covered all ten: there "more classes" cannot show; measured per class on all 10,000 in
-    bench/curate.py.)"""
+    """On 1,000 of each set, 2% is 20 picks, where a random subset misses one of the 10 classes about every
+    tenth time. (At 40 picks every random subset covered all ten: there "more classes" cannot show; all
+    10,000 of each are measured in bench/curate.py, by what a classifier learns from the picks.)"""
     ds = labeled_dataset(name)
-    docs = sorted(ds.iter(), key=lambda d: int(Path(d["filepath"]).stem))  # independent of the ingest order
-    codes = np.unique([d["ground_truth"]["label"] for d in docs], return_inverse=True)[1]
-    pool = [docs[i]["_id"] for i in stratified(codes, 1000)]
-    query = None if len(pool) == len(docs) else {"_id": {"$in": pool}}
-    _assert_beats_random(_coverage_numbers(ds, len(pool) * 2 // 100, query))
+    _assert_beats_random(_coverage_numbers(ds, ds.count() * 2 // 100))
 
 
 # ---- every strategy ---------------------------------------------------------------------------------------
@@ -150,7 +144,7 @@ def test_every_strategy_picks_n_distinct_usable_samples_with_reasons(fashion_par
     assert set(first.ids) <= set(ds.ids({"$and": [PART, {"issues": {"$nin": ["corrupt", "missing"]}}]}))
     assert [p["rank"] for p in first.picks] == list(range(1, n + 1))
     assert all(isinstance(p["reason"], str) and len(p["reason"]) > 10 for p in first.picks)
-    assert first.pool == 1000 and first.dropped == {"near_duplicate": 0, "leak": 0, "no_embedding": 0, "unusable": 0}
+    assert first.pool == 500 and first.dropped == {"near_duplicate": 0, "leak": 0, "no_embedding": 0, "unusable": 0}
     assert any("viscurate duplicates" in note for note in first.notes)  # none were looked for: it says so
     assert ds.count({"selections.slice": f"{strategy}-{n}"}) == 0  # write=False stores nothing
     print(f"\n{strategy}: {first.picks[0]['reason']}  |  {first.picks[-1]['reason']}")
@@ -164,7 +158,9 @@ def test_every_strategy_picks_n_distinct_usable_samples_with_reasons(fashion_par
         with ds._access.catalog() as cat:
             margins = {d["_id"]: 1 - np.diff(sorted(d["probe"]["probs"].values())[-2:])[0]
                        for d in cat.iter_docs(PART)}
-        assert np.median([margins[i] for i in first.ids]) > np.quantile(list(margins.values()), 0.75)
+        # a k-center spread over the 5n most uncertain: every pick among them, most above the pool's median
+        assert min(margins[i] for i in first.ids) >= sorted(margins.values(), reverse=True)[5 * n - 1]
+        assert np.median([margins[i] for i in first.ids]) > np.median(list(margins.values()))
 
 
 def test_a_selection_is_stored_and_replaced(fashion_part):
@@ -177,7 +173,7 @@ def test_a_selection_is_stored_and_replaced(fashion_part):
     assert entry["strategy"] == "k_center" and entry["rank"] == 2 and entry["reason"] == first.picks[1]["reason"]
     assert isinstance(entry["score"], float) and entry["at"].endswith("Z")
     recipe = ds.selections()["to-label"]
-    assert recipe["ids"] == first.ids and recipe["strategy"] == "k_center" and recipe["pool"] == 1000
+    assert recipe["ids"] == first.ids and recipe["strategy"] == "k_center" and recipe["pool"] == 500
     assert recipe["query"] == PART and recipe["by"] == "tester" and recipe["seed"] == 0
     # another selection into another slice keeps this one; selecting into the same slice replaces it
     ds.select(20, "random", query=PART, slice="other", seed=0)
