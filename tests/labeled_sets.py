@@ -21,7 +21,7 @@ FASHION_CLASSES = ("tshirt_top", "trouser", "pullover", "dress", "coat", "sandal
                    "ankle_boot")
 #: Samples per set, stratified (100 of each class): building them is embedding them (~35 s per 1,000
 #: images on 2 cores), the biggest cost of the curation tests. The full 10,000 are measured in bench/
-#: (curate.py, autotag.py), where bench/autotag.py --pool 1000 shows this draw behaves as the whole.
+#: (curate.py, autotag.py); bench/autotag.py --pool 1000 compares this draw with the whole.
 SIZES = {"fashion_mnist": 1_000, "mnist": 1_000}
 
 

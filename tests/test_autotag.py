@@ -4,7 +4,7 @@ class, tests/labeled_sets.py), a concept taught from 10 examples.
 The issue's goal is "from 10 examples, at least 90% of the top 500 is the class" on all 10,000 images: a
 top 500 is half of a class there. Here the top ``K`` is half a class too (50 of 100), the same question at a
 tenth of the embedding cost; ``python bench/autotag.py`` asks it of all 10,000 (and ``--pool 1000`` of these
-very samples: per class the two agree within a few points, docs/curation.md)."""
+very samples: the strong classes agree within 3 points, docs/curation.md)."""
 from __future__ import annotations
 
 import json
