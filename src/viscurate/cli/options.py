@@ -83,26 +83,3 @@ def parse_assignments(text: Optional[str], what: str) -> "dict[str, float] | Non
     if not out:
         raise ViscurateError(f"{what} is empty: give name=number pairs separated by commas")
     return out
-
-
-def parse_budget(text: str, pool: "Any") -> int:
-    """A budget: a count (``200``) or a share of the candidates (``2%``); ``pool()`` counts the
-    candidates and is called only for a share.
-
-    >>> parse_budget("200", lambda: 1), parse_budget("2%", lambda: 3000), parse_budget("0.1%", lambda: 50)
-    (200, 60, 1)
-    """
-    raw = text.strip()
-    try:
-        if raw.endswith("%"):
-            share = float(raw[:-1])
-            if not 0 < share <= 100:
-                raise ValueError(raw)
-            return max(1, round(share / 100 * pool()))
-        n = int(raw)
-        if n < 1:
-            raise ValueError(raw)
-        return n
-    except ValueError:
-        raise ViscurateError(f"the budget is a number of samples (200) or a share of the candidates (2%), "
-                             f"not {text!r}") from None

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from .context import open_dataset, parse_query_option
-from .options import (DATASET_ARGUMENT, EMBEDDER_OPTION, QUERY_OPTION, json_option, parse_assignments, parse_budget,
+from .options import (DATASET_ARGUMENT, EMBEDDER_OPTION, QUERY_OPTION, json_option, parse_assignments,
                       parse_ids_or_query)
 from .render import console, print_caution, print_json, short_paths
 
@@ -65,13 +65,14 @@ def select_cmd(
     as_json: bool = json_option("the selection"),
 ) -> None:
     """Pick BUDGET samples worth labeling with a strategy; each pick says why it was chosen."""
+    from ..brain.selection.pool import budget_count
     from ..errors import ViscurateError
     if preview and report is not None:
         raise ViscurateError("--report needs a saved selection: drop --preview (or write the report later with "
                              "`viscurate curation-report`)")
     q = parse_query_option(query)
     ds = open_dataset(name)
-    n = parse_budget(budget, lambda: _candidates(ds, q, view))
+    n = budget_count(budget, lambda: _candidates(ds, q, view))
     selection = ds.select(
         n, strategy, query=q, view=view, slice=slice_name, seed=seed, model=model, field=field,
         examples=parse_ids_or_query(examples, "--examples"), negatives=parse_ids_or_query(negatives, "--negatives"),

@@ -16,13 +16,13 @@ import hashlib
 import re
 import threading
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Literal
 
 from ..errors import ViscurateError
 from .context import ServerContext, request_user
 from .errors import NotFound
 
-__all__ = ["register", "SYNC_POOL", "REPORT_POLICY", "budget"]
+__all__ = ["register", "SYNC_POOL", "REPORT_POLICY"]
 
 #: the most candidates a preview (or an autotag) scores while the request waits; beyond, it is a job
 SYNC_POOL = 20_000
@@ -31,20 +31,6 @@ REPORT_POLICY = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; 
                  "base-uri 'none'; form-action 'none'; sandbox")
 _SHARE = re.compile(r"^\s*(\d{1,3}(?:\.\d+)?)\s*%\s*$")
 MAX_EXAMPLES = 100_000
-
-
-def budget(n: "int | str", candidates: Callable[[], int]) -> int:
-    """A budget as a count: ``n`` itself, or a share (``"2%"``) of ``candidates()``.
-
-    >>> budget(200, lambda: 1), budget("2%", lambda: 3000), budget("0.01%", lambda: 10)
-    (200, 60, 1)
-    """
-    if isinstance(n, int):
-        return n
-    share = float(_SHARE.match(n).group(1))  # the body's pattern admitted only shares
-    if not 0 < share <= 100:
-        raise ViscurateError(f"a share of the candidates is between 0 and 100%, not {n!r}")
-    return max(1, round(share / 100 * candidates()))
 
 
 def _report_name(slice_name: str, stamp: str) -> str:
@@ -58,6 +44,7 @@ def register(app: Any, context: ServerContext) -> None:
     from fastapi.responses import FileResponse, JSONResponse
     from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+    from ..brain.selection.pool import budget_count
     from ..store.workspace import Workspace
 
     dataset, query_lane, jobs, heavy = context.dataset, context.query_lane, context.jobs, context.admission.heavy
@@ -116,7 +103,7 @@ def register(app: Any, context: ServerContext) -> None:
         ds = dataset(name)
         pool = await query_lane(request, body.q).run(candidates, ds, body.q, body.view)
         await check_queries(request, ds, body.options.examples, body.options.negatives)
-        n = budget(body.n, lambda: pool)
+        n = budget_count(body.n, lambda: pool)
         if n > pool:
             raise ViscurateError(f"the budget ({n:,}) is larger than the {pool:,} candidate(s): lower it or widen "
                                  f"the query")

@@ -390,3 +390,27 @@ def has_duplicate_analysis(cat: "Catalog", query: dict | None) -> bool:
     if "duplicates.group" not in cat.fields:
         return False
     return cat.count(_and(usable(query), {"duplicates.group": {"$exists": True}})) > 0
+
+
+def budget_count(n: "int | str", candidates: Callable[[], int]) -> int:
+    """A budget as a number of samples: ``n`` itself (``200``, ``"200"``) or a share of the candidates
+    (``"2%"``); ``candidates()`` counts them and is called only for a share. The CLI and REST faces both
+    read budgets through it.
+
+    >>> budget_count(200, lambda: 1), budget_count("2%", lambda: 3000), budget_count("0.1%", lambda: 50)
+    (200, 60, 1)
+    """
+    raw = str(n).strip()
+    try:
+        if raw.endswith("%"):
+            share = float(raw[:-1])
+            if not 0 < share <= 100:
+                raise ValueError(raw)
+            return max(1, round(share / 100 * candidates()))
+        count = int(raw)
+        if count < 1:
+            raise ValueError(raw)
+        return count
+    except ValueError:
+        raise ViscurateError(f"the budget is a number of samples (200) or a share of the candidates (2%, at "
+                             f"most 100%), not {n!r}") from None
