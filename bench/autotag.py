@@ -31,20 +31,9 @@ sys.path.insert(0, str(BENCH.parent / "src"))
 sys.path.insert(0, str(BENCH))
 
 from curate import built_home, machine  # noqa: E402
-from labeled_sets import FASHION_CLASSES  # noqa: E402
+from labeled_sets import FASHION_CLASSES, stratified  # noqa: E402
 
 EXAMPLES = 10
-
-
-def stratified(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """Row indexes of ``n`` samples, every class in its share: the draw of tests/labeled_sets.py (class
-    codes in the arrays' order), so ``--pool`` measures the very samples the tests see."""
-    if n >= len(labels):
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    picked = [rng.choice(np.flatnonzero(labels == c), size=round(n * np.mean(labels == c)), replace=False)
-              for c in np.unique(labels)]
-    return np.sort(np.concatenate(picked))
 
 
 def precision_at(ids: list[str], scores: np.ndarray, label: dict[str, str], cls: str, k: int) -> float:

@@ -44,7 +44,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(BENCH))
 
-from labeled_sets import FASHION_CLASSES, OUT as CORPUS_LABELED  # noqa: E402
+from labeled_sets import class_names, load  # noqa: E402
 
 CACHE = Path(os.environ.get("VISCURATE_BENCH_CACHE", Path.home() / ".cache" / "viscurate-bench")) / "curate"
 POOL_SLICE = "bench-pool"
@@ -58,15 +58,10 @@ BUDGETS = (0.01, 0.02, 0.05, 0.10)
 
 def arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
     """``(X uint8 n x 28 x 28, y)`` of ``name``'s test split, built by bench/labeled_sets.py."""
-    path = CORPUS_LABELED / f"{name}_test.npz"
-    if not path.is_file():
-        raise SystemExit(f"{path} is missing: run `python bench/labeled_sets.py` once")
-    data = np.load(path)
-    return data["X"], data["y"].astype(np.int64)
-
-
-def class_names(name: str) -> tuple[str, ...]:
-    return FASHION_CLASSES if name == "fashion_mnist" else tuple(str(i) for i in range(10))
+    try:
+        return load(name)
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
 
 
 def built_home(name: str, rebuild: bool = False) -> Path:

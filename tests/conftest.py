@@ -229,8 +229,8 @@ def pytest_runtest_protocol(item, nextitem):
         return
     import fcntl
 
-    root = Path(tempfile.gettempdir()) / f"viscurate-xdist-{os.environ.get('PYTEST_XDIST_TESTRUNUID', 'run')}"
-    root.mkdir(exist_ok=True)
+    # the workers' base temps share a parent per run, which pytest itself prunes (it keeps the last three runs)
+    root = item.config._tmp_path_factory.getbasetemp().parent
     exclusive = item.path.name in TIMED_MODULES
     with open(root / "gate.lock", "a") as gate, open(root / "run.lock", "a") as run:
         fcntl.flock(gate, fcntl.LOCK_EX)

@@ -2,14 +2,16 @@
 class folders (``ground_truth.label``), embedded by the default embedder, built once per test session and
 copied for each test module that asks (so one module's slices and fields never reach another).
 
-The arrays come from ``bench/labeled_sets.py`` (``.ci/run`` runs it; tests never download). Without them a
-test skips, except under CI, where it fails.
+The arrays, their class names and the stratified draw come from ``bench/labeled_sets.py`` (``.ci/run`` runs it
+to build the arrays; tests never download), so ``bench/autotag.py --pool 1000`` measures these very samples.
+Without the arrays a test skips, except under CI, where it fails.
 
 ``VISCURATE_TEST_LABELED_CACHE=DIR`` (a development shortcut, never set by CI) keeps the built catalogs in
 DIR between sessions, so iterating on one test does not embed 3,000 images again.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -17,8 +19,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-FASHION_CLASSES = ("tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
-                   "ankle_boot")
+
+def _bench_labeled_sets():
+    script = Path(__file__).resolve().parent.parent / "bench" / "labeled_sets.py"
+    spec = importlib.util.spec_from_file_location("_bench_labeled_sets", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_SETS = _bench_labeled_sets()
+FASHION_CLASSES, class_names, stratified = _SETS.FASHION_CLASSES, _SETS.class_names, _SETS.stratified
 #: Samples per set, stratified (100 of each class): building them is embedding them (~35 s per 1,000
 #: images on 2 cores), the biggest cost of the curation tests. The full 10,000 are measured in bench/
 #: (curate.py, autotag.py); bench/autotag.py --pool 1000 compares this draw with the whole.
@@ -27,31 +38,12 @@ SIZES = {"fashion_mnist": 1_000, "mnist": 1_000}
 
 def arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
     """``(X, y)`` of ``name``'s test split (``mnist`` or ``fashion_mnist``), or skip (fail under CI)."""
-    corpus = Path(os.environ.get("CORPUS_DIR", Path.home() / ".cache" / "corpus"))
-    path = corpus / "labeled" / f"{name}_test.npz"
-    if not path.is_file():
-        why = f"{path} is missing: run `python bench/labeled_sets.py` once"
+    try:
+        return _SETS.load(name)
+    except FileNotFoundError as e:
         if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-    data = np.load(path)
-    return data["X"], data["y"].astype(np.int64)
-
-
-def class_names(name: str) -> tuple[str, ...]:
-    return FASHION_CLASSES if name == "fashion_mnist" else tuple(str(i) for i in range(10))
-
-
-def stratified(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """Indexes of ``n`` samples with every class in its share (sorted)."""
-    if n >= len(y):
-        return np.arange(len(y))
-    rng = np.random.default_rng(seed)
-    picked = []
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
-        picked.append(rng.choice(members, size=round(n * len(members) / len(y)), replace=False))
-    return np.sort(np.concatenate(picked))
+            pytest.fail(str(e))
+        pytest.skip(str(e))
 
 
 def build(name: str, home: Path) -> Path:
