@@ -13,6 +13,7 @@ answers at once, in the heavy-query lane (one at a time, paced while other reque
 """
 
 import hashlib
+import json
 import re
 import threading
 from pathlib import Path
@@ -140,7 +141,8 @@ def register(app: Any, context: ServerContext) -> None:
         recipe = ds.selections().get(slice_name)
         if recipe is None:
             raise NotFound(f"no selection saved as slice {slice_name!r} in dataset {name!r}")
-        stamp = f"{recipe.get('created_at')}|{random_subsets}"  # a selection saved again is a new report
+        # a selection saved again is a new report, even within the second its created_at counts in
+        stamp = f"{json.dumps(recipe, sort_keys=True, default=str)}|{random_subsets}"
         folder = reports / _report_name(name, "") / _report_name(slice_name, "")
         html = folder / f"{_report_name(slice_name, stamp)}.html"
         twin = html.with_suffix(".json")  # written after the HTML: once it exists, both are whole
