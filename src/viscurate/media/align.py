@@ -29,12 +29,15 @@ from .borders import content_box
 from .decode import decode_image
 from .profile import DEFAULT_MAX_BYTES
 
-__all__ = ["Alignment", "alignment", "picture", "COARSE_SIDE", "FINE_SIDE", "MIN_SHARE"]
+__all__ = ["Alignment", "alignment", "grid_vector", "picture", "COARSE_SIDE", "FINE_SIDE", "GRID_SIDE", "MIN_SHARE"]
 
 #: Longer side of the larger picture in the coarse search (every scale) and the fine one (around the best;
 #: refining a second scale found nothing more on the tuning half, at twice the cost).
 COARSE_SIDE = 64
 FINE_SIDE = 128
+#: Small pictures (digits, icons, thumbnails) are compared whole on a grid this many cells a side: the size
+#: of the smallest copies people make of them (MNIST's 28 x 28 digits shrunk to 20 x 20 still match at 0.97).
+GRID_SIDE = 24
 #: The template covers at least this share of the other picture's area: a crop that people keep holds
 #: 70-90% of a photo, while a tile of 20-40% of it (not a copy) is a scaled crop too (tuning half of
 #: ``bench/planted_edits.py``: a tile and its photo's crops, 0.6 at most).
@@ -57,9 +60,11 @@ class Alignment:
     template: int = 0
 
 
-def picture(path: str | os.PathLike[str] | None, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray | None:
-    """The grey picture inside its frame (:func:`viscurate.media.borders.content_box`) of the small image
-    of the file at ``path`` (float32); ``None`` when the file is missing, too large or not decodable."""
+def picture(path: str | os.PathLike[str] | None, max_bytes: int = DEFAULT_MAX_BYTES, *, trim: bool = True
+            ) -> np.ndarray | None:
+    """The grey picture inside its frame (:func:`viscurate.media.borders.content_box`; the whole of it with
+    ``trim=False``) of the small image of the file at ``path`` (float32); ``None`` when the file is
+    missing, too large or not decodable."""
     if not path:
         return None
     try:
@@ -73,6 +78,8 @@ def picture(path: str | os.PathLike[str] | None, max_bytes: int = DEFAULT_MAX_BY
     if small is None:
         return None
     grey = np.asarray(small.convert("L"), dtype=np.float32)
+    if not trim:
+        return grey
     x0, y0, x1, y1 = content_box(grey)
     return np.ascontiguousarray(grey[y0:y1, x0:x1])
 
@@ -130,6 +137,24 @@ def _search(image: np.ndarray, template: np.ndarray, min_share: float) -> tuple[
         if (m := _match(fine, full, float(g))) > best:
             best, at = m, float(g)
     return best, at * at * most
+
+
+def grid_vector(picture: np.ndarray, side: int = GRID_SIDE) -> np.ndarray:
+    """A grey picture as a ``side`` x ``side`` grid (area average down, linear up), zero mean, unit length
+    (all zeros when flat), so that the dot product of two is their normalized cross-correlation laid whole
+    one over the other: about 1.0 for a resized, recompressed, brightened or slightly blurred copy.
+
+    >>> import numpy as np
+    >>> glyph = np.zeros((28, 28), np.float32); glyph[6:22, 12:16] = 255
+    >>> copy, turned = grid_vector(cv2.resize(glyph, (56, 56))), grid_vector(np.ascontiguousarray(glyph.T))
+    >>> round(float(grid_vector(glyph) @ copy), 2), round(float(grid_vector(glyph) @ turned), 2)
+    (1.0, 0.21)
+    """
+    img = np.asarray(picture, np.float32)
+    grid = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA if min(img.shape) >= side else cv2.INTER_LINEAR)
+    v = grid.ravel() - grid.mean()
+    norm = float(np.linalg.norm(v))
+    return (v / norm if norm > 1e-3 else np.zeros_like(v)).astype(np.float32)
 
 
 def alignment(first: np.ndarray, second: np.ndarray, min_share: float = MIN_SHARE) -> Alignment:
