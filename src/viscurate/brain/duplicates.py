@@ -339,12 +339,13 @@ def _aligned(a: np.ndarray, b: np.ndarray, sim: np.ndarray, edges: dict[tuple[in
 
 def _small_pictures_apart(edges: dict[tuple[int, int], list], cols: dict[str, list], rules: DuplicateRules) -> int:
     """Remove from ``edges`` the pairs where either picture's shorter side is under ``rules.small_side`` and
-    the pixels do not agree; how many were removed. Each picture is read once and compared whole on a grid
-    (:func:`viscurate.media.align.grid_vector`; also the second mirrored for ``mirrored``, turned and
-    mirrored every way for ``rotated``): one dot product per pair, in blocks. Only two pictures of different shapes
-    (a crop kept at its size) get the scaled-placement search, which costs milliseconds a pair: among
-    pictures of one size, as a digit set has, the rules draw up to hundreds of thousands of pairs. A pair with
-    a file that cannot be read keeps the rule's verdict."""
+    the pixels do not agree; how many were removed. Each picture is read once and kept only as its grid
+    (:func:`viscurate.media.align.grid_vector`, float16: 1.2 KB a picture): one dot product per pair, in
+    blocks, also with the second one's grid mirrored for ``mirrored`` and turned and mirrored every way for
+    ``rotated`` (flips and quarter turns commute with the resize to a square grid). Only two pictures of
+    different shapes (a crop kept at its size) get the scaled-placement search, their files read again: it
+    costs milliseconds a pair, and among pictures of one size, as a digit set has, the rules draw hundreds of
+    thousands of pairs. A pair with a file that cannot be read keeps the rule's verdict."""
     side = np.array([min(w or 0, h or 0) for w, h in zip(cols["width"], cols["height"])], np.int64)
     small = (side > 0) & (side < rules.small_side)
     keys = [key for key in edges if small[key[0]] or small[key[1]]]
@@ -352,35 +353,43 @@ def _small_pictures_apart(edges: dict[tuple[int, int], list], cols: dict[str, li
         return 0
     members = sorted({k for key in keys for k in key})
     row = {k: m for m, k in enumerate(members)}
-    pictures = [picture(cols["filepath"][k], trim=False) for k in members]
-    readable = np.array([p is not None for p in pictures])
-    grids = np.stack([grid_vector(p) if p is not None else np.zeros(GRID_CELLS, np.float32) for p in pictures])
-    mirrored = np.stack([grid_vector(p[:, ::-1]) if p is not None else np.zeros(GRID_CELLS, np.float32)
-                         for p in pictures])
+    grids = np.zeros((len(members), GRID_CELLS), np.float16)
+    shapes: list[tuple[int, ...] | None] = [None] * len(members)
+    for m, k in enumerate(members):
+        if (pic := picture(cols["filepath"][k], trim=False)) is not None:
+            grids[m], shapes[m] = grid_vector(pic), pic.shape
+    readable = np.array([s is not None for s in shapes])
     a = np.array([row[x] for x, _ in keys], np.int64)
     b = np.array([row[y] for _, y in keys], np.int64)
     reason = np.array([edges[key][0] for key in keys])
+    views = {"mirrored": [lambda g: g[:, :, ::-1]],
+             "rotated": [lambda g, t=t: np.rot90(g, t, axes=(1, 2)) for t in (1, 2, 3)]
+             + [lambda g, t=t: np.rot90(g[:, :, ::-1], t, axes=(1, 2)) for t in range(4)]}
     score = np.empty(len(keys), np.float32)
     for lo in range(0, len(keys), 20_000):  # 20,000 pairs x 576 cells x 2 x 4 bytes: 92 MB at most
         sl = slice(lo, lo + 20_000)
-        score[sl] = np.einsum("ij,ij->i", grids[a[sl]], grids[b[sl]])
+        first = grids[a[sl]].astype(np.float32)
+        score[sl] = np.einsum("ij,ij->i", first, grids[b[sl]].astype(np.float32))
         # a reason names the first rule that held, not how the two lie: a resized copy can meet the
-        # flip-invariant hash first, so the mirrored view is a second chance, not the only one
-        mirror = np.flatnonzero(reason[sl] == "mirrored") + lo
-        score[mirror] = np.maximum(score[mirror], np.einsum("ij,ij->i", grids[a[mirror]], mirrored[b[mirror]]))
-    for m in np.flatnonzero(reason == "rotated").tolist():
-        second = pictures[b[m]]
-        if second is not None:
-            turns_of = [np.rot90(second, t) for t in (1, 2, 3)] + [np.rot90(second[:, ::-1], t) for t in range(4)]
-            score[m] = max([score[m]] + [float(grids[a[m]] @ grid_vector(np.ascontiguousarray(v))) for v in turns_of])
+        # flip-invariant hash first, so the mirrored and turned views are second chances, not the only ones
+        for name, turns_of in views.items():
+            m = np.flatnonzero(reason[sl] == name)
+            if len(m):
+                second = grids[b[sl][m]].astype(np.float32).reshape(-1, GRID_SIDE, GRID_SIDE)
+                for view in turns_of:
+                    turned = view(second).reshape(len(m), -1)
+                    score[lo + m] = np.maximum(score[lo + m], np.einsum("ij,ij->i", first[m], turned))
     # without both pictures there is nothing to check: the rule stands (a missing file is ingest's to flag)
     agree = (score >= rules.small_score) | ~readable[a] | ~readable[b]
-    for m in np.flatnonzero(~agree & readable[a] & readable[b]).tolist():
-        first, second = pictures[a[m]], pictures[b[m]]
-        if first.shape != second.shape and reason[m] != "rotated":
-            views = [second] + ([np.ascontiguousarray(second[:, ::-1])] if reason[m] == "mirrored" else [])
-            agree[m] = any(found.score >= rules.small_aligned_score and found.share >= rules.aligned_share
-                           for found in (alignment(first, v, min_share=rules.aligned_share) for v in views))
+    for m in np.flatnonzero(~agree).tolist():
+        if shapes[a[m]] == shapes[b[m]] or reason[m] == "rotated":
+            continue
+        first, second = picture(cols["filepath"][keys[m][0]], trim=False), picture(cols["filepath"][keys[m][1]], trim=False)
+        if first is None or second is None:
+            continue
+        seconds = [second] + ([np.ascontiguousarray(second[:, ::-1])] if reason[m] == "mirrored" else [])
+        agree[m] = any(found.score >= rules.small_aligned_score and found.share >= rules.aligned_share
+                       for found in (alignment(first, v, min_share=rules.aligned_share) for v in seconds))
     apart = [keys[m] for m in np.flatnonzero(~agree).tolist()]
     for key in apart:
         del edges[key]
