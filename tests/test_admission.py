@@ -83,9 +83,13 @@ def test_heavy_queries_cannot_take_the_request_threads(home):
         watcher.join()
     assert all(status == 200 for status, _, _ in results)
     assert all(status == 200 for status, _, _ in light)
-    slowest_light = max(seconds for _, seconds, _ in light)
-    # each light search answered while heavy ones queued: well under one heavy query's time
-    assert slowest_light < max(0.5, alone[1] / 2), (slowest_light, alone[1])
+    light_seconds = sorted(seconds for _, seconds, _ in light)
+    # each light search answered while heavy ones queued. Had it queued behind them (no lane: 8 heavy
+    # queries on 4 request threads) it would have waited for one heavy query at least; the first one or two
+    # also compile cold (0.2-0.3 s here alone, 0.77 and 0.99 in two fresh-clone CI runs on a shared machine,
+    # against heavy queries of 1.4 and 1.8 s), so the bound is one heavy query, and the typical one is fast
+    assert light_seconds[-1] < alone[1], (light_seconds, alone[1])
+    assert light_seconds[len(light_seconds) // 2] < max(0.25, alone[1] / 4), (light_seconds, alone[1])
     assert heavy_done_meanwhile < 8
     assert most_running[0] == 1
 
