@@ -320,8 +320,8 @@ def _aligned(a: np.ndarray, b: np.ndarray, sim: np.ndarray, edges: dict[tuple[in
     for :func:`_small_pictures_apart`, which keeps them only if they agree whole (the search cost 73 of the
     95 s on MNIST's 10,000 digits, and a scaled placement of one digit over another is no evidence)."""
     paths = cols["filepath"]
-    size = [(w or 0, h or 0) for w, h in zip(cols["width"], cols["height"])]
-    small = [0 < min(wh) < rules.small_side for wh in size]
+    size = list(zip(cols["width"], cols["height"]))
+    small = _small(cols, rules)
     pictures: dict[int, np.ndarray | None] = {}
 
     def grey(k: int) -> np.ndarray | None:
@@ -345,6 +345,12 @@ def _aligned(a: np.ndarray, b: np.ndarray, sim: np.ndarray, edges: dict[tuple[in
     return keep
 
 
+def _small(cols: dict[str, list], rules: DuplicateRules) -> np.ndarray:
+    """Per sample: whether its shorter side is known and under ``rules.small_side``."""
+    side = np.array([min(w or 0, h or 0) for w, h in zip(cols["width"], cols["height"])], np.int64)
+    return (side > 0) & (side < rules.small_side)
+
+
 def _small_pictures_apart(edges: dict[tuple[int, int], list], cols: dict[str, list], rules: DuplicateRules) -> int:
     """Remove from ``edges`` the pairs where either picture's shorter side is under ``rules.small_side`` and
     the pixels do not agree; how many were removed. Each picture is read once and kept only as its grid
@@ -354,8 +360,7 @@ def _small_pictures_apart(edges: dict[tuple[int, int], list], cols: dict[str, li
     different shapes (a crop kept at its size) get the scaled-placement search, their files read again: it
     costs milliseconds a pair, and among pictures of one size, as a digit set has, the rules draw hundreds of
     thousands of pairs. A pair with a file that cannot be read keeps the rule's verdict."""
-    side = np.array([min(w or 0, h or 0) for w, h in zip(cols["width"], cols["height"])], np.int64)
-    small = (side > 0) & (side < rules.small_side)
+    small = _small(cols, rules)
     keys = [key for key in edges if small[key[0]] or small[key[1]]]
     if not keys:
         return 0
