@@ -351,6 +351,38 @@ def test_pool_survives_crashes_exceptions_and_hangs():
         assert sorted(r for c in pool.imap_unordered([1, 2, 3]) for _, r in c) == [2, 4, 6]
 
 
+def test_pool_imap_keeps_the_order_of_the_items_through_crashes_and_hangs():
+    with ProcessPool(_double, workers=2, chunk_size=3, item_timeout=0.5) as pool:
+        got = [(item, result) for chunk in pool.imap(range(30)) for item, result in chunk]
+    assert [item for item, _ in got] == list(range(30))
+    assert all(r == 2 * i for i, r in got if i not in (7, 13, 21))
+    assert all(isinstance(got[i][1], ItemError) for i in (7, 13, 21))
+
+
+def test_pool_imap_lets_results_through_past_max_waiting():
+    # 21 hangs until its timeout: with room for 4 waiting results, those after it are not held for it
+    with ProcessPool(_double, workers=2, chunk_size=1, item_timeout=1.0) as pool:
+        order = [item for chunk in pool.imap(range(18, 40), max_waiting=4) for item, _ in chunk]
+    assert sorted(order) == list(range(18, 40))
+    assert order.index(21) > order.index(27)  # what finished while 21 hung went ahead of it
+    assert order[order.index(21) + 1:] == sorted(order[order.index(21) + 1:])  # in order again after it
+
+
+def test_the_catalog_keeps_the_listed_order_whichever_worker_finishes_first(tmp_path: Path):
+    # a big photo listed first takes one worker far longer than the small pictures after it take the other
+    src = tmp_path / "in"
+    src.mkdir()
+    big = Image.open(real_photos()[0]).convert("RGB").resize((3000, 2400))
+    big.save(src / "a_big.png")
+    for i in range(40):
+        Image.new("RGB", (40 + i, 30), (i * 5, 80, 120)).save(src / f"b_{i:02d}.png")
+    listed = [str(p) for p in sorted(src.iterdir())]
+    for run in range(2):
+        with Catalog(tmp_path / f"ds{run}", "ds", write=True) as cat:
+            ingest(cat, [src], workers=2, chunk_size=1, progress=False)
+            assert [d["origin"] for d in cat.iter_docs()] == listed
+
+
 def test_profile_fields_plus_covers_the_profile():
     from viscurate.pipeline import PROFILE_FIELDS_PLUS
     assert set(PROFILE_FIELDS) <= set(PROFILE_FIELDS_PLUS) and "datetime" in PROFILE_FIELDS_PLUS

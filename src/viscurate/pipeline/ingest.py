@@ -13,7 +13,10 @@ Three steps, streamed (nothing holds the whole file list but the catalog's ``fil
    size -> changed; not in the index -> added. Archive members are copied out by the parent, in one
    pass over each archive, into ``media_dir`` (content-addressed) and profiled from there.
 2. **run** (worker processes, :class:`~viscurate.pipeline.pool.ProcessPool`): ``profile_file`` on
-   chunks of files; results stream back as they finish; a crash or an exception costs one file.
+   chunks of files; a crash or an exception costs one file. Results are put back in the order of the
+   plan (``ProcessPool.imap``), so the catalog holds the files in the order they were listed (a folder
+   walk is sorted) on every run: what a seeded ``select`` or a page of ``find`` shows does not depend
+   on which worker finished first.
 3. **write** (parent): every ``batch_size`` documents -> one ``catalog.write(mode="merge")``
    transaction that replaces exactly the profile fields, so user fields (tags, labels, metadata)
    survive a re-profile. A run killed at any point loses at most its last uncommitted batch; the next
@@ -465,7 +468,7 @@ def ingest(catalog: "Catalog", inputs: Iterable[str | os.PathLike] | str | os.Pa
                                  initargs=(thresholds, max_bytes, True, media_dir, sampling, item_timeout),
                                  preload=["viscurate.pipeline.ingest"], item_timeout=item_timeout,
                                  cost=_item_bytes, max_chunk_cost=CHUNK_BYTES) as pool:
-                    _consume(pool.imap_unordered(items), writer, report, tick, planner)
+                    _consume(pool.imap(items), writer, report, tick, planner)
         except KeyboardInterrupt:
             writer.flush()  # keep the profiles already computed (the workers are stopped by now)
             raise

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import heapq
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
@@ -36,6 +37,8 @@ from ..common.cores import cpu_count
 T = TypeVar("T")
 R = TypeVar("R")
 
+#: Results :meth:`ProcessPool.imap` holds back while an earlier item is still being worked on.
+MAX_WAITING = 10_000
 #: How many times in a row a fresh worker may die before finishing anything before we give up.
 MAX_STARTUP_FAILURES = 3
 
@@ -223,6 +226,43 @@ class ProcessPool(Generic[T, R]):
             w.proc.join(timeout=5)
 
     # -- running
+
+    def imap(self, items: Iterable[T], *, max_waiting: int = MAX_WAITING) -> Iterator[list[tuple[T, R | ItemError]]]:
+        """Results in the order of ``items`` (a list of ``(item, result)`` at a time), so that what is written
+        from them comes out the same on every run: a result that finishes ahead of an earlier, slower item
+        waits for it. At most ``max_waiting`` results wait; past that the earliest are let through, so an
+        item that hangs until its timeout does not hold a run's results in memory (its own result then
+        comes after them).
+
+        >>> with ProcessPool(abs, workers=2, chunk_size=1) as pool:
+        ...     [r for chunk in pool.imap([-3, 2, -1, 5]) for _, r in chunk]
+        [3, 2, 1, 5]
+        """
+        positions: dict[int, collections.deque[int]] = {}  # id(item) -> its positions (an object may come twice)
+
+        def numbered() -> Iterator[T]:
+            for k, item in enumerate(items):
+                positions.setdefault(id(item), collections.deque()).append(k)
+                yield item
+
+        waiting: list[int] = []  # a heap of the positions held
+        held: dict[int, tuple[T, R | ItemError]] = {}
+        expected = 0
+        for chunk in self.imap_unordered(numbered()):
+            for item, result in chunk:
+                queue = positions[id(item)]
+                k = queue.popleft()
+                if not queue:
+                    del positions[id(item)]
+                held[k] = (item, result)
+                heapq.heappush(waiting, k)
+            out = []
+            while waiting and (waiting[0] <= expected or len(waiting) > max_waiting):
+                k = heapq.heappop(waiting)
+                out.append(held.pop(k))
+                expected = max(expected, k + 1)
+            if out:
+                yield out
 
     def imap_unordered(self, items: Iterable[T]) -> Iterator[list[tuple[T, R | ItemError]]]:
         """Results as they finish, one list of ``(item, result)`` per chunk; every item comes back once.
