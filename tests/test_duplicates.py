@@ -186,6 +186,7 @@ def test_calibration_page(planted, tmp_path):
     report = ds.calibrate(tmp_path / "cal.html")
     page = (tmp_path / "cal.html").read_text()
     assert report.model == "efficientnet_lite3@uint8-280-obj224" and set(report.bands) == {"phash", "embedding"}
+    assert report.small == 0 and "--small-score" not in page  # photos: no small-picture section
     # identical bytes are 0 bits apart: the first hash band holds the exact copies
     assert report.bands["phash"][0]["band"] == [0, 0] and report.bands["phash"][0]["pairs_in_band"] >= 5
     assert len(report.nearest["phash"]) >= 150 and len(report.nearest["embedding"]) == 200

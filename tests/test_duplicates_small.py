@@ -94,3 +94,31 @@ def test_grid_vector_of_a_copy_and_of_another_digit():
     assert float(grid_vector(first) @ grid_vector(shrunk)) >= DuplicateRules().small_score
     assert float(grid_vector(first) @ grid_vector(other)) < DuplicateRules().small_score
     assert not grid_vector(np.zeros((28, 28), np.float32)).any()  # a flat picture agrees with nothing
+
+
+def test_calibration_page_shows_where_small_copies_stop(digits, tmp_path):
+    """The calibration page has a third section for small pictures: each one's whole-picture correlation
+    (as it lies, mirrored or turned) with the closer of its nearest by hash and by embedding. The planted copies sit at the top, most other
+    digits below ``small_score``; the pairs shown are the grids' real correlations."""
+    ds, truth = digits
+    report = ds.calibrate(tmp_path / "cal.html")
+    page = (tmp_path / "cal.html").read_text()
+    assert report.small == report.samples == ds.count()  # every digit and copy is under 64 px
+    assert set(report.bands) == {"phash", "embedding", "small"}
+    values = np.array(report.nearest["small"])
+    assert len(values) == report.small
+    # the pictures of a planted pair whose edit keeps the whole picture (crops need the placement search)
+    whole = 2 * sum(1 for p in truth["dup_pairs"] if not truth["edits"][f"{p[0]}|{p[1]}"].startswith("crop"))
+    agreeing = int((values >= DuplicateRules().small_score).sum())
+    assert 0.85 * whole <= agreeing <= whole + 0.1 * report.small, (agreeing, whole)
+    assert sum(b["pairs_in_band"] for b in report.bands["small"]) > 0.6 * report.small  # pairs counted once
+    paths = {d["_id"]: d["filepath"] for d in ds.find({}, projection={"filepath": 1}, page_size=10_000)["results"]}
+    shown = [(band["band"], pair) for band in report.bands["small"] for pair in band["pairs"]]
+    assert len(shown) >= 8
+    for (lo, hi), pair in shown:
+        a, b = (cv2.imread(paths[pair[k]], cv2.IMREAD_GRAYSCALE).astype(np.float32) for k in "ab")
+        views = [np.rot90(m, t) for m in (b, b[:, ::-1]) for t in range(4)]  # as it lies, mirrored, turned
+        best = max(float(grid_vector(a) @ grid_vector(np.ascontiguousarray(v))) for v in views)
+        assert abs(best - pair["value"]) < 0.01 and lo <= pair["value"] <= hi, (pair, best)
+    assert "current threshold 0.97" in page and "--small-score" in page and "under 64 px" in page
+

@@ -72,7 +72,7 @@ if TYPE_CHECKING:
     from ..store.catalog import Catalog
 
 __all__ = ["DuplicateRules", "DuplicateGroup", "DuplicatesReport", "DuplicateGraph", "duplicate_graph",
-           "find_duplicates", "ISSUES", "REASONS"]
+           "find_duplicates", "small_pictures", "ISSUES", "REASONS"]
 
 #: The issues this analysis owns (it adds and removes exactly these).
 ISSUES = ("duplicate", "near_duplicate")
@@ -321,7 +321,7 @@ def _aligned(a: np.ndarray, b: np.ndarray, sim: np.ndarray, edges: dict[tuple[in
     95 s on MNIST's 10,000 digits, and a scaled placement of one digit over another is no evidence)."""
     paths = cols["filepath"]
     size = list(zip(cols["width"], cols["height"]))
-    small = _small(cols, rules)
+    small = small_pictures(cols, rules)
     pictures: dict[int, np.ndarray | None] = {}
 
     def grey(k: int) -> np.ndarray | None:
@@ -345,7 +345,7 @@ def _aligned(a: np.ndarray, b: np.ndarray, sim: np.ndarray, edges: dict[tuple[in
     return keep
 
 
-def _small(cols: dict[str, list], rules: DuplicateRules) -> np.ndarray:
+def small_pictures(cols: dict[str, list], rules: DuplicateRules) -> np.ndarray:
     """Per sample: whether its shorter side is known and under ``rules.small_side``."""
     side = np.array([min(w or 0, h or 0) for w, h in zip(cols["width"], cols["height"])], np.int64)
     return (side > 0) & (side < rules.small_side)
@@ -360,7 +360,7 @@ def _small_pictures_apart(edges: dict[tuple[int, int], list], cols: dict[str, li
     different shapes (a crop kept at its size) get the scaled-placement search, their files read again: it
     costs milliseconds a pair, and among pictures of one size, as a digit set has, the rules draw hundreds of
     thousands of pairs. A pair with a file that cannot be read keeps the rule's verdict."""
-    small = _small(cols, rules)
+    small = small_pictures(cols, rules)
     keys = [key for key in edges if small[key[0]] or small[key[1]]]
     if not keys:
         return 0

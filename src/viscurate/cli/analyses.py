@@ -32,6 +32,10 @@ def duplicates_cmd(
                                      "are near duplicates (with --similarity-hash-distance)."),
     similarity_hash_distance: int = typer.Option(22, "--similarity-hash-distance", help="...and perceptual hashes "
                                                  "at most this many bits apart."),
+    small_side: int = typer.Option(64, "--small-side", help="Pictures whose shorter side is under this many "
+                                   "pixels are small: their pairs must also agree pixel by pixel (0: no such check)."),
+    small_score: float = typer.Option(0.97, "--small-score", help="The whole-picture correlation (24 x 24 grid) "
+                                      "at which two small pictures agree (`viscurate calibrate` shows where copies stop)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model for the embedding rule "
                                         "(default: the default embedder, when `viscurate embed` stored it)."),
     no_embeddings: bool = NO_EMBEDDINGS_OPTION,
@@ -46,7 +50,8 @@ def duplicates_cmd(
     ds = open_dataset(name)
     report = ds.find_duplicates(model=False if no_embeddings else model, query=q, write=not dry_run,
                                 hash_distance=hash_distance, flip_distance=flip_distance, similarity=similarity,
-                                similarity_hash_distance=similarity_hash_distance)
+                                similarity_hash_distance=similarity_hash_distance, small_side=small_side,
+                                small_score=small_score)
     if as_json:
         print_report_json(report, name)
         return
@@ -84,6 +89,9 @@ def calibrate_cmd(
     for measure, bands in report.bands.items():
         console.print(f"{measure}: " + " · ".join(f"{b['band'][0]:g}-{b['band'][1]:g}: {b['pairs_in_band']}"
                                                    for b in bands))
+    if report.small:
+        console.print(f"{report.small:,} of {report.samples:,} pictures are small: their pairs need --small-score "
+                      "(the 'small' bands: whole-picture correlation with the closest candidate)")
     console.print(f"wrote {report.path} (open it in a browser; images are embedded, nothing is fetched)")
 
 
