@@ -122,3 +122,23 @@ def test_calibration_page_shows_where_small_copies_stop(digits, tmp_path):
         assert abs(best - pair["value"]) < 0.01 and lo <= pair["value"] <= hi, (pair, best)
     assert "current threshold 0.97" in page and "--small-score" in page and "under 64 px" in page
 
+
+
+def test_calibration_of_small_pictures_without_embeddings(tmp_path):
+    """Before `embed`, the small-picture section has the hash neighbours alone (and a digit with none is left out)."""
+    from PIL import Image
+
+    x, _ = arrays("mnist")
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for i in range(30):
+        Image.fromarray(x[i]).save(folder / f"{i:02d}.png")
+    Image.fromarray(x[0]).resize((40, 40)).save(folder / "00-bigger.png")  # a copy, still small
+    ds = Dataset.create("few", tmp_path / "home")
+    ds.add_images(folder, progress=False)
+    report = ds.calibrate(tmp_path / "cal.html")
+    assert report.model is None and set(report.bands) == {"phash", "small"} and report.small == 31
+    top = report.bands["small"][0]
+    assert top["band"] == [0.99, 1.0] and top["pairs_in_band"] >= 1
+    assert max(report.nearest["small"]) >= 0.99  # the copy and its digit
+    ds.close()

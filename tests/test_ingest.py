@@ -368,6 +368,47 @@ def test_pool_imap_lets_results_through_past_max_waiting():
     assert order[order.index(21) + 1:] == sorted(order[order.index(21) + 1:])  # in order again after it
 
 
+def _stuck_first(item: tuple[int, str]) -> int:
+    x, marker = item
+    if x == 0:
+        time.sleep(60)  # holds back every result after it
+    if x == 19:
+        Path(marker).touch()
+    return 2 * x
+
+
+def test_pool_imap_hands_over_what_it_holds_on_ctrl_c(tmp_path: Path):
+    """Ctrl-C while the first item is still worked on: the results waiting behind it come out (ingest commits
+    them) before the KeyboardInterrupt goes on."""
+    import _thread
+    import threading
+
+    marker = tmp_path / "last-done"
+
+    def interrupt_when_the_rest_is_done() -> None:
+        deadline = time.monotonic() + 50
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # its result reaches the parent
+        _thread.interrupt_main()
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    got: list[list[tuple]] = []
+    try:
+        threading.Thread(target=interrupt_when_the_rest_is_done, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            with ProcessPool(_stuck_first, workers=2, chunk_size=1) as pool:
+                for chunk in pool.imap([(x, str(marker)) for x in range(20)]):
+                    got.append(chunk)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    # 0 hangs, and 1 was queued behind it on the same worker; the others were all held, and are handed over
+    assert len(got) == 1, got
+    handed = [item[0] for item, _ in got[0]]
+    assert handed == sorted(handed) and set(handed) >= set(range(2, 20)) and 0 not in handed
+    assert all(result == 2 * item[0] for item, result in got[0])
+
+
 def test_the_catalog_keeps_the_listed_order_whichever_worker_finishes_first(tmp_path: Path):
     # a big photo listed first takes one worker far longer than the small pictures after it take the other
     src = tmp_path / "in"

@@ -107,6 +107,8 @@ def _small_agreement(paths: list[str | None], small: np.ndarray,
     for column in partners.T:
         rows = np.flatnonzero((column >= 0) & (at >= 0))
         rows = rows[at[column[rows]] >= 0]
+        if not len(rows):  # e.g. no embeddings stored: that column names no partner
+            continue
         first = grids[at[rows]].astype(np.float32)
         second = grids[at[column[rows]]].astype(np.float32).reshape(-1, GRID_SIDE, GRID_SIDE)
         v = np.full(len(rows), -1.0, np.float32)
@@ -133,7 +135,8 @@ def _thumb(path: str | None) -> str:
 
 
 def _histogram_svg(values: Sequence[float], edges: np.ndarray, mark: float, label: str) -> str:
-    counts, _ = np.histogram(values, bins=edges)
+    # into the end bins rather than dropped: a copy's similarity can round above 1, a stranger's below 0
+    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
     w, h, pad = 640, 180, 30
     top = max(1, int(counts.max()) if len(counts) else 1)
     bw = (w - 2 * pad) / max(1, len(counts))
@@ -227,13 +230,15 @@ def calibrate(cat: "Catalog", out_path: str | Path, *, model: str | None = None,
     if report.small:
         sj, sv = _small_agreement(paths, small, (hj, ej))
         section(f"Small pictures (shorter side under {rules.small_side} px: {report.small:,} of {len(ids):,}): "
-                "whole-picture correlation (as it lies, mirrored or turned) with the closer of its nearest by hash "
-                "and by embedding (higher = more alike)", "small", sj, sv, SMALL_BANDS, np.linspace(0.0, 1.0, 51), rules.small_score,
+                "whole-picture correlation with the closer of its nearest by hash and by embedding, as it lies "
+                "or mirrored or turned where that agrees better (higher = more alike)", "small", sj, sv, SMALL_BANDS, np.linspace(0.0, 1.0, 51), rules.small_score,
                 lambda v: f"{v:.2f}")
         intro_small = (f"<p>{report.small:,} pictures are small (shorter side under {rules.small_side} px): a pair of "
                        f"them is a duplicate only if its pixels agree as well, a correlation of at least "
                        f"{rules.small_score:g} laid whole one over the other; the last section shows where copies stop: "
-                       f"<code>--small-score S</code>.</p>")
+                       f"<code>--small-score S</code>. Its values are the best of the picture as it lies, mirrored and "
+                       f"turned; the check tries the mirrored and turned views only for pairs that the mirror and turn "
+                       f"rules found, so for other pairs a value there can be higher than the check's.</p>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>viscurate calibrate</title><style>
 body{{font-family:sans-serif;margin:2em;color:#222}} .pairs{{display:flex;flex-wrap:wrap;gap:12px}}
 figure{{margin:0;padding:6px;border:1px solid #ddd;border-radius:4px}} figure img{{height:{THUMB // 2}px;margin:2px}}

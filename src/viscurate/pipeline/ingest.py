@@ -19,9 +19,9 @@ Three steps, streamed (nothing holds the whole file list but the catalog's ``fil
    on which worker finished first.
 3. **write** (parent): every ``batch_size`` documents -> one ``catalog.write(mode="merge")``
    transaction that replaces exactly the profile fields, so user fields (tags, labels, metadata)
-   survive a re-profile. A run killed at any point loses at most its last uncommitted batch; the next
-   run's plan skips what was committed, and deterministic ``_id``s (sha1 of the origin) make
-   duplicates impossible.
+   survive a re-profile. A run killed at any point loses at most the work not yet committed (its last
+   batch, and results waiting for a slower file); the next run's plan skips what was committed, and
+   deterministic ``_id``s (sha1 of the origin) make duplicates impossible.
 
 A sample's ``_id`` is the first 24 hex digits of sha1(origin). See ``docs/ingest.md``.
 """

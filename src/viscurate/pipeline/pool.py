@@ -232,7 +232,8 @@ class ProcessPool(Generic[T, R]):
         from them comes out the same on every run: a result that finishes ahead of an earlier, slower item
         waits for it. At most ``max_waiting`` results wait; past that the earliest are let through, so an
         item that hangs until its timeout does not hold a run's results in memory (its own result then
-        comes after them).
+        comes after them). On Ctrl-C while it waits for results, those it holds come out first (in order),
+        then the ``KeyboardInterrupt`` goes on: the work already done is the caller's to keep.
 
         >>> with ProcessPool(abs, workers=2, chunk_size=1) as pool:
         ...     [r for chunk in pool.imap([-3, 2, -1, 5]) for _, r in chunk]
@@ -248,21 +249,29 @@ class ProcessPool(Generic[T, R]):
         waiting: list[int] = []  # a heap of the positions held
         held: dict[int, tuple[T, R | ItemError]] = {}
         expected = 0
-        for chunk in self.imap_unordered(numbered()):
-            for item, result in chunk:
-                queue = positions[id(item)]
-                k = queue.popleft()
-                if not queue:
-                    del positions[id(item)]
-                held[k] = (item, result)
-                heapq.heappush(waiting, k)
-            out = []
-            while waiting and (waiting[0] <= expected or len(waiting) > max_waiting):
-                k = heapq.heappop(waiting)
-                out.append(held.pop(k))
-                expected = max(expected, k + 1)
-            if out:
-                yield out
+        try:
+            for chunk in self.imap_unordered(numbered()):
+                for item, result in chunk:
+                    queue = positions[id(item)]
+                    k = queue.popleft()
+                    if not queue:
+                        del positions[id(item)]
+                    held[k] = (item, result)
+                    heapq.heappush(waiting, k)
+                out = []
+                while waiting and (waiting[0] <= expected or len(waiting) > max_waiting):
+                    k = heapq.heappop(waiting)
+                    out.append(held.pop(k))
+                    expected = max(expected, k + 1)
+                if out:
+                    yield out
+        except KeyboardInterrupt:
+            # what was done is the caller's to keep (ingest commits it): hand it over, then stop
+            if held:
+                yield [held[k] for k in sorted(held)]
+            raise
+        if held:  # every item comes back, so nothing waits at the end; were one lost, the rest still go out
+            yield [held[k] for k in sorted(held)]
 
     def imap_unordered(self, items: Iterable[T]) -> Iterator[list[tuple[T, R | ItemError]]]:
         """Results as they finish, one list of ``(item, result)`` per chunk; every item comes back once.
