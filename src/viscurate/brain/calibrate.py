@@ -30,8 +30,8 @@ import numpy as np
 
 from ..errors import ViscurateError
 from ..usable import usable
-from ..media.align import GRID_SIDE, grid_vector, picture
-from .duplicates import DuplicateRules, small_pictures
+from ..media.align import GRID_SIDE
+from .duplicates import DuplicateRules, small_grids, small_pictures
 from .findings import default_model
 from .neighbours import hamming_pairs
 
@@ -97,11 +97,10 @@ def _small_agreement(paths: list[str | None], small: np.ndarray,
     partners = np.stack(candidates, axis=1)
     partners[~small] = -1
     needed = np.unique(np.concatenate([np.flatnonzero(small), partners[partners >= 0]]))
+    grids, shapes = small_grids(paths, needed.tolist())
     at = np.full(len(paths), -1, np.int64)  # row -> its grid's row, -1 where unread or unreadable
-    grids = np.zeros((len(needed), GRID_SIDE * GRID_SIDE), np.float16)
-    for m, k in enumerate(needed.tolist()):
-        if (pic := picture(paths[k], trim=False)) is not None:
-            grids[m], at[k] = grid_vector(pic), m
+    readable = np.array([shape is not None for shape in shapes], bool)
+    at[needed[readable]] = np.flatnonzero(readable)
     best_j = np.full(len(paths), -1, np.int64)
     best_v = np.full(len(paths), -1.0)
     for column in partners.T:
@@ -231,8 +230,8 @@ def calibrate(cat: "Catalog", out_path: str | Path, *, model: str | None = None,
         sj, sv = _small_agreement(paths, small, (hj, ej))
         section(f"Small pictures (shorter side under {rules.small_side} px: {report.small:,} of {len(ids):,}): "
                 "whole-picture correlation with the closer of its nearest by hash and by embedding, as it lies "
-                "or mirrored or turned where that agrees better (higher = more alike)", "small", sj, sv, SMALL_BANDS, np.linspace(0.0, 1.0, 51), rules.small_score,
-                lambda v: f"{v:.2f}")
+                "or mirrored or turned where that agrees better (higher = more alike)", "small", sj, sv,
+                SMALL_BANDS, np.linspace(0.0, 1.0, 51), rules.small_score, lambda v: f"{v:.2f}")
         intro_small = (f"<p>{report.small:,} pictures are small (shorter side under {rules.small_side} px): a pair of "
                        f"them is a duplicate only if its pixels agree as well, a correlation of at least "
                        f"{rules.small_score:g} laid whole one over the other; the last section shows where copies stop: "

@@ -72,7 +72,8 @@ if TYPE_CHECKING:
     from ..store.catalog import Catalog
 
 __all__ = ["DuplicateRules", "DuplicateGroup", "DuplicatesReport", "DuplicateGraph", "duplicate_graph",
-           "find_duplicates", "small_pictures", "ISSUES", "REASONS"]
+           "find_duplicates", "small_pictures", "small_grids", "ISSUES",
+           "REASONS"]
 
 #: The issues this analysis owns (it adds and removes exactly these).
 ISSUES = ("duplicate", "near_duplicate")
@@ -351,6 +352,18 @@ def small_pictures(cols: dict[str, list], rules: DuplicateRules) -> np.ndarray:
     return (side > 0) & (side < rules.small_side)
 
 
+def small_grids(paths: list[str | None], rows: list[int]) -> tuple[np.ndarray, list[tuple[int, ...] | None]]:
+    """The whole picture of each of ``rows`` (positions in ``paths``) as its grid
+    (:func:`viscurate.media.align.grid_vector`, float16: 1.2 KB a picture), and its shape; zeros and ``None``
+    where the file cannot be read."""
+    grids = np.zeros((len(rows), GRID_CELLS), np.float16)
+    shapes: list[tuple[int, ...] | None] = [None] * len(rows)
+    for m, k in enumerate(rows):
+        if (pic := picture(paths[k], trim=False)) is not None:
+            grids[m], shapes[m] = grid_vector(pic), pic.shape
+    return grids, shapes
+
+
 def _small_pictures_apart(edges: dict[tuple[int, int], list], cols: dict[str, list], rules: DuplicateRules) -> int:
     """Remove from ``edges`` the pairs where either picture's shorter side is under ``rules.small_side`` and
     the pixels do not agree; how many were removed. Each picture is read once and kept only as its grid
@@ -366,11 +379,7 @@ def _small_pictures_apart(edges: dict[tuple[int, int], list], cols: dict[str, li
         return 0
     members = sorted({k for key in keys for k in key})
     row = {k: m for m, k in enumerate(members)}
-    grids = np.zeros((len(members), GRID_CELLS), np.float16)
-    shapes: list[tuple[int, ...] | None] = [None] * len(members)
-    for m, k in enumerate(members):
-        if (pic := picture(cols["filepath"][k], trim=False)) is not None:
-            grids[m], shapes[m] = grid_vector(pic), pic.shape
+    grids, shapes = small_grids(cols["filepath"], members)
     readable = np.array([s is not None for s in shapes])
     a = np.array([row[x] for x, _ in keys], np.int64)
     b = np.array([row[y] for _, y in keys], np.int64)
